@@ -1,0 +1,225 @@
+"""The detector contract: one suite that every tsdiff detector passes (see tests/detectors.py)."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_frame
+from detectors import DETECTORS, INFORMATIVE
+from sklearn.base import clone
+
+import tsdiff
+from tsdiff import errors
+from tsdiff.results import EVENT_COLUMNS, DetectionResult
+
+ALL = sorted(DETECTORS)
+
+
+def fitted(name: str, train: pd.DataFrame, **kw):
+    return DETECTORS[name](random_state=0, **kw).fit(train)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_index_kept_and_one_score_per_row(name, train_frame, test_frame):
+    det = fitted(name, train_frame)
+    scores = det.score(test_frame)
+    assert isinstance(scores, pd.Series)
+    assert scores.index.equals(test_frame.index)
+    assert scores.shape == (len(test_frame),)
+    assert np.isfinite(scores.to_numpy()).all()
+    labels = det.predict(test_frame)
+    assert labels.index.equals(test_frame.index)
+    assert set(np.unique(labels)) <= {0, 1}
+    np.testing.assert_array_equal(labels.to_numpy(), (scores > det.threshold_).to_numpy().astype(int))
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("index", ["int", "range"])
+def test_other_indexes_kept(name, index):
+    train = make_frame(300, 3, seed=0, index=index)
+    test = make_frame(150, 3, seed=1, index=index)
+    scores = fitted(name, train).score(test)
+    assert scores.index.equals(test.index)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_numpy_input(name, train_frame, test_frame):
+    det = fitted(name, train_frame.to_numpy())
+    scores = det.score(test_frame.to_numpy())
+    assert isinstance(scores.index, pd.RangeIndex) and len(scores) == len(test_frame)
+    result = det.detect(test_frame.to_numpy())
+    assert list(result.feature_scores.columns) == list(range(train_frame.shape[1]))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_nan_input_accepted(name, train_frame, test_frame):
+    train = train_frame.copy()
+    test = test_frame.copy()
+    rng = np.random.default_rng(0)
+    for df in (train, test):
+        holes = rng.random(df.shape) < 0.05
+        df[:] = np.where(holes, np.nan, df.to_numpy())
+    train.iloc[:5, 0] = np.nan  # a column that starts missing
+    det = fitted(name, train)
+    scores = det.score(test)
+    assert np.isfinite(scores.to_numpy()).all()
+    result = det.detect(test)
+    assert np.isfinite(result.feature_scores.to_numpy()).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_detect_result(name, train_frame, test_frame):
+    det = fitted(name, train_frame)
+    result = det.detect(test_frame)
+    assert isinstance(result, DetectionResult)
+    assert result.scores.index.equals(test_frame.index)
+    pd.testing.assert_series_equal(result.scores, det.score(test_frame))
+    assert result.feature_scores.shape == test_frame.shape
+    assert list(result.feature_scores.columns) == list(test_frame.columns)
+    assert result.threshold == det.threshold_
+    assert result.threshold_method
+    assert list(result.events.columns) == EVENT_COLUMNS
+    assert int(result.events["n_rows"].sum()) == int(result.labels.sum())
+    for _, ev in result.events.iterrows():
+        span = result.labels.loc[ev["start"] : ev["end"]]
+        assert (span == 1).all() and len(span) == ev["n_rows"]
+        assert set(ev["top_metrics"]) <= set(test_frame.columns)
+    frame = result.to_frame()
+    assert frame.index.equals(test_frame.index)
+    assert {"score", "label", "score:m0"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize("name", INFORMATIVE)
+def test_obvious_anomaly_scores_high(name, train_frame, test_frame):
+    scores = fitted(name, train_frame).score(test_frame)
+    inside = scores.iloc[120:126].max()
+    assert inside > scores.iloc[:100].quantile(0.99)
+
+
+@pytest.mark.parametrize("name", INFORMATIVE)
+def test_feature_scores_point_at_the_broken_metric(name, train_frame, test_frame):
+    result = fitted(name, train_frame).detect(test_frame)
+    blame = result.feature_scores.iloc[120:126].mean()
+    assert blame.idxmax() == "m2"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_get_params_and_clone(name):
+    det = DETECTORS[name](random_state=3)
+    params = det.get_params()
+    signature = inspect.signature(type(det).__init__).parameters
+    assert set(params) == set(signature) - {"self"}
+    assert {"threshold", "risk", "random_state"} <= set(params)
+    twin = clone(det)
+    assert twin.get_params() == params and twin is not det
+    twin.set_params(risk=0.01)
+    assert twin.risk == 0.01 and det.get_params() == params
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fit_does_not_touch_params_or_input(name, train_frame):
+    det = DETECTORS[name](random_state=0)
+    before = det.get_params()
+    copy = train_frame.copy()
+    det.fit(train_frame)
+    assert det.get_params() == before
+    pd.testing.assert_frame_equal(train_frame, copy)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_random_state_same_scores(name, train_frame, test_frame):
+    a = fitted(name, train_frame).score(test_frame)
+    b = fitted(name, train_frame).score(test_frame)
+    pd.testing.assert_series_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_scoring_does_not_change_the_model(name, train_frame, test_frame):
+    det = fitted(name, train_frame)
+    first = det.score(test_frame)
+    det.score(make_frame(120, 4, seed=7))
+    pd.testing.assert_series_equal(first, det.score(test_frame))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_load_round_trip(name, train_frame, test_frame, tmp_path):
+    det = fitted(name, train_frame)
+    det.save(tmp_path / "model")
+    back = tsdiff.load(tmp_path / "model")
+    assert type(back) is type(det)
+    assert back.get_params() == det.get_params()
+    assert back.threshold_ == det.threshold_
+    pd.testing.assert_series_equal(back.score(test_frame), det.score(test_frame))
+    pd.testing.assert_frame_equal(
+        back.detect(test_frame).feature_scores, det.detect(test_frame).feature_scores
+    )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reordered_columns_matched_by_name(name, train_frame, test_frame):
+    det = fitted(name, train_frame)
+    shuffled = test_frame[list(reversed(test_frame.columns))]
+    pd.testing.assert_series_equal(det.score(shuffled), det.score(test_frame))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_not_fitted(name, test_frame):
+    with pytest.raises(errors.NotFittedError):
+        DETECTORS[name]().score(test_frame)
+
+
+def _bad_inputs(test: pd.DataFrame):
+    text = test.astype(object)
+    text.iloc[7, 1] = "n/a"
+    yield "non-numeric", text, errors.NonNumericColumnError, "m1"
+    empty_col = test.copy()
+    empty_col["m3"] = np.nan
+    yield "all-nan", empty_col, errors.AllNaNColumnError, "m3"
+    inf = test.copy()
+    inf.iloc[5, 0] = np.inf
+    yield "inf", inf, errors.InfiniteValueError, "m0"
+    dup = test.copy()
+    dup.index = dup.index.where(np.arange(len(dup)) != 10, dup.index[9])
+    yield "duplicate-time", dup, errors.DuplicateTimestampError, None
+    unsorted = test.iloc[[*range(50), 60, *range(50, 60), *range(61, len(test))]]
+    yield "unsorted", unsorted, errors.UnsortedIndexError, None
+    yield "missing-column", test.drop(columns="m1"), errors.ColumnMismatchError, "m1"
+    yield "extra-column", test.assign(extra=1.0), errors.ColumnMismatchError, "extra"
+    yield "too-few-rows", test.iloc[:1], errors.TooFewRowsError, None
+    yield "3-d array", np.zeros((3, 4, 2)), errors.InputTypeError, None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_scoring_input_raises_typed_errors(name, train_frame, test_frame):
+    det = fitted(name, train_frame)
+    for what, bad, error, column in _bad_inputs(test_frame):
+        if what == "too-few-rows" and det._min_rows() <= 1:
+            continue
+        with pytest.raises(error) as info:
+            det.score(bad)
+        assert isinstance(info.value, errors.TsdiffError) and isinstance(info.value, ValueError), what
+        if column is not None:
+            assert info.value.column == column, what
+            assert repr(column) in str(info.value), what
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_training_input_raises_typed_errors(name, train_frame):
+    for what, bad, error, _ in _bad_inputs(train_frame):
+        if what in ("missing-column", "extra-column"):
+            continue
+        if what == "too-few-rows" and DETECTORS[name]()._min_rows() <= 1:
+            continue
+        with pytest.raises(error):
+            DETECTORS[name]().fit(bad)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_parameters(name, train_frame):
+    with pytest.raises(errors.ParameterError):
+        DETECTORS[name](threshold="best-f1").fit(train_frame)
+    with pytest.raises(errors.ParameterError):
+        DETECTORS[name](risk=1.5).fit(train_frame)

@@ -1,0 +1,8 @@
+"""Simple detectors with the full tsdiff contract: the yardstick in every benchmark."""
+
+from tsdiff.baselines.iforest import IsolationForestDetector
+from tsdiff.baselines.kmeans import KMeansDetector
+from tsdiff.baselines.pca import PCADetector
+from tsdiff.baselines.random_score import RandomDetector
+
+__all__ = ["IsolationForestDetector", "KMeansDetector", "PCADetector", "RandomDetector"]

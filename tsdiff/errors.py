@@ -1,0 +1,126 @@
+"""Typed errors of tsdiff.
+
+Every error the package raises on purpose is a :class:`TsdiffError`, which is also a
+:class:`ValueError`, so ``except ValueError`` in existing scripts keeps working. Errors about
+input data carry the offending ``column`` and/or ``row`` as attributes and in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class TsdiffError(ValueError):
+    """Base class of every error tsdiff raises on purpose."""
+
+
+class InputError(TsdiffError):
+    """The data given to a detector cannot be used as it is.
+
+    Parameters
+    ----------
+    message
+        What is wrong, in one line.
+    column
+        The column at fault, when one is.
+    row
+        The row (index label) at fault, when one is.
+    """
+
+    def __init__(self, message: str, *, column: Any = None, row: Any = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.row = row
+
+
+class InputTypeError(InputError):
+    """The input is not a DataFrame, a Series or a 2-d array of numbers."""
+
+
+class EmptyInputError(InputError):
+    """The input has no rows or no columns."""
+
+
+class NonNumericColumnError(InputError):
+    """A column holds values that are not numbers."""
+
+
+class AllNaNColumnError(InputError):
+    """A column holds no value at all (all NaN)."""
+
+
+class InfiniteValueError(InputError):
+    """A cell holds +inf or -inf."""
+
+
+class DuplicateTimestampError(InputError):
+    """Two rows share one index label."""
+
+
+class UnsortedIndexError(InputError):
+    """The time index goes backwards."""
+
+
+class DuplicateColumnError(InputError):
+    """Two columns share one name."""
+
+
+class TooFewRowsError(InputError):
+    """Fewer rows than a detector needs (e.g. fewer than one window)."""
+
+    def __init__(self, n_rows: int, needed: int, what: str = "rows") -> None:
+        super().__init__(f"got {n_rows} rows but at least {needed} are needed ({what})")
+        self.n_rows = n_rows
+        self.needed = needed
+
+
+class ColumnMismatchError(InputError):
+    """Columns at scoring time differ from those seen at fit time."""
+
+    def __init__(self, missing: Sequence[Any], extra: Sequence[Any]) -> None:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {_names(missing)}")
+        if extra:
+            parts.append(f"unexpected column(s) {_names(extra)}")
+        super().__init__(
+            "columns differ from those seen at fit time: " + "; ".join(parts),
+            column=(list(missing) + list(extra))[0] if (missing or extra) else None,
+        )
+        self.missing = list(missing)
+        self.extra = list(extra)
+
+
+class NotFittedError(TsdiffError):
+    """A method that needs a fitted detector was called before ``fit``."""
+
+
+class ParameterError(TsdiffError):
+    """A constructor parameter has a value the detector cannot use."""
+
+
+class ModelFormatError(TsdiffError):
+    """A saved model directory is missing, corrupt, foreign or from an incompatible version."""
+
+
+class DatasetError(TsdiffError):
+    """A dataset file is missing or not in the expected format."""
+
+
+def fmt_label(label: Any) -> str:
+    """A row or column label as users wrote it: ``'cpu'``, ``42``, ``2024-01-01 00:05:00``."""
+    if hasattr(label, "item") and not isinstance(label, str):
+        try:
+            label = label.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(label, str):
+        return repr(label)
+    return str(label)
+
+
+def _names(items: Sequence[Any], limit: int = 5) -> str:
+    shown = ", ".join(fmt_label(x) for x in list(items)[:limit])
+    more = len(items) - limit
+    return shown + (f" and {more} more" if more > 0 else "")

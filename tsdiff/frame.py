@@ -1,0 +1,438 @@
+"""Input contract: validation, NaN mask, scaling, and windows in / one value per row out.
+
+Every detector passes its input through :func:`validate_frame` (and :func:`align_columns` at
+scoring time), so every detector accepts the same inputs and rejects bad ones with the same typed
+errors from :mod:`tsdiff.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from tsdiff.errors import (
+    AllNaNColumnError,
+    ColumnMismatchError,
+    DuplicateColumnError,
+    DuplicateTimestampError,
+    EmptyInputError,
+    InfiniteValueError,
+    InputTypeError,
+    NonNumericColumnError,
+    NotFittedError,
+    ParameterError,
+    TooFewRowsError,
+    UnsortedIndexError,
+    fmt_label,
+)
+
+
+@dataclass(frozen=True)
+class ValidatedFrame:
+    """Checked input: float64 values with NaN for missing cells, plus the labels to give back.
+
+    Attributes
+    ----------
+    values
+        Array of shape (n_rows, n_columns), float64; NaN marks a missing cell.
+    index
+        Row labels of the input (a RangeIndex for arrays).
+    columns
+        Column labels of the input (a RangeIndex for arrays).
+    named
+        Whether the columns came with names (a DataFrame) rather than positions (an array).
+    """
+
+    values: np.ndarray
+    index: pd.Index
+    columns: pd.Index
+    named: bool
+
+    @property
+    def missing(self) -> np.ndarray:
+        """Boolean mask, True where a cell is missing (NaN)."""
+        return np.isnan(self.values)
+
+    @property
+    def n_rows(self) -> int:
+        return self.values.shape[0]
+
+    def frame(self, values: np.ndarray | None = None) -> pd.DataFrame:
+        """A DataFrame with this input's index and columns (and the given values, if any)."""
+        return pd.DataFrame(self.values if values is None else values, index=self.index, columns=self.columns)
+
+
+def validate_frame(X: Any, *, min_rows: int = 1, what: str = "rows") -> ValidatedFrame:
+    """Check ``X`` and convert it to float64 values, keeping its index and column labels.
+
+    Accepts a DataFrame of numeric columns (DatetimeIndex or any unique index), a Series (one
+    column), or a 1-d/2-d array of numbers. NaN is allowed; everything else that would turn into
+    silent garbage raises a typed :class:`~tsdiff.errors.InputError` naming the column or row.
+
+    Parameters
+    ----------
+    X
+        The input data.
+    min_rows
+        The fewest rows the caller can work with (e.g. one window).
+    what
+        What ``min_rows`` is for, used in the error message.
+    """
+    if isinstance(X, pd.Series):
+        X = X.to_frame(name=X.name if X.name is not None else 0)
+    if isinstance(X, pd.DataFrame):
+        named = True
+        index, columns = X.index, X.columns
+        _check_columns(columns)
+        if X.shape[1] == 0 or X.shape[0] == 0:
+            raise EmptyInputError(f"input has {X.shape[0]} rows and {X.shape[1]} columns; both must be > 0")
+        values = np.empty(X.shape, dtype=np.float64)
+        for j, name in enumerate(columns):
+            values[:, j] = _numeric_column(X.iloc[:, j], name)
+    else:
+        named = False
+        values = _numeric_array(X)
+        index = pd.RangeIndex(values.shape[0])
+        columns = pd.RangeIndex(values.shape[1])
+    _check_index(index)
+    _check_values(values, index, columns)
+    if values.shape[0] < min_rows:
+        raise TooFewRowsError(values.shape[0], min_rows, what)
+    return ValidatedFrame(values=values, index=index, columns=columns, named=named)
+
+
+def _check_columns(columns: pd.Index) -> None:
+    if isinstance(columns, pd.MultiIndex):
+        raise InputTypeError("columns must be a flat index, not a MultiIndex; flatten the column names first")
+    duplicated = columns[columns.duplicated()]
+    if len(duplicated):
+        raise DuplicateColumnError(
+            f"column {fmt_label(duplicated[0])} appears more than once", column=duplicated[0]
+        )
+
+
+def _numeric_column(col: pd.Series, name: Any) -> np.ndarray:
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        raise NonNumericColumnError(f"column {fmt_label(name)} is categorical, not numeric", column=name)
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        if pd.api.types.is_complex_dtype(dtype):
+            raise NonNumericColumnError(f"column {fmt_label(name)} holds complex numbers", column=name)
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise NonNumericColumnError(
+            f"column {fmt_label(name)} holds timestamps; make it the index (df.set_index({fmt_label(name)})) "
+            "instead of passing it as a metric",
+            column=name,
+        )
+    # object / string columns: accept only when every present value is a number
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = converted.isna() & col.notna()
+    if bad.any():
+        row = col.index[int(np.argmax(bad.to_numpy()))]
+        raise NonNumericColumnError(
+            f"column {fmt_label(name)} is not numeric: row {fmt_label(row)} holds {col.loc[row]!r}",
+            column=name,
+            row=row,
+        )
+    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _numeric_array(X: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise InputTypeError(f"cannot read input of type {type(X).__name__} as a 2-d array: {exc}") from None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise InputTypeError(f"input must be 2-d (rows x metrics); got an array of shape {arr.shape}")
+    if arr.size == 0:
+        raise EmptyInputError(f"input has shape {arr.shape}; it needs at least one row and one column")
+    if arr.dtype.kind in "biuf":
+        return arr.astype(np.float64)
+    if arr.dtype.kind == "c":
+        raise NonNumericColumnError("input holds complex numbers", column=0)
+    # object arrays: convert column by column so the error names the column and row at fault
+    return np.column_stack([_numeric_column(pd.Series(arr[:, j]), j) for j in range(arr.shape[1])])
+
+
+def _check_index(index: pd.Index) -> None:
+    if isinstance(index, pd.RangeIndex) and index.step > 0:
+        return
+    if isinstance(index, pd.DatetimeIndex) and index.hasnans:
+        row = int(np.argmax(index.isna()))
+        raise UnsortedIndexError(f"row {row} (by position) has no timestamp (NaT)", row=row)
+    dup = index.duplicated()
+    if dup.any():
+        label = index[int(np.argmax(dup))]
+        raise DuplicateTimestampError(f"index label {fmt_label(label)} appears more than once", row=label)
+    ordered = isinstance(index, pd.DatetimeIndex) or pd.api.types.is_numeric_dtype(index.dtype)
+    if ordered and not index.is_monotonic_increasing:
+        goes_back = index[1:] < index[:-1]
+        pos = int(np.argmax(goes_back)) + 1
+        raise UnsortedIndexError(
+            f"index is not sorted: row {fmt_label(index[pos])} comes after {fmt_label(index[pos - 1])}",
+            row=index[pos],
+        )
+
+
+def _check_values(values: np.ndarray, index: pd.Index, columns: pd.Index) -> None:
+    inf = np.isinf(values)
+    if inf.any():
+        i, j = np.argwhere(inf)[0]
+        raise InfiniteValueError(
+            f"column {fmt_label(columns[j])} holds {values[i, j]} at row {fmt_label(index[i])}",
+            column=columns[j],
+            row=index[i],
+        )
+    all_nan = np.isnan(values).all(axis=0)
+    if all_nan.any():
+        name = columns[int(np.argmax(all_nan))]
+        raise AllNaNColumnError(f"column {fmt_label(name)} holds no value (all NaN)", column=name)
+
+
+def align_columns(frame: ValidatedFrame, feature_names: Sequence[Any], named_at_fit: bool) -> ValidatedFrame:
+    """Put the columns of ``frame`` in fit-time order, matching them by name.
+
+    Columns given by name (a DataFrame) are matched by name, so reordered columns are fine; a missing
+    or an extra column raises :class:`~tsdiff.errors.ColumnMismatchError`. An array (no names) must
+    have the fit-time number of columns and is taken position by position.
+    """
+    expected = list(feature_names)
+    if not frame.named or not named_at_fit:
+        if frame.values.shape[1] != len(expected):
+            raise ColumnMismatchError(
+                missing=expected[frame.values.shape[1] :] if frame.values.shape[1] < len(expected) else [],
+                extra=list(range(len(expected), frame.values.shape[1])),
+            )
+        if not frame.named:
+            return ValidatedFrame(frame.values, frame.index, pd.Index(expected), named=False)
+    got = list(frame.columns)
+    if got == expected:
+        return frame
+    present = set(got)
+    missing = [c for c in expected if c not in present]
+    wanted = set(expected)
+    extra = [c for c in got if c not in wanted]
+    if missing or extra:
+        raise ColumnMismatchError(missing=missing, extra=extra)
+    order = [got.index(c) for c in expected]
+    return ValidatedFrame(frame.values[:, order], frame.index, pd.Index(expected), named=True)
+
+
+class RobustScaler:
+    """Per-column centring and scaling fitted on training data, robust to outliers.
+
+    The centre is the median and the scale the inter-quantile range divided by the matching normal
+    quantile distance (so the scale is the standard deviation for Gaussian data and unaffected by a
+    few outliers). Two guards keep it safe: the scale never falls below ``min_std_fraction`` times the
+    column's standard deviation (a mostly-constant column with rare bursts would otherwise be blown up
+    to meaningless magnitudes), and a constant column gets the scale ``max(|centre|, 1)`` so it maps
+    to exactly 0 in training and never divides by zero.
+
+    Parameters
+    ----------
+    quantile_range
+        Lower and upper percentiles whose distance measures the spread.
+    min_std_fraction
+        Lower bound on the scale, as a fraction of the column's standard deviation.
+    clip
+        If given, scaled values are clipped to ``[-clip, clip]``.
+    """
+
+    def __init__(
+        self,
+        quantile_range: tuple[float, float] = (25.0, 75.0),
+        min_std_fraction: float = 0.1,
+        clip: float | None = None,
+    ) -> None:
+        lo, hi = quantile_range
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ParameterError(f"quantile_range must satisfy 0 <= low < high <= 100, got {quantile_range}")
+        if clip is not None and clip <= 0:
+            raise ParameterError(f"clip must be positive, got {clip}")
+        self.quantile_range = (float(lo), float(hi))
+        self.min_std_fraction = float(min_std_fraction)
+        self.clip = clip
+
+    def fit(self, values: np.ndarray) -> RobustScaler:
+        from scipy.stats import norm
+
+        values = np.asarray(values, dtype=np.float64)
+        lo, hi = self.quantile_range
+        q = np.nanpercentile(values, [lo, 50.0, hi], axis=0)
+        center = q[1]
+        gauss = norm.ppf(hi / 100.0) - norm.ppf(lo / 100.0) if 0 < lo and hi < 100 else 1.0
+        spread = (q[2] - q[0]) / gauss
+        std = np.nanstd(values, axis=0)
+        scale = np.maximum(spread, self.min_std_fraction * std)
+        tiny = scale <= 1e-12 * np.maximum(np.abs(center), 1.0)
+        scale = np.where(tiny, np.maximum(np.abs(center), 1.0), scale)
+        self.center_ = center
+        self.scale_ = scale
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "scale_"):
+            raise NotFittedError("this RobustScaler is not fitted yet; call fit first")
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        self._check()
+        out = (np.asarray(values, dtype=np.float64) - self.center_) / self.scale_
+        if self.clip is not None:
+            out = np.clip(out, -self.clip, self.clip)
+        return out
+
+    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
+        self._check()
+        return np.asarray(values, dtype=np.float64) * self.scale_ + self.center_
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state (parameters and the fitted centre and scale)."""
+        self._check()
+        return {
+            "quantile_range": list(self.quantile_range),
+            "min_std_fraction": self.min_std_fraction,
+            "clip": self.clip,
+            "center": self.center_.tolist(),
+            "scale": self.scale_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> RobustScaler:
+        scaler = cls(tuple(state["quantile_range"]), state["min_std_fraction"], state["clip"])
+        scaler.center_ = np.asarray(state["center"], dtype=np.float64)
+        scaler.scale_ = np.asarray(state["scale"], dtype=np.float64)
+        return scaler
+
+
+def fill_missing(values: np.ndarray, fill_value: float | np.ndarray = 0.0) -> np.ndarray:
+    """Fill NaN cells with the last value seen in the same column, and leading NaN with ``fill_value``.
+
+    Carrying the last observation forward is what a monitoring system does with a late metric; the
+    fallback (0 after robust scaling, i.e. the training median) covers a column that starts missing.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    if not missing.any():
+        return values.copy()
+    n = values.shape[0]
+    last = np.where(~missing, np.arange(n)[:, None], -1)
+    np.maximum.accumulate(last, axis=0, out=last)
+    cols = np.broadcast_to(np.arange(values.shape[1]), values.shape)
+    filled = values[np.maximum(last, 0), cols]
+    fill = np.broadcast_to(np.asarray(fill_value, dtype=np.float64), (values.shape[1],))
+    return np.where(last < 0, fill[None, :], filled)
+
+
+def window_starts(n_rows: int, window: int, stride: int) -> np.ndarray:
+    """Start rows of windows of length ``window`` every ``stride`` rows, the last one ending at the end.
+
+    Every row lies in at least one window; the final window is shifted back so it ends exactly on the
+    last row rather than running past it.
+    """
+    if window < 1 or stride < 1:
+        raise ParameterError(f"window and stride must be >= 1, got window={window}, stride={stride}")
+    if stride > window:
+        raise ParameterError(f"stride ({stride}) larger than window ({window}) would leave rows unscored")
+    if n_rows < window:
+        raise TooFewRowsError(n_rows, window, f"one window of {window} rows")
+    starts = np.arange(0, n_rows - window + 1, stride)
+    if starts[-1] != n_rows - window:
+        starts = np.append(starts, n_rows - window)
+    return starts
+
+
+def sliding_windows(values: np.ndarray, window: int, starts: np.ndarray) -> np.ndarray:
+    """Windows of ``values`` beginning at ``starts``: shape (n_windows, window, *values.shape[1:]).
+
+    A read-only view where possible; copy it before writing to it.
+    """
+    view = np.lib.stride_tricks.sliding_window_view(values, window, axis=0)
+    # sliding_window_view puts the window axis last; move it next to the window index
+    return np.moveaxis(view[starts], -1, 1)
+
+
+def windows_to_rows(
+    per_window: np.ndarray,
+    starts: np.ndarray,
+    n_rows: int,
+    how: Literal["center", "mean", "max"] = "center",
+) -> np.ndarray:
+    """Turn values computed per window position back into exactly one value per input row.
+
+    Parameters
+    ----------
+    per_window
+        Array (n_windows, window, ...): a value for every position of every window.
+    starts
+        Start row of each window (as from :func:`window_starts`), increasing.
+    n_rows
+        Number of rows of the series.
+    how
+        ``"center"``: each row takes its value from the window in which it lies closest to the
+        centre (the middle of windows is where a window model sees context on both sides; the first
+        and last rows come from the first and last windows). ``"mean"`` / ``"max"``: the mean / max
+        over every window that covers the row.
+    """
+    per_window = np.asarray(per_window)
+    n_win, window = per_window.shape[:2]
+    starts = np.asarray(starts)
+    if len(starts) != n_win:
+        raise ParameterError(f"{n_win} windows but {len(starts)} start positions")
+    tail = per_window.shape[2:]
+    rows = np.arange(n_rows)
+    if how == "center":
+        centers = starts + (window - 1) / 2.0
+        # windows are sorted by centre; pick the nearest centre among windows that cover the row
+        k = np.searchsorted(centers, rows, side="left")
+        k = np.clip(k, 0, n_win - 1)
+        prev = np.clip(k - 1, 0, n_win - 1)
+        use_prev = np.abs(rows - centers[prev]) <= np.abs(rows - centers[k])
+        k = np.where(use_prev, prev, k)
+        pos = rows - starts[k]
+        if (pos < 0).any() or (pos >= window).any():
+            raise ParameterError("windows do not cover every row; use window_starts to place them")
+        return per_window[k, pos]
+    if how not in ("mean", "max"):
+        raise ParameterError(f"how must be 'center', 'mean' or 'max', got {how!r}")
+    flat_rows = (starts[:, None] + np.arange(window)[None, :]).ravel()
+    flat_vals = per_window.reshape((n_win * window, *tail))
+    if how == "mean":
+        total = np.zeros((n_rows, *tail), dtype=np.float64)
+        np.add.at(total, flat_rows, flat_vals)
+        count = np.bincount(flat_rows, minlength=n_rows).astype(np.float64)
+        if (count == 0).any():
+            raise ParameterError("windows do not cover every row; use window_starts to place them")
+        return total / count.reshape((n_rows,) + (1,) * len(tail))
+    out = np.full((n_rows, *tail), -np.inf)
+    np.maximum.at(out, flat_rows, flat_vals)
+    if np.isneginf(out).all(axis=tuple(range(1, out.ndim))).any():
+        raise ParameterError("windows do not cover every row; use window_starts to place them")
+    return out
+
+
+def spread_to_rows(per_window: np.ndarray, starts: np.ndarray, window: int, n_rows: int) -> np.ndarray:
+    """Mean, over the windows covering each row, of one value per window (O(rows), no copies per row).
+
+    ``per_window`` has shape (n_windows, ...); the result has shape (n_rows, ...).
+    """
+    per_window = np.asarray(per_window, dtype=np.float64)
+    starts = np.asarray(starts)
+    tail = per_window.shape[1:]
+    diff = np.zeros((n_rows + 1, *tail))
+    np.add.at(diff, starts, per_window)
+    np.subtract.at(diff, starts + window, per_window)
+    count = np.zeros(n_rows + 1)
+    np.add.at(count, starts, 1.0)
+    np.subtract.at(count, starts + window, 1.0)
+    total = np.cumsum(diff, axis=0)[:n_rows]
+    cover = np.cumsum(count)[:n_rows]
+    if (cover <= 0).any():
+        raise ParameterError("windows do not cover every row; use window_starts to place them")
+    return total / cover.reshape((n_rows,) + (1,) * len(tail))

@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Series, markdown_report, run_all, save_raw
+from report import write_section
 
 import tsdiff
 from tsdiff.errors import DatasetError
@@ -124,21 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = "\n".join(
         [
-            "## Detection benchmark",
-            "",
             f"Command: `{command.strip()}`  ",
             f"tsdiff {tsdiff.__version__}, Python {platform.python_version()}, {platform.machine()}, "
             f"run took {(time.time() - started) / 60:.1f} min.  ",
             "VUS-PR/AUC-PR/VUS-ROC are threshold-free. F1, event F1 and PA-F1 use each detector's own "
             "label-free threshold (POT on training scores); PA-F1 (point-adjusted) is optimistic by "
             "construction and is shown only beside the others. `flagged` is the share of test rows "
-            "labelled anomalous. Peak MiB is the peak resident memory above the level before fitting.",
+            "labelled anomalous. Peak MiB is the peak resident memory above the level before fitting, in one "
+            "process: memory an earlier run already grew into is not counted (small series read near 0).",
         ]
     )
     report = markdown_report(results, names, header)
     print(report)
     if args.out:
-        args.out.write_text(report)
+        write_section(args.out, "Detection benchmark", report)
     return 0
 
 

@@ -291,10 +291,17 @@ def test_make_threshold_builds_each_method():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"risk": 0.0}, {"risk": 1.0}, {"risk": -0.1}, {"risk": math.nan}, {"risk": "0.1"}, {"risk": True},
-        {"initial_level": 0.0}, {"initial_level": 1.0},
+        {"risk": 0.0},
+        {"risk": 1.0},
+        {"risk": -0.1},
+        {"risk": math.nan},
+        {"risk": "0.1"},
+        {"risk": True},
+        {"initial_level": 0.0},
+        {"initial_level": 1.0},
         {"risk": 0.05, "initial_level": 0.98},  # risk must be below 1 - initial_level
-        {"min_peaks": 1}, {"min_peaks": 2.5},
+        {"min_peaks": 1},
+        {"min_peaks": 2.5},
     ],
 )
 def test_invalid_parameters_raise(kwargs):

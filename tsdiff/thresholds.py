@@ -40,8 +40,15 @@ from tsdiff.errors import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BaseThreshold", "DSPOTThreshold", "GPDFit", "POTThreshold", "QuantileThreshold", "SPOTThreshold",
-    "fit_gpd", "gpd_quantile", "make_threshold",
+    "BaseThreshold",
+    "DSPOTThreshold",
+    "GPDFit",
+    "POTThreshold",
+    "QuantileThreshold",
+    "SPOTThreshold",
+    "fit_gpd",
+    "gpd_quantile",
+    "make_threshold",
 ]
 
 _GRID = 24  # grid points per end of each search interval of Grimshaw's equation
@@ -278,8 +285,12 @@ class QuantileThreshold(BaseThreshold):
         """Fit the threshold on scores of normal data (NaN ignored)."""
         x = _clean(scores)
         self.threshold_ = float(np.quantile(x, 1.0 - self.risk))
-        self.info_ = {"method": "quantile", "risk": self.risk, "n": int(x.size),
-                      "extrapolation": self.risk < 1.0 / x.size}
+        self.info_ = {
+            "method": "quantile",
+            "risk": self.risk,
+            "n": int(x.size),
+            "extrapolation": self.risk < 1.0 / x.size,
+        }
         return self
 
 
@@ -324,8 +335,14 @@ class POTThreshold(BaseThreshold):
         t = float(np.quantile(x, self.initial_level))
         excesses = x[x > t] - t
         info: dict[str, Any] = {
-            "method": "pot", "risk": self.risk, "n": n, "n_peaks": int(excesses.size),
-            "initial_threshold": t, "gamma": None, "sigma": None, "reason": None,
+            "method": "pot",
+            "risk": self.risk,
+            "n": n,
+            "n_peaks": int(excesses.size),
+            "initial_threshold": t,
+            "gamma": None,
+            "sigma": None,
+            "reason": None,
             "extrapolation": self.risk < 1.0 / n,
         }
         z = None
@@ -346,8 +363,11 @@ class POTThreshold(BaseThreshold):
             info["method"] = "quantile"
             logger.info("POT falls back to the empirical quantile: %s", info["reason"])
         if info["extrapolation"]:
-            logger.info("risk %g < 1/n = %g: the threshold extrapolates beyond the calibration data",
-                        self.risk, 1.0 / n)
+            logger.info(
+                "risk %g < 1/n = %g: the threshold extrapolates beyond the calibration data",
+                self.risk,
+                1.0 / n,
+            )
         self.threshold_ = float(z)
         self.info_ = info
         return t, excesses
@@ -385,8 +405,9 @@ class SPOTThreshold(POTThreshold):
 
     method = "spot"
 
-    def __init__(self, risk: float = 1e-3, initial_level: float = 0.98, min_peaks: int = 10,
-                 refit_growth: float = 0.01) -> None:
+    def __init__(
+        self, risk: float = 1e-3, initial_level: float = 0.98, min_peaks: int = 10, refit_growth: float = 0.01
+    ) -> None:
         super().__init__(risk, initial_level, min_peaks)
         self.refit_growth = _check_number("refit_growth", refit_growth, 0.0, math.inf, closed=True)
         self._n_fit = 0  # number of peaks at the last GPD fit
@@ -475,9 +496,17 @@ class SPOTThreshold(POTThreshold):
         return labels, thresholds
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "t": self._t, "peaks": list(self._peaks), "n": self._n, "z": self._z,
-                "gamma": self._gamma, "sigma": self._sigma, "n_anomalies": self.n_anomalies_,
-                "n_fit": self._n_fit}
+        return {
+            **super()._state(),
+            "t": self._t,
+            "peaks": list(self._peaks),
+            "n": self._n,
+            "z": self._z,
+            "gamma": self._gamma,
+            "sigma": self._sigma,
+            "n_anomalies": self.n_anomalies_,
+            "n_fit": self._n_fit,
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
@@ -506,8 +535,14 @@ class DSPOTThreshold(SPOTThreshold):
 
     method = "dspot"
 
-    def __init__(self, risk: float = 1e-3, initial_level: float = 0.98, min_peaks: int = 10,
-                 refit_growth: float = 0.01, depth: int = 10) -> None:
+    def __init__(
+        self,
+        risk: float = 1e-3,
+        initial_level: float = 0.98,
+        min_peaks: int = 10,
+        refit_growth: float = 0.01,
+        depth: int = 10,
+    ) -> None:
         super().__init__(risk, initial_level, min_peaks, refit_growth)
         self.depth = _check_int("depth", depth, 1)
         self._window: deque[float] = deque(maxlen=self.depth)
@@ -522,10 +557,10 @@ class DSPOTThreshold(SPOTThreshold):
         if x.size <= self.depth:
             raise TooFewRowsError(int(x.size), self.depth + 1, f"DSPOT depth {self.depth} + 1 scores")
         csum = np.concatenate([[0.0], np.cumsum(x)])
-        local_mean = (csum[self.depth:-1] - csum[:-self.depth - 1]) / self.depth
-        self._window = deque(x[-self.depth:].tolist(), maxlen=self.depth)
+        local_mean = (csum[self.depth : -1] - csum[: -self.depth - 1]) / self.depth
+        self._window = deque(x[-self.depth :].tolist(), maxlen=self.depth)
         self._mean = math.fsum(self._window) / self.depth
-        self._start(x[self.depth:] - local_mean)
+        self._start(x[self.depth :] - local_mean)
         self.threshold_ = self._z + self._mean
         return self
 

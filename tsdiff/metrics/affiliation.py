@@ -71,9 +71,7 @@ def _recall_outside(
     survival 1 - (min(|t-p|, t-e0, e1-t) + |t-p|) / |E|, exact by trapezoids between the kinks.
     """
     length = tb - ta
-    kinks = np.stack(
-        [ta, tb, pivot, (e0 + e1) / 2, (e0 + pivot) / 2, (e1 + pivot) / 2], axis=1
-    )
+    kinks = np.stack([ta, tb, pivot, (e0 + e1) / 2, (e0 + pivot) / 2, (e1 + pivot) / 2], axis=1)
     kinks = np.sort(np.clip(kinks, ta[:, None], tb[:, None]), axis=1)
     p = pivot[:, None]
     dist = np.abs(kinks - p)

@@ -1,0 +1,30 @@
+"""Keep benchmarks/RESULTS.md as one file with one section per benchmark script.
+
+Each script replaces only its own ``## <title>`` section, so running one benchmark never drops
+the figures of another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_section(path: Path, title: str, body: str) -> None:
+    """Put ``## title`` followed by ``body`` into ``path``, replacing a section of that title."""
+    heading = f"## {title}"
+    sections: list[list[str]] = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("## ") or not sections:
+                sections.append([])
+            sections[-1].append(line)
+    new = [heading, "", *body.strip("\n").splitlines(), ""]
+    for i, sec in enumerate(sections):
+        if sec and sec[0].strip() == heading:
+            sections[i] = new
+            break
+    else:
+        sections.append(new)
+    blocks = ["\n".join(sec).strip("\n") for sec in sections]
+    text = "\n\n".join(b for b in blocks if b) + "\n"
+    path.write_text(text)

@@ -6,7 +6,7 @@ Everything here is numpy only, so importing the metrics stays cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,3 +207,20 @@ def safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.zeros(np.broadcast(num, den).shape)
     np.divide(num, den, out=out, where=den != 0)
     return out
+
+
+RowsFn = Callable[[PredBlock, LabelInfo], np.ndarray]
+
+
+def f1_family(rows_fn: RowsFn, labels: ArrayLike, scores: ArrayLike | None, pred: ArrayLike | None) -> float:
+    """One F1-family metric: at ``pred`` when given, else the oracle best over TSB-AD's thresholds."""
+    y, s, p = check_inputs(labels, scores, pred)
+    info = LabelInfo.from_labels(y)
+    if info.n_pos == 0:
+        return math.nan
+    if p is not None:
+        return float(rows_fn(pred_block(p), info)[0])
+    if s is None:
+        raise InputError("give scores or pred")
+    values = np.concatenate([rows_fn(b, info) for b in threshold_blocks(s, oracle_thresholds(s))])
+    return py_max(values)

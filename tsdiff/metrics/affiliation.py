@@ -16,15 +16,12 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tsdiff.errors import InputError
 from tsdiff.metrics._common import (
     LabelInfo,
     PredBlock,
     check_inputs,
-    oracle_thresholds,
+    f1_family,
     pred_block,
-    py_max,
-    threshold_blocks,
 )
 from tsdiff.metrics.f1 import EVENT_F1_EPS
 
@@ -216,13 +213,4 @@ def affiliation_f(labels: ArrayLike, scores: ArrayLike | None = None, pred: Arra
         (affiliation precision is undefined), and - as in TSB-AD, whose ``max`` keeps a leading NaN -
         for constant scores, where the first threshold predicts nothing.
     """
-    y, s, p = check_inputs(labels, scores, pred)
-    info = LabelInfo.from_labels(y)
-    if info.n_pos == 0:
-        return math.nan
-    if p is not None:
-        return float(affiliation_f_rows(pred_block(p), info)[0])
-    if s is None:
-        raise InputError("give scores or pred")
-    values = np.concatenate([affiliation_f_rows(b, info) for b in threshold_blocks(s, oracle_thresholds(s))])
-    return py_max(values)
+    return f1_family(affiliation_f_rows, labels, scores, pred)

@@ -11,7 +11,6 @@ threshold) and return one value per row, so every threshold is scored in one num
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -21,11 +20,9 @@ from tsdiff.metrics._common import (
     LabelInfo,
     PredBlock,
     check_inputs,
-    oracle_thresholds,
+    f1_family,
     pred_block,
-    py_max,
     safe_div,
-    threshold_blocks,
 )
 from tsdiff.metrics.curves import ranking_curve
 
@@ -134,22 +131,6 @@ def range_f1_rows(block: PredBlock, info: LabelInfo) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------- public
-RowsFn = Callable[[PredBlock, LabelInfo], np.ndarray]
-
-
-def _family(rows_fn: RowsFn, labels: ArrayLike, scores: ArrayLike | None, pred: ArrayLike | None) -> float:
-    y, s, p = check_inputs(labels, scores, pred)
-    info = LabelInfo.from_labels(y)
-    if info.n_pos == 0:
-        return math.nan
-    if p is not None:
-        return float(rows_fn(pred_block(p), info)[0])
-    if s is None:
-        raise InputError("give scores or pred")
-    values = np.concatenate([rows_fn(b, info) for b in threshold_blocks(s, oracle_thresholds(s))])
-    return py_max(values)
-
-
 def best_point_f1(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     """Oracle point-wise F1 of TSB-AD (``metric_PointF1``) and its threshold (predict ``s >= t``).
 
@@ -217,7 +198,7 @@ def point_adjusted_f1(
     float
         F1 in [0, 1]; NaN when the labels hold no anomaly.
     """
-    return _family(point_adjusted_f1_rows, labels, scores, pred)
+    return f1_family(point_adjusted_f1_rows, labels, scores, pred)
 
 
 def event_f1(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike | None = None) -> float:
@@ -238,7 +219,7 @@ def event_f1(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike
     float
         F1 in [0, 1], computed as 2PR / (P + R + 1e-15) like TSB-AD; NaN without anomalies.
     """
-    return _family(event_f1_rows, labels, scores, pred)
+    return f1_family(event_f1_rows, labels, scores, pred)
 
 
 def range_f1(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike | None = None) -> float:
@@ -259,4 +240,4 @@ def range_f1(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike
     float
         F1 in [0, 1]; NaN without anomalies.
     """
-    return _family(range_f1_rows, labels, scores, pred)
+    return f1_family(range_f1_rows, labels, scores, pred)

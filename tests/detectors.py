@@ -8,12 +8,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
+from tsdiff.diffusion import ImDiffusionDetector
+
+#: a diffusion detector small enough to train in about a second
+TINY_DIFFUSION = dict(
+    window=16,
+    grating_segments=4,
+    channels=8,
+    layers=1,
+    heads=1,
+    patch=2,
+    max_steps=30,
+    eval_every=10,
+    reverse_steps=3,
+    ensemble_steps=3,
+    batch_size=16,
+    verbose=False,
+)
 
 DETECTORS: dict[str, Callable[..., object]] = {
     "pca": lambda **kw: PCADetector(n_components=2, **kw),
     "iforest": lambda **kw: IsolationForestDetector(n_estimators=20, max_samples=64, **kw),
     "kmeans": lambda **kw: KMeansDetector(window=10, n_clusters=4, **kw),
     "random": lambda **kw: RandomDetector(**kw),
+    "imdiffusion": lambda **kw: ImDiffusionDetector(**{**TINY_DIFFUSION, **kw}),
 }
 #: detectors whose scores carry information (the random score is excluded from accuracy checks)
 INFORMATIVE = [name for name in DETECTORS if name != "random"]

@@ -20,14 +20,26 @@ _LAZY = {
     "IsolationForestDetector": "tsdiff.baselines",
     "KMeansDetector": "tsdiff.baselines",
     "RandomDetector": "tsdiff.baselines",
+    "ImDiffusionDetector": "tsdiff.diffusion",
     "load": "tsdiff.persist",
     "evaluate": "tsdiff.metrics",
 }
-_SUBMODULES = {"baselines", "datasets", "metrics", "thresholds", "frame", "errors", "persist", "base"}
+_SUBMODULES = {
+    "baselines",
+    "diffusion",
+    "datasets",
+    "metrics",
+    "thresholds",
+    "frame",
+    "errors",
+    "persist",
+    "base",
+}
 
 __all__ = [
     "BaseDetector",
     "DetectionResult",
+    "ImDiffusionDetector",
     "IsolationForestDetector",
     "KMeansDetector",
     "PCADetector",
@@ -41,6 +53,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from tsdiff.base import BaseDetector, DetectionResult
     from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
+    from tsdiff.diffusion import ImDiffusionDetector
     from tsdiff.metrics import evaluate
     from tsdiff.persist import load
 

@@ -40,9 +40,6 @@ class BaseDetector(BaseEstimator):
         Seed (an int, or None for a fresh one each fit): the same seed gives the same scores.
     """
 
-    #: scaled inputs are clipped to [-clip, clip] before reaching the model (None: no clipping)
-    _scaler_clip: float | None = None
-
     # ----------------------------------------------------------------- to implement
     @abstractmethod
     def _fit(self, values: np.ndarray) -> None:
@@ -52,9 +49,17 @@ class BaseDetector(BaseEstimator):
     def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores (n_rows,) and per-metric scores (n_rows, n_features) for scaled values."""
 
+    def _input_clip(self) -> float | None:
+        """Scaled inputs are clipped to [-clip, clip] before reaching the model (None: not clipped)."""
+        return None
+
     def _min_rows(self) -> int:
         """Fewest rows the detector can score (e.g. one window)."""
         return 1
+
+    def _min_fit_rows(self) -> int:
+        """Fewest rows the detector can learn from."""
+        return self._min_rows()
 
     def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
         """Scores of normal data that the threshold is fitted on (default: the training data)."""
@@ -78,11 +83,11 @@ class BaseDetector(BaseEstimator):
         ``y`` is ignored; it is accepted for scikit-learn compatibility.
         """
         self._check_params()
-        frame = validate_frame(X, min_rows=self._min_rows(), what="rows to fit on")
+        frame = validate_frame(X, min_rows=self._min_fit_rows(), what="rows to fit on")
         self.feature_names_in_ = list(frame.columns)
         self.n_features_in_ = len(self.feature_names_in_)
         self.columns_named_ = frame.named
-        self.scaler_ = RobustScaler(clip=self._scaler_clip).fit(frame.values)
+        self.scaler_ = RobustScaler(clip=self._input_clip()).fit(frame.values)
         values = self.scaler_.transform(frame.values)
         self._fit(values)
         self._fit_threshold(self._calibration_scores(values))

@@ -436,3 +436,21 @@ def spread_to_rows(per_window: np.ndarray, starts: np.ndarray, window: int, n_ro
     if (cover <= 0).any():
         raise ParameterError("windows do not cover every row; use window_starts to place them")
     return total / cover.reshape((n_rows,) + (1,) * len(tail))
+
+
+def centered_mean(values: np.ndarray, length: int) -> np.ndarray:
+    """Moving mean over ``length`` rows centred on each row (fewer rows at the two ends).
+
+    ``values`` has shape (n_rows, ...); the result has the same shape. A row's value uses the
+    ``length // 2`` rows after it, which is the delay such smoothing adds to a live stream.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if length <= 1:
+        return values.copy()
+    n = values.shape[0]
+    half = length // 2
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + (length - half), 0, n)
+    csum = np.concatenate([np.zeros((1, *values.shape[1:])), np.cumsum(values, axis=0)])
+    counts = (hi - lo).reshape((n,) + (1,) * (values.ndim - 1))
+    return (csum[hi] - csum[lo]) / counts

@@ -33,6 +33,7 @@ DETECTORS: dict[str, str] = {
     "IsolationForestDetector": "tsdiff.baselines.iforest",
     "KMeansDetector": "tsdiff.baselines.kmeans",
     "RandomDetector": "tsdiff.baselines.random_score",
+    "ImDiffusionDetector": "tsdiff.diffusion.detector",
 }
 
 
@@ -72,7 +73,11 @@ def save(detector: Any, path: str | Path) -> Path:
         "feature_names": _json_ready(list(detector.feature_names_in_), "the column names"),
         "columns_named": bool(detector.columns_named_),
         "scaler": detector.scaler_.to_dict(),
-        "threshold": detector.threshold_model_.to_dict(),
+        "threshold": {
+            "value": detector.threshold_,
+            "method": detector.threshold_method_,
+            "model": None if detector.threshold_model_ is None else detector.threshold_model_.to_dict(),
+        },
         "state": _json_ready(state, "the learned state"),
         "versions": _versions(),
     }
@@ -126,7 +131,7 @@ def load(path: str | Path) -> Any:
         _restore(detector, config, arrays)
     except ModelFormatError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise ModelFormatError(f"{path} is incomplete or corrupt: {type(exc).__name__}: {exc}") from None
     return detector
 
@@ -141,7 +146,9 @@ def _restore(detector: Any, config: dict[str, Any], arrays: dict[str, np.ndarray
     detector.scaler_ = RobustScaler.from_dict(config["scaler"])
     if len(detector.scaler_.center_) != detector.n_features_in_:
         raise ModelFormatError("the saved scaler does not match the saved column names")
-    detector.threshold_model_ = BaseThreshold.from_dict(config["threshold"])
-    detector.threshold_ = float(detector.threshold_model_.threshold_)
-    detector.threshold_method_ = str(detector.threshold_model_.info_.get("method", detector.threshold))
+    saved = config["threshold"]
+    model = saved["model"]
+    detector.threshold_model_ = None if model is None else BaseThreshold.from_dict(model)
+    detector.threshold_ = float(saved["value"])
+    detector.threshold_method_ = str(saved["method"])
     detector._set_state(config["state"], arrays)

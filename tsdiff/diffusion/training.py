@@ -1,0 +1,232 @@
+"""Training the denoiser: random windows, random or grating masks, noise-prediction loss on targets.
+
+Adam on mini-batches of windows drawn at random from the training rows, with a short warm-up and a
+cosine decay of the step size over ``max_steps``; every ``eval_every`` steps the imputation error
+on a fixed set of held-out windows is measured, the best weights are kept, and training stops
+after ``patience`` evaluations without improvement or after ``max_steps`` optimisation steps.
+``max_seconds`` is a safety net: when it stops training first, the result depends on the speed of
+the machine (and a warning says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from tsdiff.diffusion.denoiser import Denoiser
+from tsdiff.diffusion.imputation import DiffusionProcess
+from tsdiff.diffusion.masks import GRATING, training_targets
+from tsdiff.diffusion.masks import grating_segments as grating_segments_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingConfig:
+    """Knobs of :func:`train_denoiser` (the detector's parameters, gathered)."""
+
+    window: int
+    batch_size: int
+    learning_rate: float
+    max_steps: int
+    max_seconds: float
+    eval_every: int
+    patience: int
+    mask_ratio: float
+    grating_fraction: float
+    grating_segments: int
+    conditioning: str
+
+
+@dataclass
+class TrainingHistory:
+    """What happened during training (kept on the detector as ``history_``)."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    train_loss: list[float] = field(default_factory=list)
+    val_error: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    best_step: int = 0
+    best_val_error: float = math.inf
+    stopped_because: str = ""
+
+
+class WindowSource:
+    """Windows of a (K, n) series, drawn by start row without copying the series."""
+
+    def __init__(self, values: torch.Tensor, present: torch.Tensor, window: int) -> None:
+        self.values = values.unfold(1, window, 1)  # (K, n_windows, L) view
+        self.present = present.unfold(1, window, 1)
+        self.n_windows = self.values.shape[1]
+
+    def take(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows (B, K, L) and their present-masks for the given start rows."""
+        return self.values[:, starts].transpose(0, 1), self.present[:, starts].transpose(0, 1)
+
+
+def noised_input(
+    process: DiffusionProcess,
+    x0: torch.Tensor,
+    present: torch.Tensor,
+    targets: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    conditioning: str,
+) -> torch.Tensor:
+    """Training input: noised targets; context noised too (unconditional) or clean (conditional)."""
+    noisy = process.noise(x0, t, eps)
+    if conditioning == "conditional":
+        noisy = torch.where(targets, noisy, x0)
+    return torch.where(present, noisy, torch.zeros((), device=x0.device))
+
+
+class ValidationSet:
+    """Held-out windows under the scoring masks, at the scoring steps, with fixed noise.
+
+    Each window is masked by one of the two grating masks and noised at one of the steps whose
+    errors are scored, so the validation error tracks the quantity the detector uses, and a fixed
+    draw keeps evaluations comparable.
+    """
+
+    def __init__(
+        self,
+        source: WindowSource,
+        process: DiffusionProcess,
+        steps: Sequence[int],
+        grating_segments: int,
+        conditioning: str,
+        max_windows: int,
+        generator: torch.Generator,
+    ) -> None:
+        stride = max(1, source.n_windows // max_windows)
+        starts = torch.arange(0, source.n_windows, stride)[:max_windows]
+        self.x0, self.present = source.take(starts)
+        length = self.x0.shape[-1]
+        phase = torch.arange(len(starts)) % 2
+        seg = grating_segments_of(length, grating_segments)
+        self.targets = ((seg[None, :] % 2) == phase[:, None])[:, None, :].to(
+            self.present.device
+        ) & self.present
+        self.strategy = torch.full((len(starts),), GRATING, dtype=torch.long, device=self.present.device)
+        steps_t = torch.as_tensor(list(steps), dtype=torch.long)
+        self.t = steps_t[torch.arange(len(starts)) // 2 % len(steps_t)].to(self.present.device)
+        self.eps = torch.randn(self.x0.shape, generator=generator, device=generator.device)
+        self.process = process
+        self.conditioning = conditioning
+
+    @torch.inference_mode()
+    def error(self, model: Denoiser, batch_size: int) -> float:
+        """Mean absolute error of the one-step clean estimate over the target entries."""
+        total, count = 0.0, 0
+        for i in range(0, len(self.t), batch_size):
+            sl = slice(i, i + batch_size)
+            x0, targets, t = self.x0[sl], self.targets[sl], self.t[sl]
+            x_in = noised_input(
+                self.process, x0, self.present[sl], targets, t, self.eps[sl], self.conditioning
+            )
+            eps_hat = model(x_in, self.present[sl] & ~targets, t, self.strategy[sl])
+            x0_hat = self.process.clean_estimate(x_in, t, eps_hat)
+            total += float((x0_hat - x0).abs()[targets].sum())
+            count += int(targets.sum())
+        return total / max(count, 1)
+
+
+def train_denoiser(
+    model: Denoiser,
+    process: DiffusionProcess,
+    train: WindowSource,
+    validation: ValidationSet,
+    config: TrainingConfig,
+    generator: torch.Generator,
+    verbose: bool = False,
+) -> TrainingHistory:
+    """Fit ``model`` in place and leave it holding the weights with the best validation error."""
+    from tqdm.auto import tqdm
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    warmup = max(1, min(100, config.max_steps // 10))
+
+    def lr_factor(step: int) -> float:
+        # linear warm-up, then a cosine decay to a tenth of the step size at max_steps
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, config.max_steps - warmup)
+        return 0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    history = TrainingHistory()
+    best_state = copy.deepcopy(model.state_dict())
+    n_steps = process.schedule.n_steps
+    stale = 0
+    started = time.perf_counter()
+    bar = tqdm(total=config.max_steps, desc="training", unit="step", disable=not verbose, leave=False)
+    running = 0.0
+    history.stopped_because = "max_steps"
+    for step in range(1, config.max_steps + 1):
+        model.train()
+        starts = torch.randint(0, train.n_windows, (config.batch_size,), generator=generator)
+        x0, present = train.take(starts)
+        targets, strategy = training_targets(
+            present, config.mask_ratio, config.grating_fraction, config.grating_segments, generator
+        )
+        t = torch.randint(0, n_steps, (config.batch_size,), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator)
+        x_in = noised_input(process, x0, present, targets, t, eps, config.conditioning)
+        eps_hat = model(x_in, present & ~targets, t, strategy)
+        loss = ((eps_hat - eps) ** 2)[targets].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        value = loss.item()
+        running = value if step == 1 else 0.95 * running + 0.05 * value
+        bar.update(1)
+        history.steps = step
+        out_of_time = time.perf_counter() - started > config.max_seconds
+        if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
+            model.eval()
+            val = validation.error(model, config.batch_size * 2)
+            history.train_loss.append(running)
+            history.val_error.append(val)
+            history.val_steps.append(step)
+            bar.set_postfix(loss=f"{running:.3f}", val=f"{val:.3f}")
+            if val < history.best_val_error:
+                history.best_val_error, history.best_step = val, step
+                best_state = copy.deepcopy(model.state_dict())
+                stale = 0
+            else:
+                stale += 1
+            if stale >= config.patience:
+                history.stopped_because = "early_stopping"
+                break
+        if out_of_time:
+            history.stopped_because = "max_seconds"
+            logger.warning(
+                "training stopped by max_seconds=%s after %d of %d steps; results now depend on this "
+                "machine's speed (raise max_seconds or lower max_steps for reproducible fits)",
+                config.max_seconds,
+                step,
+                config.max_steps,
+            )
+            break
+    bar.close()
+    history.seconds = time.perf_counter() - started
+    model.load_state_dict(best_state)
+    model.eval()
+    logger.info(
+        "trained %d steps in %.1fs (%s); best validation error %.4f at step %d",
+        history.steps,
+        history.seconds,
+        history.stopped_because,
+        history.best_val_error,
+        history.best_step,
+    )
+    return history

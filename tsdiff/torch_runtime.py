@@ -1,0 +1,55 @@
+"""Device choice, CPU threads and seeds for the torch-based detectors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tsdiff.errors import ParameterError
+
+
+def resolve_device(device: str) -> Any:
+    """``"auto"``: CUDA when present, else the CPU; otherwise the named torch device (checked)."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ParameterError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"device {device!r} was asked for but CUDA is not available here")
+    return dev
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks and container limits where visible)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None = None) -> Iterator[None]:
+    """Run torch on ``n`` threads (default: every available CPU), restoring the previous count after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or available_cpus())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_seed(random_state: int | None) -> int:
+    """The seed to use: ``random_state`` itself, or a fresh one drawn from the OS when it is None."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % (2**62))
+    return int(random_state) % (2**62)

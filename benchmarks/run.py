@@ -39,6 +39,7 @@ def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
         "pca": lambda: tsdiff.PCADetector(random_state=seed),
         "iforest": lambda: tsdiff.IsolationForestDetector(random_state=seed),
         "kmeans": lambda: tsdiff.KMeansDetector(random_state=seed),
+        "causal": lambda: tsdiff.CausalDetector(random_state=seed),
         "imdiffusion": lambda: tsdiff.ImDiffusionDetector(random_state=seed, verbose=False),
         "imdiffusion-fast": lambda: tsdiff.ImDiffusionDetector(
             random_state=seed, scoring="single", ensemble_steps=5, verbose=False

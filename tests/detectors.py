@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
+from tsdiff.causal import CausalDetector
 from tsdiff.diffusion import ImDiffusionDetector
 
 #: a diffusion detector small enough to train in about a second
@@ -32,6 +33,7 @@ DETECTORS: dict[str, Callable[..., object]] = {
     "kmeans": lambda **kw: KMeansDetector(window=10, n_clusters=4, **kw),
     "random": lambda **kw: RandomDetector(**kw),
     "imdiffusion": lambda **kw: ImDiffusionDetector(**{**TINY_DIFFUSION, **kw}),
+    "causal": lambda **kw: CausalDetector(max_lag=2, max_rows=500, **kw),
 }
 #: detectors whose scores carry information (the random score is excluded from accuracy checks)
 INFORMATIVE = [name for name in DETECTORS if name != "random"]

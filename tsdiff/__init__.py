@@ -21,6 +21,7 @@ _LAZY = {
     "KMeansDetector": "tsdiff.baselines",
     "RandomDetector": "tsdiff.baselines",
     "ImDiffusionDetector": "tsdiff.diffusion",
+    "CausalDetector": "tsdiff.causal",
     "load": "tsdiff.persist",
     "evaluate": "tsdiff.metrics",
 }
@@ -38,6 +39,7 @@ _SUBMODULES = {
 
 __all__ = [
     "BaseDetector",
+    "CausalDetector",
     "DetectionResult",
     "ImDiffusionDetector",
     "IsolationForestDetector",
@@ -53,6 +55,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from tsdiff.base import BaseDetector, DetectionResult
     from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
+    from tsdiff.causal import CausalDetector
     from tsdiff.diffusion import ImDiffusionDetector
     from tsdiff.metrics import evaluate
     from tsdiff.persist import load

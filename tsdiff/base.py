@@ -65,8 +65,8 @@ class BaseDetector(BaseEstimator):
         """Scores of normal data that the threshold is fitted on (default: the training data)."""
         return self._score(values)[0]
 
-    def _root_causes(self, values: np.ndarray, events: pd.DataFrame, positions: list[slice]) -> list[list]:
-        """Ranked root-cause metric names per event; detectors without a causal model give none."""
+    def _root_causes(self, feature_scores: np.ndarray, positions: list[slice]) -> list[list]:
+        """Ranked root-cause metric names per event (rows ``positions``); none without a causal model."""
         return [[] for _ in positions]
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -121,7 +121,7 @@ class BaseDetector(BaseEstimator):
         events = find_events(s, labels, fs, top_k=top_k)
         if len(events):
             positions = run_slices(labels.to_numpy())
-            events["root_causes"] = self._root_causes(values, events, positions)
+            events["root_causes"] = self._root_causes(feature_scores, positions)
         return DetectionResult(
             scores=s,
             labels=labels,

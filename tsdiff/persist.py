@@ -34,6 +34,7 @@ DETECTORS: dict[str, str] = {
     "KMeansDetector": "tsdiff.baselines.kmeans",
     "RandomDetector": "tsdiff.baselines.random_score",
     "ImDiffusionDetector": "tsdiff.diffusion.detector",
+    "CausalDetector": "tsdiff.causal.detector",
 }
 
 

@@ -1,0 +1,305 @@
+"""CausalDetector: anomalies are timestamps where a metric stops following its own causal mechanism."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsdiff.base import BaseDetector
+from tsdiff.errors import ParameterError
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("pc", "granger")
+AGGREGATES = ("mean", "max", "rms")
+
+
+class CausalDetector(BaseDetector):
+    """Causal-mechanism anomaly detector with root causes (after Yang, Zhang and Hoi, 2022).
+
+    Fitting learns, from normal data, a lagged causal graph over the metrics (``graph_``) and, for
+    each metric, a model of its value given its causes and its own recent past (its mechanism).
+    Scoring asks, row by row, how far each metric strays from what its mechanism predicts: the
+    residual in robust z units (median and MAD of residuals on held-out training rows) is the
+    per-metric violation score (``feature_scores``); a row's score aggregates the violations. An
+    event's root causes are its violated metrics, those whose causes are not violated first.
+
+    Parameters
+    ----------
+    method
+        ``"pc"``: the PC algorithm (causal-learn) over current and lagged values with time order
+        as background knowledge; ``"granger"``: pairwise Granger tests (statsmodels).
+    indep_test, alpha, max_depth
+        PC's conditional-independence test, significance level, and largest conditioning set
+        (``alpha`` is also the family-wise level of the Granger tests).
+    max_lag, lag_criterion
+        Largest lag, and the VAR information criterion that picks the lag order below it.
+    max_rows
+        Rows sampled for the discovery tests (the mechanisms use every training row).
+    mechanism
+        ``"linear"`` (ridge) or ``"boosting"`` (histogram gradient boosting).
+    ridge_alpha, trim
+        Ridge penalty; training rows whose residual lies beyond ``trim`` robust SDs are dropped
+        for a second fit, so anomalies in the training data do not bend the mechanisms.
+    residual_floor
+        Smallest residual spread (robust units of the metric), so a near-perfectly predicted
+        metric does not turn tiny deviations into huge scores.
+    aggregate
+        Row score from the metric violations: ``"mean"``, ``"max"`` or ``"rms"``.
+    violation_level
+        Mean violation (robust z) over an event above which a metric counts as violated.
+    validation_fraction
+        Share of the training rows (the last ones) held out to calibrate residuals and threshold.
+    threshold, risk
+        Label threshold, see :class:`~tsdiff.base.BaseDetector`.
+    random_state
+        Seed of the row sampling and the boosted models.
+    """
+
+    def __init__(
+        self,
+        method: str = "pc",
+        indep_test: str = "fisherz",
+        alpha: float = 0.01,
+        max_depth: int | None = 3,
+        max_lag: int = 3,
+        lag_criterion: str = "bic",
+        max_rows: int = 5000,
+        mechanism: str = "linear",
+        ridge_alpha: float = 1.0,
+        trim: float = 4.0,
+        residual_floor: float = 0.05,
+        aggregate: str = "mean",
+        violation_level: float = 3.0,
+        validation_fraction: float = 0.2,
+        threshold: str = "pot",
+        risk: float = 1e-3,
+        random_state: int | None = None,
+    ) -> None:
+        self.method = method
+        self.indep_test = indep_test
+        self.alpha = alpha
+        self.max_depth = max_depth
+        self.max_lag = max_lag
+        self.lag_criterion = lag_criterion
+        self.max_rows = max_rows
+        self.mechanism = mechanism
+        self.ridge_alpha = ridge_alpha
+        self.trim = trim
+        self.residual_floor = residual_floor
+        self.aggregate = aggregate
+        self.violation_level = violation_level
+        self.validation_fraction = validation_fraction
+        self.threshold = threshold
+        self.risk = risk
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        from tsdiff.causal.mechanisms import MODELS
+
+        checks = [
+            (self.method in METHODS, f"method must be one of {METHODS}"),
+            (0.0 < float(self.alpha) < 1.0, "alpha must be in (0, 1)"),
+            (int(self.max_lag) >= 1, "max_lag must be >= 1"),
+            (int(self.max_rows) >= 50, "max_rows must be >= 50"),
+            (self.mechanism in MODELS, f"mechanism must be one of {MODELS}"),
+            (float(self.ridge_alpha) >= 0 and float(self.trim) > 0, "ridge_alpha must be >= 0 and trim > 0"),
+            (float(self.residual_floor) > 0, "residual_floor must be > 0"),
+            (self.aggregate in AGGREGATES, f"aggregate must be one of {AGGREGATES}"),
+            (0.0 < float(self.validation_fraction) < 1.0, "validation_fraction must be in (0, 1)"),
+            (self.max_depth is None or int(self.max_depth) >= 0, "max_depth must be None or >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ParameterError(message)
+
+    def _min_fit_rows(self) -> int:
+        return 20 * (int(self.max_lag) + 1)
+
+    def _min_rows(self) -> int:
+        return 1
+
+    # ----------------------------------------------------------------- fit
+    def _fit(self, values: np.ndarray) -> None:
+        from tsdiff.causal.discovery import choose_lag, discover_granger, discover_pc, screen_metrics
+        from tsdiff.causal.mechanisms import build_specs, fit_mechanisms
+        from tsdiff.torch_runtime import make_seed
+
+        seed = make_seed(self.random_state)
+        rng = np.random.default_rng(seed)
+        n, k = values.shape
+        n_val = max(int(self.max_lag) + 10, round(n * float(self.validation_fraction)))
+        train = values[: n - n_val]
+        started = time.perf_counter()
+        screening = screen_metrics(train)
+        usable = screening.usable
+        self.lag_ = (
+            choose_lag(train[:, usable], int(self.max_lag), self.lag_criterion, int(self.max_rows))
+            if usable
+            else 1
+        )
+        edges: list[tuple[int, int, int, bool]] = []
+        if len(usable) >= 2:
+            sub = train[:, usable]
+            if self.method == "pc":
+                found = discover_pc(
+                    sub,
+                    self.lag_,
+                    float(self.alpha),
+                    self.indep_test,
+                    int(self.max_rows),
+                    self.max_depth,
+                    rng,
+                )
+            else:
+                found = discover_granger(sub, self.lag_, float(self.alpha), int(self.max_rows))
+            edges = [(usable[c], usable[e], s, o) for c, e, s, o in found]
+        self.discovery_seconds_ = time.perf_counter() - started
+        self.screening_ = {
+            "usable": usable,
+            "constant": screening.constant,
+            "duplicate_of": {int(a): int(b) for a, b in screening.duplicate_of.items()},
+        }
+        self.specs_ = build_specs(k, edges, self.lag_, screening.constant, screening.duplicate_of)
+        self.models_ = fit_mechanisms(
+            self.specs_, train, self.lag_, self.mechanism, float(self.ridge_alpha), float(self.trim), seed
+        )
+        self.graph_ = self._make_graph(edges, train)
+        self._calibrate(values, n - n_val)
+        logger.info(
+            "causal graph: %s, lag %d, discovery %.1fs", self.graph_, self.lag_, self.discovery_seconds_
+        )
+
+    def _make_graph(self, edges: list[tuple[int, int, int, bool]], train: np.ndarray) -> Any:
+        """The edge table with strengths: absolute standardised ridge coefficients in the mechanisms."""
+        from tsdiff.causal.graph import CausalGraph
+        from tsdiff.causal.mechanisms import LinearModel
+
+        names = list(self.feature_names_in_)
+        rows = np.arange(self.lag_, train.shape[0])
+        strength: dict[tuple[int, int, int], float] = {}
+        for spec in self.specs_:
+            if not spec.predictors:
+                continue
+            x, y = spec.design(train, rows), train[rows, spec.target]
+            ok = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
+            if ok.sum() <= x.shape[1] + 1 or not np.nanstd(y[ok]) > 0:
+                continue
+            sd_x = x[ok].std(axis=0)
+            model = LinearModel(alpha=float(self.ridge_alpha), trim=float(self.trim)).fit(x[ok], y[ok])
+            std_coef = np.abs(model.coef_) * sd_x / y[ok].std()
+            for (col, lag), value in zip(spec.predictors, std_coef, strict=True):
+                strength[(col, spec.target, lag)] = float(value)
+        table = pd.DataFrame(
+            [
+                (names[c], names[e], s, strength.get((c, e, s), 0.0), o)
+                for c, e, s, o in sorted(set(edges), key=lambda t: (t[1], t[2], t[0]))
+            ],
+            columns=["cause", "effect", "lag", "strength", "oriented"],
+        )
+        return CausalGraph(table, names)
+
+    def _calibrate(self, values: np.ndarray, start: int) -> None:
+        from tsdiff.causal.mechanisms import predict_all, residual_scale
+
+        residuals = values - predict_all(self.specs_, self.models_, values, self.lag_)
+        self.residual_center_, self.residual_scale_ = residual_scale(
+            residuals[start:], float(self.residual_floor)
+        )
+        self._calibration_values_ = self._aggregate(self._violations(values)[start:])
+
+    # ----------------------------------------------------------------- score
+    def _violations(self, values: np.ndarray) -> np.ndarray:
+        """Robust z of each metric's residual (n, K); 0 where a mechanism lacks an input."""
+        from tsdiff.causal.mechanisms import predict_all
+
+        residuals = values - predict_all(self.specs_, self.models_, values, self.lag_)
+        z = np.abs(residuals - self.residual_center_) / self.residual_scale_
+        return np.nan_to_num(z, nan=0.0)
+
+    def _aggregate(self, violations: np.ndarray) -> np.ndarray:
+        if self.aggregate == "max":
+            return violations.max(axis=1)
+        if self.aggregate == "rms":
+            return np.sqrt((violations**2).mean(axis=1))
+        return violations.mean(axis=1)
+
+    def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        violations = self._violations(values)
+        return self._aggregate(violations), violations
+
+    def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
+        return self._calibration_values_
+
+    def _causes(self) -> list[set[int]]:
+        position = {name: j for j, name in enumerate(self.feature_names_in_)}
+        return [{position[c] for c in self.graph_.causes_of(name)} for name in self.feature_names_in_]
+
+    def _root_causes(self, feature_scores: np.ndarray, positions: list[slice]) -> list[list]:
+        from tsdiff.causal.rootcause import rank_root_causes
+
+        causes = self._causes()
+        names = self.feature_names_in_
+        out = []
+        for rows in positions:
+            ranked = rank_root_causes(feature_scores[rows].mean(axis=0), causes, float(self.violation_level))
+            out.append([names[j] for j in ranked])
+        return out
+
+    def rank_causes(self, X: Any, start: Any = None, end: Any = None) -> list[Any]:
+        """Root-cause ranking of the metrics over rows ``start``..``end`` of ``X`` (index labels, inclusive).
+
+        ``X`` should reach back at least ``lag_`` rows before ``start``, so every mechanism has the
+        history it needs. The rows are ranked as an event would be (violated metrics, likely origins
+        first); the metrics that are not violated follow, by decreasing violation.
+        """
+        from tsdiff.causal.rootcause import rank_root_causes
+
+        frame, values = self._prepare(X)
+        rows = pd.Series(np.arange(len(frame.index)), index=frame.index).loc[start:end].to_numpy()
+        if len(rows) == 0:
+            raise ParameterError(f"no rows between {start!r} and {end!r}")
+        violation = self._violations(values)[rows].mean(axis=0)
+        ranked = rank_root_causes(violation, self._causes(), float(self.violation_level))
+        rest = [j for j in np.argsort(-violation, kind="stable") if j not in ranked]
+        return [self.feature_names_in_[j] for j in [*ranked, *rest]]
+
+    # ----------------------------------------------------------------- persistence
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {
+            "residual_center": self.residual_center_,
+            "residual_scale": self.residual_scale_,
+        }
+        for spec, model in zip(self.specs_, self.models_, strict=True):
+            for key, value in model.arrays().items():
+                arrays[f"mechanism.{spec.target}.{key}"] = np.asarray(value)
+        state = {
+            "lag": self.lag_,
+            "specs": [[spec.target, [list(p) for p in spec.predictors]] for spec in self.specs_],
+            "graph": self.graph_.to_dict(),
+            "screening": self.screening_,
+            "discovery_seconds": self.discovery_seconds_,
+        }
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        from tsdiff.causal.graph import CausalGraph
+        from tsdiff.causal.mechanisms import MechanismSpec, model_from_arrays
+
+        self.lag_ = int(state["lag"])
+        self.specs_ = [MechanismSpec(int(t), [(int(c), int(s)) for c, s in p]) for t, p in state["specs"]]
+        self.models_ = []
+        for spec in self.specs_:
+            prefix = f"mechanism.{spec.target}."
+            parts = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            self.models_.append(model_from_arrays(self.mechanism, parts))
+        self.graph_ = CausalGraph.from_dict(state["graph"])
+        self.screening_ = state["screening"]
+        self.discovery_seconds_ = float(state["discovery_seconds"])
+        self.residual_center_ = np.asarray(arrays["residual_center"], dtype=np.float64)
+        self.residual_scale_ = np.asarray(arrays["residual_scale"], dtype=np.float64)

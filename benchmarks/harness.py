@@ -147,10 +147,26 @@ def run_one(series: Series, name: str, factory: Callable[[], Any]) -> RunResult:
     )
 
 
-def run_all(series_list: Iterator[Series], detectors: dict[str, Callable[[], Any]]) -> list[RunResult]:
+def run_all(
+    series_list: Iterator[Series],
+    detectors: dict[str, Callable[[], Any]],
+    reuse: list[RunResult] | None = None,
+    raw_path: Path | None = None,
+) -> list[RunResult]:
+    """Run every detector on every series.
+
+    Results in ``reuse`` (same dataset, series and detector, without an error) are kept instead of
+    being run again; with ``raw_path`` the raw results are rewritten after each run, so an
+    interrupted benchmark resumes where it stopped.
+    """
+    done = {(r.dataset, r.series, r.detector): r for r in reuse or [] if not r.error}
     results = []
     for series in series_list:
         for name, factory in detectors.items():
+            key = (series.dataset, series.name, name)
+            if key in done:
+                results.append(done[key])
+                continue
             r = run_one(series, name, factory)
             logger.info(
                 "%-10s %-22s %-9s VUS-PR %.3f AUC-PR %.3f F1 %.3f fit %.1fs score %.1fs peak %.0f MiB%s",
@@ -166,6 +182,13 @@ def run_all(series_list: Iterator[Series], detectors: dict[str, Callable[[], Any
                 f" ERROR {r.error}" if r.error else "",
             )
             results.append(r)
+            if raw_path is not None:
+                kept = [
+                    v
+                    for k, v in done.items()
+                    if k not in {(x.dataset, x.series, x.detector) for x in results}
+                ]
+                save_raw(kept + results, raw_path)
     return results
 
 
@@ -243,6 +266,21 @@ def markdown_report(results: list[RunResult], detectors: list[str], header: str)
         )
     out.append("")
     return "\n".join(out)
+
+
+def merge_results(old: list[RunResult], new: list[RunResult]) -> list[RunResult]:
+    """``old`` results not run again in ``new``, followed by ``new``."""
+    fresh = {(r.dataset, r.series, r.detector) for r in new}
+    return [r for r in old if (r.dataset, r.series, r.detector) not in fresh] + list(new)
+
+
+def load_raw(path: Path) -> list[RunResult]:
+    """Results written by :func:`save_raw` (an empty list when the file does not exist)."""
+    import json
+
+    if not path.exists():
+        return []
+    return [RunResult(**row) for row in json.loads(path.read_text())]
 
 
 def save_raw(results: list[RunResult], path: Path) -> None:

@@ -5,6 +5,7 @@ Usage (from the project root)::
     python benchmarks/run.py                               # every detector, every dataset
     python benchmarks/run.py --detectors pca,kmeans --datasets smd --machines 1-2,1-3
     python benchmarks/run.py --out benchmarks/RESULTS.md   # also write the markdown report
+    python benchmarks/run.py --resume --out benchmarks/RESULTS.md  # keep finished runs, add the rest
 
 SMD and SKAB are read from ``../shared/datasets`` (or ``$TSDIFF_DATA``); when they are absent
 those datasets are skipped with a note, and the bundled SMD machine is used instead.
@@ -23,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Series, markdown_report, run_all, save_raw
+from harness import Series, load_raw, markdown_report, merge_results, run_all, save_raw
 from report import write_section
 
 import tsdiff
@@ -98,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--raw", type=Path, default=Path("benchmarks/out/results.json"), help="raw per-run results"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished (detector, series) results in --raw instead of running them again",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
@@ -122,17 +128,20 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unknown dataset {ds!r}")
 
     started = time.time()
-    results = run_all(series(), chosen)
+    reuse = load_raw(args.raw) if args.resume else []
+    results = run_all(series(), chosen, reuse=reuse, raw_path=args.raw)
     if not results:
         logging.error("no series were run (is ../shared/datasets present?)")
         return 1
-    save_raw(results, args.raw)
+    save_raw(merge_results(reuse, results), args.raw)
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = "\n".join(
         [
             f"Command: `{command.strip()}`  ",
             f"tsdiff {tsdiff.__version__}, Python {platform.python_version()}, {platform.machine()}, "
-            f"run took {(time.time() - started) / 60:.1f} min.  ",
+            f"run took {(time.time() - started) / 60:.1f} min"
+            + (" (finished runs reused, see --resume)" if args.resume else "")
+            + ".  ",
             "VUS-PR/AUC-PR/VUS-ROC are threshold-free. F1, event F1 and PA-F1 use each detector's own "
             "label-free threshold (POT on training scores); PA-F1 (point-adjusted) is optimistic by "
             "construction and is shown only beside the others. `flagged` is the share of test rows "

@@ -26,6 +26,7 @@ from tsdiff.errors import ParameterError
 logger = logging.getLogger(__name__)
 
 INDEPENDENCE_TESTS = ("fisherz", "kci", "chisq", "gsq")
+JITTER = 1e-3  # standard deviations added to the standardised design, see discover_pc
 
 
 @dataclass
@@ -158,11 +159,21 @@ def discover_pc(
             f"only {design.shape[0]} complete rows for {design.shape[1]} lagged variables; "
             "give more training rows or a smaller max_lag"
         )
-    design = (design - design.mean(axis=0)) / design.std(axis=0)
-    names = [f"x{j}_lag{s}" for s in range(lag + 1) for j in range(k)]
+    # a metric can be constant within the sampled rows though not over all of training (rare
+    # spikes): such columns carry no information here and would make the test statistics NaN
+    std = design.std(axis=0)
+    kept = np.flatnonzero(std > 1e-12 * np.maximum(1.0, np.abs(design).max(axis=0)))
+    if len(kept) < 2:
+        return []
+    design = (design[:, kept] - design[:, kept].mean(axis=0)) / std[kept]
+    # exact linear ties (a step metric equal to its own lagged copy on every sampled row, exact
+    # duplicates among lags) make the correlation matrix singular; a jitter far below the test's
+    # resolution keeps it invertible without changing which dependencies are found
+    design = design + rng.normal(scale=JITTER, size=design.shape)
+    names = [f"x{i % k}_lag{i // k}" for i in kept]
     nodes = [GraphNode(name) for name in names]
     knowledge = BackgroundKnowledge()
-    for i, node in enumerate(nodes):
+    for i, node in zip(kept, nodes, strict=True):
         knowledge.add_node_to_tier(node, 1 if i < k else 0)  # tier 0: the past, tier 1: the present
     knowledge.forbid_within_tier(0)
     with warnings.catch_warnings():
@@ -177,17 +188,18 @@ def discover_pc(
             max_k=max_depth,
         ).G.graph
     edges: list[tuple[int, int, int, bool]] = []
-    for effect in range(k):  # only edges into present values matter
-        for cause_node in range(design.shape[1]):
-            if cause_node == effect or graph[cause_node, effect] == 0:
+    present = [(a, i) for a, i in enumerate(kept) if i < k]  # (node in the graph, metric)
+    for effect_node, effect in present:  # only edges into present values matter
+        for cause_node, i in enumerate(kept):
+            if cause_node == effect_node or graph[cause_node, effect_node] == 0:
                 continue
-            cause, shift = cause_node % k, cause_node // k
+            cause, shift = int(i % k), int(i // k)
             if shift > 0:
-                edges.append((cause, effect, shift, True))
-            elif graph[effect, cause_node] == 1 and graph[cause_node, effect] == -1:
-                edges.append((cause, effect, 0, True))  # cause -> effect
-            elif graph[effect, cause_node] == graph[cause_node, effect]:
-                edges.append((cause, effect, 0, False))  # undirected (or bidirected): listed both ways
+                edges.append((cause, int(effect), shift, True))
+            elif graph[effect_node, cause_node] == 1 and graph[cause_node, effect_node] == -1:
+                edges.append((cause, int(effect), 0, True))  # cause -> effect
+            elif graph[effect_node, cause_node] == graph[cause_node, effect_node]:
+                edges.append((cause, int(effect), 0, False))  # undirected (or bidirected): listed both ways
     return edges
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 logger = logging.getLogger("benchmarks")
 
+SCORES_DIR: Path | None = None  # set by run.py --scores to keep every run's test scores
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -126,6 +127,16 @@ def run_one(series: Series, name: str, factory: Callable[[], Any]) -> RunResult:
             error=f"{type(exc).__name__}: {exc}",
         )
     pred = result.labels.to_numpy()
+    if SCORES_DIR is not None:  # per-run scores, for studying score fusion offline
+        SCORES_DIR.mkdir(parents=True, exist_ok=True)
+        calibration = getattr(detector, "_calibration_values_", None)
+        np.savez_compressed(
+            SCORES_DIR / f"{series.name.replace('/', '_')}__{name}.npz",
+            scores=result.scores.to_numpy(np.float32),
+            labels=np.asarray(series.labels, dtype=np.int8),
+            calibration=np.asarray(calibration if calibration is not None else [], dtype=np.float32),
+            threshold=np.float64(result.threshold),
+        )
     m = evaluate(series.labels, result.scores.to_numpy(), window, pred=pred)
     return RunResult(
         dataset=series.dataset,
@@ -152,12 +163,13 @@ def run_all(
     detectors: dict[str, Callable[[], Any]],
     reuse: list[RunResult] | None = None,
     raw_path: Path | None = None,
+    run_missing: bool = True,
 ) -> list[RunResult]:
     """Run every detector on every series.
 
     Results in ``reuse`` (same dataset, series and detector, without an error) are kept instead of
-    being run again; with ``raw_path`` the raw results are rewritten after each run, so an
-    interrupted benchmark resumes where it stopped.
+    being run again (with ``run_missing=False`` only those are reported); with ``raw_path`` the raw
+    results are rewritten after each run, so an interrupted benchmark resumes where it stopped.
     """
     done = {(r.dataset, r.series, r.detector): r for r in reuse or [] if not r.error}
     results = []
@@ -166,6 +178,8 @@ def run_all(
             key = (series.dataset, series.name, name)
             if key in done:
                 results.append(done[key])
+                continue
+            if not run_missing:
                 continue
             r = run_one(series, name, factory)
             logger.info(

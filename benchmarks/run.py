@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness
 from harness import Series, load_raw, markdown_report, merge_results, run_all, save_raw
 from report import write_section
 
@@ -45,6 +46,7 @@ def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
         "imdiffusion-fast": lambda: tsdiff.ImDiffusionDetector(
             random_state=seed, scoring="single", ensemble_steps=5, verbose=False
         ),
+        "hybrid": lambda: tsdiff.HybridDetector(random_state=seed, verbose=False),
     }
 
 
@@ -104,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="reuse the finished (detector, series) results in --raw instead of running them again",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="with --resume: only report the finished results, run nothing",
+    )
+    parser.add_argument("--scores", type=Path, help="also save each run's test scores (.npz) here")
     args = parser.parse_args(argv)
+    harness.SCORES_DIR = args.scores
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     factories = detector_factories(args.seed)
@@ -129,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     reuse = load_raw(args.raw) if args.resume else []
-    results = run_all(series(), chosen, reuse=reuse, raw_path=args.raw)
+    results = run_all(
+        series(),
+        chosen,
+        reuse=reuse,
+        raw_path=None if args.report_only else args.raw,
+        run_missing=not args.report_only,
+    )
     if not results:
         logging.error("no series were run (is ../shared/datasets present?)")
         return 1

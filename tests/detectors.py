@@ -10,6 +10,7 @@ from collections.abc import Callable
 from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
 from tsdiff.causal import CausalDetector
 from tsdiff.diffusion import ImDiffusionDetector
+from tsdiff.hybrid import HybridDetector
 
 #: a diffusion detector small enough to train in about a second
 TINY_DIFFUSION = dict(
@@ -34,6 +35,12 @@ DETECTORS: dict[str, Callable[..., object]] = {
     "random": lambda **kw: RandomDetector(**kw),
     "imdiffusion": lambda **kw: ImDiffusionDetector(**{**TINY_DIFFUSION, **kw}),
     "causal": lambda **kw: CausalDetector(max_lag=2, max_rows=500, **kw),
+    "hybrid": lambda **kw: HybridDetector(
+        diffusion=ImDiffusionDetector(**TINY_DIFFUSION),
+        causal=CausalDetector(max_lag=2, max_rows=500),
+        verbose=False,
+        **kw,
+    ),
 }
 #: detectors whose scores carry information (the random score is excluded from accuracy checks)
 INFORMATIVE = [name for name in DETECTORS if name != "random"]

@@ -106,26 +106,34 @@ def test_feature_scores_point_at_the_broken_metric(name, train_frame, test_frame
     assert blame.idxmax() == "m2"
 
 
+def plain_params(det):
+    """Deep parameters, with nested estimators replaced by their class and own parameters."""
+    return {
+        k: (type(v).__name__, plain_params(v)) if hasattr(v, "get_params") else v
+        for k, v in det.get_params(deep=False).items()
+    }
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_get_params_and_clone(name):
     det = DETECTORS[name](random_state=3)
-    params = det.get_params()
+    params = det.get_params(deep=False)
     signature = inspect.signature(type(det).__init__).parameters
     assert set(params) == set(signature) - {"self"}
     assert {"threshold", "risk", "random_state"} <= set(params)
     twin = clone(det)
-    assert twin.get_params() == params and twin is not det
+    assert plain_params(twin) == plain_params(det) and twin is not det
     twin.set_params(risk=0.01)
-    assert twin.risk == 0.01 and det.get_params() == params
+    assert twin.risk == 0.01 and det.risk != 0.01
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_fit_does_not_touch_params_or_input(name, train_frame):
     det = DETECTORS[name](random_state=0)
-    before = det.get_params()
+    before = plain_params(det)
     copy = train_frame.copy()
     det.fit(train_frame)
-    assert det.get_params() == before
+    assert plain_params(det) == before
     pd.testing.assert_frame_equal(train_frame, copy)
 
 
@@ -150,7 +158,7 @@ def test_save_load_round_trip(name, train_frame, test_frame, tmp_path):
     det.save(tmp_path / "model")
     back = tsdiff.load(tmp_path / "model")
     assert type(back) is type(det)
-    assert back.get_params() == det.get_params()
+    assert plain_params(back) == plain_params(det)
     assert back.threshold_ == det.threshold_
     pd.testing.assert_series_equal(back.score(test_frame), det.score(test_frame))
     pd.testing.assert_frame_equal(

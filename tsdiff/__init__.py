@@ -22,6 +22,8 @@ _LAZY = {
     "RandomDetector": "tsdiff.baselines",
     "ImDiffusionDetector": "tsdiff.diffusion",
     "CausalDetector": "tsdiff.causal",
+    "HybridDetector": "tsdiff.hybrid",
+    "StreamScorer": "tsdiff.stream",
     "load": "tsdiff.persist",
     "evaluate": "tsdiff.metrics",
 }
@@ -35,17 +37,23 @@ _SUBMODULES = {
     "errors",
     "persist",
     "base",
+    "plot",
+    "causal",
+    "hybrid",
+    "stream",
 }
 
 __all__ = [
     "BaseDetector",
     "CausalDetector",
     "DetectionResult",
+    "HybridDetector",
     "ImDiffusionDetector",
     "IsolationForestDetector",
     "KMeansDetector",
     "PCADetector",
     "RandomDetector",
+    "StreamScorer",
     "TsdiffError",
     "__version__",
     "evaluate",
@@ -57,8 +65,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
     from tsdiff.causal import CausalDetector
     from tsdiff.diffusion import ImDiffusionDetector
+    from tsdiff.hybrid import HybridDetector
     from tsdiff.metrics import evaluate
     from tsdiff.persist import load
+    from tsdiff.stream import StreamScorer
 
 
 def __getattr__(name: str) -> Any:

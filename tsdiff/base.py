@@ -9,7 +9,9 @@ persistence hooks.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,27 @@ from tsdiff.frame import RobustScaler, ValidatedFrame, align_columns, validate_f
 from tsdiff.results import DetectionResult, find_events, run_slices
 
 THRESHOLD_METHODS = ("pot", "quantile")
+
+
+@dataclass(frozen=True)
+class StreamGeometry:
+    """What a row's score depends on, so a stream can reproduce batch scores exactly.
+
+    A row's score, computed on any stretch of rows that starts at a multiple of ``period`` (counted
+    from the start of the stream), at least ``history`` rows before it, and reaches at least
+    ``lookahead`` rows past it, equals its score in one batch over the whole stream.
+    """
+
+    period: int = 1
+    history: int = 0
+    lookahead: int = 0
+
+    def combine(self, other: StreamGeometry) -> StreamGeometry:
+        return StreamGeometry(
+            math.lcm(self.period, other.period),
+            max(self.history, other.history),
+            max(self.lookahead, other.lookahead),
+        )
 
 
 class BaseDetector(BaseEstimator):
@@ -46,8 +69,25 @@ class BaseDetector(BaseEstimator):
         """Learn from scaled training values (n_rows, n_features); NaN marks missing cells."""
 
     @abstractmethod
-    def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores (n_rows,) and per-metric scores (n_rows, n_features) for scaled values."""
+    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (n_rows,) and per-metric scores (n_rows, n_features) for scaled values.
+
+        ``offset`` is the position of ``values[0]`` in a longer stream (:class:`~tsdiff.stream.
+        StreamScorer` scores a moving buffer); a detector whose scores draw random numbers keys them
+        by absolute position with it, so a row scores the same in a stream as in one batch.
+        """
+
+    def _score_parts(
+        self, values: np.ndarray, offset: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+        """What ``detect`` needs: scores, per-metric scores, component scores (name -> (n_rows,)),
+        and the per-metric evidence that :meth:`_root_causes` ranks (default: the per-metric scores)."""
+        scores, feature_scores = self._score(values, offset)
+        return scores, feature_scores, {}, feature_scores
+
+    def _stream_geometry(self) -> StreamGeometry | None:
+        """How far a row's score reaches into the rows around it (None: it cannot be streamed)."""
+        return None
 
     def _input_clip(self) -> float | None:
         """Scaled inputs are clipped to [-clip, clip] before reaching the model (None: not clipped)."""
@@ -114,14 +154,14 @@ class BaseDetector(BaseEstimator):
             Number of metrics named per event.
         """
         frame, values = self._prepare(X)
-        scores, feature_scores = self._score(values)
+        scores, feature_scores, components, cause_evidence = self._score_parts(values)
         s = pd.Series(scores, index=frame.index, name="score")
         labels = (s > self.threshold_).astype(np.int8).rename("label")
         fs = pd.DataFrame(feature_scores, index=frame.index, columns=self.feature_names_in_)
         events = find_events(s, labels, fs, top_k=top_k)
         if len(events):
             positions = run_slices(labels.to_numpy())
-            events["root_causes"] = self._root_causes(feature_scores, positions)
+            events["root_causes"] = self._root_causes(cause_evidence, positions)
         return DetectionResult(
             scores=s,
             labels=labels,
@@ -129,6 +169,7 @@ class BaseDetector(BaseEstimator):
             threshold_method=self.threshold_method_,
             feature_scores=fs,
             events=events,
+            components={name: pd.Series(v, index=frame.index, name=name) for name, v in components.items()},
         )
 
     def save(self, path: str | Path) -> Path:

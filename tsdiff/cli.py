@@ -11,18 +11,24 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from tsdiff._version import __version__
 from tsdiff.errors import TsdiffError
 
 EXIT_OK, EXIT_ANOMALY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
-BASELINES = {
-    "pca": "PCADetector",
-    "iforest": "IsolationForestDetector",
-    "kmeans": "KMeansDetector",
-    "random": "RandomDetector",
+#: detectors the demo can run: name -> (tsdiff class, parameters of the quick preset)
+DEMO_DETECTORS = {
+    "hybrid": ("HybridDetector", None),
+    "imdiffusion": ("ImDiffusionDetector", {"max_steps": 300, "scoring": "single", "ensemble_steps": 5}),
+    "causal": ("CausalDetector", {}),
+    "pca": ("PCADetector", {}),
+    "iforest": ("IsolationForestDetector", {}),
+    "kmeans": ("KMeansDetector", {}),
+    "random": ("RandomDetector", {}),
 }
+BASELINES = ("pca", "iforest", "kmeans")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,13 +46,76 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="fit and evaluate on the bundled SMD machine (no download)")
     demo.add_argument(
         "--detector",
-        choices=[*BASELINES, "all"],
-        default="all",
-        help="which detector to run; 'all' compares every baseline side by side (default)",
+        choices=list(DEMO_DETECTORS),
+        default="hybrid",
+        help="the detector to run (default: hybrid, diffusion and causal models fused)",
     )
+    demo.add_argument(
+        "--preset",
+        choices=["quick", "default"],
+        default="quick",
+        help="quick: shorter diffusion training and one-step scoring (about 2 minutes on 2 cores); "
+        "default: the library defaults (about 5 minutes)",
+    )
+    demo.add_argument(
+        "--no-baselines", action="store_true", help="skip the PCA, IsolationForest and KMeans yardsticks"
+    )
+    demo.add_argument("--plot", default="tsdiff-demo.png", help="PNG written with metrics, scores and events")
+    demo.add_argument("--no-plot", action="store_true", help="write no plot")
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--events", type=int, default=5, help="how many of the largest events to list")
+
+    fit = sub.add_parser("fit", help="fit a detector on normal data and save it")
+    fit.add_argument("data", help="CSV or Parquet file of metrics (one row per timestamp)")
+    fit.add_argument("-o", "--output", required=True, help="model directory to write")
+    fit.add_argument("--detector", choices=list(DEMO_DETECTORS), default="hybrid")
+    fit.add_argument("--preset", choices=["quick", "default"], default="default")
+    fit.add_argument("--random-state", type=int, default=0)
+    _time_column(fit)
+
+    score = sub.add_parser("score", help="score a file with a saved model; one output row per input row")
+    score.add_argument("model", help="model directory written by 'tsdiff fit'")
+    score.add_argument("data", help="CSV or Parquet file with the model's metric columns")
+    score.add_argument("-o", "--output", required=True, help="CSV or Parquet file to write (by suffix)")
+    score.add_argument("--feature-scores", action="store_true", help="also write per-metric scores")
+    _time_column(score)
+    _fail_on_anomaly(score)
+
+    stream = sub.add_parser(
+        "stream", help="score CSV rows from stdin; one JSON line per scored row on stdout"
+    )
+    stream.add_argument("model", help="model directory written by 'tsdiff fit'")
+    stream.add_argument(
+        "--provisional", action="store_true", help="also emit an immediate provisional score per row"
+    )
+    stream.add_argument(
+        "--freq", help="expected spacing of the timestamps (e.g. 1min): gaps become empty rows"
+    )
+    _time_column(stream)
+    _fail_on_anomaly(stream)
+
+    evaluate = sub.add_parser("evaluate", help="compare scores with labels (VUS-PR, AUC-PR, F1 ...)")
+    evaluate.add_argument("scores", help="file written by 'tsdiff score' (columns score and label)")
+    evaluate.add_argument("labels", help="file with a 0/1 label column, one row per scored row")
+    evaluate.add_argument("--label-column", default="label")
+    evaluate.add_argument("--sliding-window", type=int, help="VUS window (default: chosen from the data)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _time_column(evaluate)
     return parser
+
+
+def _time_column(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--time-column",
+        help="column holding the timestamps (default: a first column named timestamp, time, date or "
+        "datetime, else none)",
+    )
+
+
+def _fail_on_anomaly(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fail-on-anomaly", action="store_true", help="exit with 1 when any row is labelled anomalous"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,8 +130,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "fit":
+            return run_fit(args)
+        if args.command == "score":
+            return run_score(args)
+        if args.command == "stream":
+            return run_stream(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
     except TsdiffError as exc:
         sys.stderr.write(f"tsdiff: error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        sys.stderr.write(f"tsdiff: error: {exc.strerror}: {exc.filename}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("tsdiff: interrupted\n")
@@ -81,8 +161,18 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def _demo_detector(name: str, preset: str, random_state: int) -> object:
     import tsdiff
+
+    cls_name, quick = DEMO_DETECTORS[name]
+    cls = getattr(tsdiff, cls_name)
+    if name == "hybrid":
+        return cls.quick(random_state=random_state) if preset == "quick" else cls(random_state=random_state)
+    params = dict(quick) if preset == "quick" else {}
+    return cls(random_state=random_state, **params)
+
+
+def run_demo(args: argparse.Namespace) -> int:
     from tsdiff.datasets import load_bundled
     from tsdiff.metrics import choose_sliding_window, evaluate
 
@@ -94,21 +184,23 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  train {n_train} rows x {n_metrics} metrics, test {n_test} rows, "
         f"{int(data.labels.sum())} labelled anomalous; VUS window {window}"
     )
-    names = list(BASELINES) if args.detector == "all" else [args.detector]
+    names = [args.detector] + ([] if args.no_baselines else [b for b in BASELINES if b != args.detector])
     rows = []
     for name in names:
-        detector = getattr(tsdiff, BASELINES[name])(random_state=args.random_state)
+        detector = _demo_detector(name, args.preset, args.random_state)
         _progress(f"  {name}: fitting ...")
         t0 = time.perf_counter()
         detector.fit(data.train)
         t1 = time.perf_counter()
+        _progress(f"  {name}: fitted in {t1 - t0:.1f}s; scoring the test part ...")
         result = detector.detect(data.test)
         t2 = time.perf_counter()
         labels, scores, pred = data.labels.to_numpy(), result.scores.to_numpy(), result.labels.to_numpy()
         m = evaluate(labels, scores, window, pred=pred)
         rows.append((name, m, t1 - t0, t2 - t1, result))
     print(
-        f"\ntsdiff {__version__} demo: SMD machine-1-2 (bundled), thresholds fitted on training data only\n"
+        f"\ntsdiff {__version__} demo: SMD machine-1-2 (bundled), {args.preset} preset, "
+        "thresholds fitted on training data only\n"
     )
     header = "| detector | VUS-PR | AUC-PR | AUC-ROC | F1 | event F1 | flagged | events | fit s | score s |"
     print(header)
@@ -120,23 +212,231 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{len(result.events)} | {fit_s:.1f} | {score_s:.1f} |"
         )
     print("\nF1 columns use each detector's own threshold (no labels used); higher VUS-PR is better.")
-    best = max(rows, key=lambda r: r[1]["VUS-PR"])
-    name, result = best[0], best[4]
-    if len(result.events):
-        print(f"\nLargest events found by {name} (top metrics by per-metric score; labelled root causes):")
-        events = result.events.sort_values("peak_score", ascending=False).head(args.events)
-        truth = data.root_causes if data.root_causes is not None else None
-        for _, ev in events.iterrows():
-            line = f"  rows {ev['start']}-{ev['end']} ({ev['n_rows']} rows), peak {ev['peak']}: "
-            line += ", ".join(map(str, ev["top_metrics"]))
-            if truth is not None:
-                hit = truth[(truth["start"] <= ev["end"]) & (truth["end"] > ev["start"])]
-                if len(hit):
-                    line += f"  | labelled: {', '.join(map(str, hit.iloc[0]['metrics']))}"
-                else:
-                    line += "  | no labelled anomaly here"
-            print(line)
+    name, result = rows[0][0], rows[0][4]
+    _print_events(name, result, data, args.events)
+    if not args.no_plot:
+        from tsdiff.plot import plot_detection
+
+        plot_detection(
+            data.test,
+            result,
+            true_labels=data.labels,
+            path=args.plot,
+            title=f"tsdiff {name} on SMD machine-1-2",
+        )
+        print(f"\nplot written to {args.plot}")
     return EXIT_OK
+
+
+def _print_events(name: str, result: object, data: object, n_events: int) -> None:
+    events = result.events  # type: ignore[attr-defined]
+    if not len(events):
+        print(f"\n{name} flagged no events in the test part.")
+        return
+    print(f"\nLargest events found by {name} (root causes, else top metrics; labelled root causes):")
+    truth = data.root_causes  # type: ignore[attr-defined]
+    for _, ev in events.sort_values("peak_score", ascending=False).head(n_events).iterrows():
+        causes = list(ev["root_causes"])
+        line = f"  rows {ev['start']}-{ev['end']} ({ev['n_rows']} rows), peak {ev['peak']}: "
+        line += (
+            ("causes " + ", ".join(map(str, causes[:3])))
+            if causes
+            else ", ".join(map(str, ev["top_metrics"]))
+        )
+        if truth is not None:
+            hit = truth[(truth["start"] <= ev["end"]) & (truth["end"] > ev["start"])]
+            line += (
+                f"  | labelled: {', '.join(map(str, hit.iloc[0]['metrics']))}"
+                if len(hit)
+                else "  | not labelled"
+            )
+        print(line)
+
+
+# ----------------------------------------------------------------- files
+TIME_NAMES = ("timestamp", "time", "date", "datetime")
+
+
+def read_table(path: str, time_column: str | None) -> object:
+    """A CSV or Parquet file as a DataFrame indexed by its time column (see ``--time-column``)."""
+    import pandas as pd
+
+    from tsdiff.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such file: {path}")
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(p)
+        else:
+            frame = pd.read_csv(p)
+    except ImportError as exc:
+        raise InputError(f"cannot read {path}: {exc} (install tsdiff[parquet] for Parquet)") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    return _set_time_index(frame, time_column, path)
+
+
+def _set_time_index(frame: object, time_column: str | None, what: str) -> object:
+    import pandas as pd
+
+    from tsdiff.errors import InputError
+
+    if time_column is None:
+        first = str(frame.columns[0]) if len(frame.columns) else ""
+        time_column = frame.columns[0] if first.strip().lower() in TIME_NAMES else None
+    elif time_column not in frame.columns:
+        raise InputError(f"{what}: no time column {time_column!r} (columns: {list(frame.columns)[:8]})")
+    if time_column is None:
+        return frame
+    try:
+        times = pd.to_datetime(frame[time_column])
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{what}: time column {time_column!r} does not hold timestamps: {exc}") from None
+    return frame.drop(columns=[time_column]).set_index(pd.DatetimeIndex(times, name=time_column))
+
+
+def write_table(frame: object, path: str) -> None:
+    from tsdiff.errors import InputError
+
+    p = Path(path)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        try:
+            frame.to_parquet(p)
+        except ImportError as exc:
+            raise InputError(f"cannot write {path}: {exc} (install tsdiff[parquet])") from None
+    else:
+        frame.to_csv(p)
+
+
+# ----------------------------------------------------------------- commands
+def run_fit(args: argparse.Namespace) -> int:
+    data = read_table(args.data, args.time_column)
+    _progress(f"tsdiff fit: {data.shape[0]} rows x {data.shape[1]} metrics from {args.data}")
+    detector = _demo_detector(args.detector, args.preset, args.random_state)
+    t0 = time.perf_counter()
+    detector.fit(data)
+    detector.save(args.output)
+    _progress(
+        f"tsdiff fit: {args.detector} fitted in {time.perf_counter() - t0:.1f}s, saved to {args.output}"
+    )
+    return EXIT_OK
+
+
+def run_score(args: argparse.Namespace) -> int:
+    import tsdiff
+
+    detector = tsdiff.load(args.model)
+    data = read_table(args.data, args.time_column)
+    _progress(f"tsdiff score: {data.shape[0]} rows from {args.data} with {type(detector).__name__}")
+    result = detector.detect(data)
+    frame = result.to_frame(feature_scores=args.feature_scores)
+    frame["top_metrics"] = frame.index.map(_event_metrics(result, "top_metrics"))
+    frame["root_causes"] = frame.index.map(_event_metrics(result, "root_causes"))
+    write_table(frame, args.output)
+    n = int(result.labels.sum())
+    _progress(f"tsdiff score: {n} anomalous rows in {len(result.events)} events; wrote {args.output}")
+    return EXIT_ANOMALY if args.fail_on_anomaly and n else EXIT_OK
+
+
+def _event_metrics(result: object, column: str) -> dict:
+    """Row label -> ';'-joined metric names of the event the row belongs to (empty outside events)."""
+    labels = result.labels  # type: ignore[attr-defined]
+    out = dict.fromkeys(labels.index, "")
+    for ev in result.events.itertuples(index=False):  # type: ignore[attr-defined]
+        names = ";".join(map(str, getattr(ev, column)))
+        for key in labels.loc[ev.start : ev.end].index:
+            out[key] = names
+    return out
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    import pandas as pd
+
+    import tsdiff
+    from tsdiff.errors import InputError
+    from tsdiff.stream import StreamScorer
+
+    detector = tsdiff.load(args.model)
+    scorer = StreamScorer(detector, provisional=args.provisional, freq=args.freq)
+    reader = csv.reader(sys.stdin)
+    header = next(reader, None)
+    if header is None:
+        raise InputError("no CSV header on stdin")
+    anomalies = 0
+
+    def emit(out: pd.DataFrame) -> None:
+        nonlocal anomalies
+        for ts, row in out.iterrows():
+            record = {"time": ts.isoformat() if hasattr(ts, "isoformat") else _plain(ts)}
+            record.update({k: _plain(v) for k, v in row.items()})
+            anomalies += int(record["label"]) if record.get("final") else 0
+            sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
+
+    for line_no, cells in enumerate(reader, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            sys.stderr.write(
+                f"tsdiff: line {line_no}: {len(cells)} fields, expected {len(header)}; skipped\n"
+            )
+            continue
+        frame = pd.DataFrame([cells], columns=header)
+        frame = _set_time_index(frame, args.time_column, f"line {line_no}")
+        frame = frame.apply(pd.to_numeric, errors="coerce") if len(frame.columns) else frame
+        try:
+            emit(scorer.update(frame))
+        except InputError as exc:  # one bad line must not stop a monitor: report it and go on
+            sys.stderr.write(f"tsdiff: line {line_no}: {exc}; skipped\n")
+    emit(scorer.flush())
+    return EXIT_ANOMALY if args.fail_on_anomaly and anomalies else EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from tsdiff.errors import InputError
+    from tsdiff.metrics import choose_sliding_window, evaluate
+
+    scores = read_table(args.scores, args.time_column)
+    labels = read_table(args.labels, args.time_column)
+    for what, frame, column in (("scores", scores, "score"), ("labels", labels, args.label_column)):
+        if column not in frame.columns:
+            raise InputError(f"{what} file has no column {column!r}")
+    if len(scores) != len(labels):
+        raise InputError(f"{len(scores)} scored rows but {len(labels)} labels")
+    y = labels[args.label_column].to_numpy()
+    if not np.isin(y, (0, 1)).all():
+        raise InputError(f"label column {args.label_column!r} must hold only 0 and 1")
+    s = scores["score"].to_numpy(dtype=float)
+    pred = scores["label"].to_numpy() if "label" in scores.columns else None
+    window = args.sliding_window or choose_sliding_window(s)
+    metrics = evaluate(y, s, window, pred=pred)
+    if args.json:
+        print(json.dumps({k: _plain(v) for k, v in metrics.items()}))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>16}  {value:.4f}" if isinstance(value, float) else f"{key:>16}  {value}")
+    return EXIT_OK
+
+
+def _plain(value: object) -> object:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

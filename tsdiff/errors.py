@@ -62,6 +62,10 @@ class UnsortedIndexError(InputError):
     """The time index goes backwards."""
 
 
+class LateRowError(InputError):
+    """A streamed row whose timestamp is not after the last row already received."""
+
+
 class DuplicateColumnError(InputError):
     """Two columns share one name."""
 

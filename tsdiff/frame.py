@@ -66,7 +66,9 @@ class ValidatedFrame:
         return pd.DataFrame(self.values if values is None else values, index=self.index, columns=self.columns)
 
 
-def validate_frame(X: Any, *, min_rows: int = 1, what: str = "rows") -> ValidatedFrame:
+def validate_frame(
+    X: Any, *, min_rows: int = 1, what: str = "rows", allow_all_nan: bool = False
+) -> ValidatedFrame:
     """Check ``X`` and convert it to float64 values, keeping its index and column labels.
 
     Accepts a DataFrame of numeric columns (DatetimeIndex or any unique index), a Series (one
@@ -81,6 +83,8 @@ def validate_frame(X: Any, *, min_rows: int = 1, what: str = "rows") -> Validate
         The fewest rows the caller can work with (e.g. one window).
     what
         What ``min_rows`` is for, used in the error message.
+    allow_all_nan
+        Accept a column without any value (a few live rows may all miss a metric).
     """
     if isinstance(X, pd.Series):
         X = X.to_frame(name=X.name if X.name is not None else 0)
@@ -99,7 +103,7 @@ def validate_frame(X: Any, *, min_rows: int = 1, what: str = "rows") -> Validate
         index = pd.RangeIndex(values.shape[0])
         columns = pd.RangeIndex(values.shape[1])
     _check_index(index)
-    _check_values(values, index, columns)
+    _check_values(values, index, columns, allow_all_nan)
     if values.shape[0] < min_rows:
         raise TooFewRowsError(values.shape[0], min_rows, what)
     return ValidatedFrame(values=values, index=index, columns=columns, named=named)
@@ -181,7 +185,9 @@ def _check_index(index: pd.Index) -> None:
         )
 
 
-def _check_values(values: np.ndarray, index: pd.Index, columns: pd.Index) -> None:
+def _check_values(
+    values: np.ndarray, index: pd.Index, columns: pd.Index, allow_all_nan: bool = False
+) -> None:
     inf = np.isinf(values)
     if inf.any():
         i, j = np.argwhere(inf)[0]
@@ -191,7 +197,7 @@ def _check_values(values: np.ndarray, index: pd.Index, columns: pd.Index) -> Non
             row=index[i],
         )
     all_nan = np.isnan(values).all(axis=0)
-    if all_nan.any():
+    if all_nan.any() and not allow_all_nan:
         name = columns[int(np.argmax(all_nan))]
         raise AllNaNColumnError(f"column {fmt_label(name)} holds no value (all NaN)", column=name)
 

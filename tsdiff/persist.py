@@ -35,7 +35,10 @@ DETECTORS: dict[str, str] = {
     "RandomDetector": "tsdiff.baselines.random_score",
     "ImDiffusionDetector": "tsdiff.diffusion.detector",
     "CausalDetector": "tsdiff.causal.detector",
+    "HybridDetector": "tsdiff.hybrid",
 }
+#: key marking a parameter that is itself a (configured, unfitted) detector
+NESTED = "__detector__"
 
 
 def _versions() -> dict[str, str]:
@@ -64,7 +67,7 @@ def save(detector: Any, path: str | Path) -> Path:
     name = type(detector).__name__
     if DETECTORS.get(name) != type(detector).__module__:
         raise ParameterError(f"{name} is not a registered tsdiff detector and cannot be saved")
-    params = detector.get_params(deep=False)
+    params = _encode_params(detector.get_params(deep=False))
     state, arrays = detector._get_state()
     config = {
         "format": FORMAT,
@@ -87,6 +90,8 @@ def save(detector: Any, path: str | Path) -> Path:
     tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     save_file(tensors, str(path / ARRAYS_FILE))
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, allow_nan=True))
+    for attr in getattr(detector, "_subdetectors", ()):  # fitted components, each in its own folder
+        save(getattr(detector, attr), path / attr.rstrip("_"))
     logger.info("saved %s to %s", name, path)
     return path
 
@@ -128,13 +133,45 @@ def load(path: str | Path) -> Any:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFormatError(f"{path / ARRAYS_FILE} cannot be read: {exc}") from None
     try:
-        detector = cls(**config["params"])
+        detector = cls(**_decode_params(config["params"]))
+        for attr in getattr(cls, "_subdetectors", ()):
+            setattr(detector, attr, load(path / attr.rstrip("_")))
         _restore(detector, config, arrays)
     except ModelFormatError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise ModelFormatError(f"{path} is incomplete or corrupt: {type(exc).__name__}: {exc}") from None
     return detector
+
+
+def _encode_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters with nested detectors written as ``{NESTED: class name, "params": ...}``."""
+    from tsdiff.base import BaseDetector
+
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, BaseDetector):
+            name = type(value).__name__
+            if DETECTORS.get(name) != type(value).__module__:
+                raise ParameterError(f"parameter {key}: {name} is not a registered tsdiff detector")
+            value = {NESTED: name, "params": _encode_params(value.get_params(deep=False))}
+        out[key] = value
+    return out
+
+
+def _decode_params(params: Any) -> dict[str, Any]:
+    if not isinstance(params, dict):
+        raise ModelFormatError("the saved parameters are not a JSON object")
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, dict) and NESTED in value:
+            name = value[NESTED]
+            if name not in DETECTORS:
+                raise ModelFormatError(f"parameter {key} names an unknown detector class {name!r}")
+            cls = getattr(importlib.import_module(DETECTORS[name]), name)
+            value = cls(**_decode_params(value.get("params", {})))
+        out[key] = value
+    return out
 
 
 def _restore(detector: Any, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

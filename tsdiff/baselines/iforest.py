@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tsdiff.base import BaseDetector
+from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.errors import ParameterError
 from tsdiff.frame import fill_missing
 
@@ -121,7 +121,10 @@ class IsolationForestDetector(BaseDetector):
             node = np.where(inner, child, node)
         return self.leaf_path_[node].mean(axis=1)
 
-    def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _stream_geometry(self) -> StreamGeometry:
+        return StreamGeometry()  # one row at a time (missing cells carry the last value forward)
+
+    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
         x = fill_missing(values)
         c = average_path_length(np.array([self.max_samples_]))[0]
         chunk = 8192

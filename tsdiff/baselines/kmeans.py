@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tsdiff.base import BaseDetector
+from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.errors import ParameterError
 from tsdiff.frame import fill_missing, sliding_windows, spread_to_rows, window_starts
 
@@ -70,7 +70,11 @@ class KMeansDetector(BaseDetector):
         km = KMeans(n_clusters=k, n_init=3, random_state=self.random_state).fit(flat)
         self.centers_ = km.cluster_centers_.reshape(k, int(self.window), x.shape[1])
 
-    def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _stream_geometry(self) -> StreamGeometry:
+        w, stride = int(self.window), int(self.stride)
+        return StreamGeometry(period=stride, history=w + stride, lookahead=w)
+
+    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
         x = fill_missing(values)
         w = int(self.window)
         starts = window_starts(x.shape[0], w, int(self.stride))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tsdiff.base import BaseDetector
+from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.errors import ParameterError
 from tsdiff.frame import fill_missing
 
@@ -64,7 +64,10 @@ class PCADetector(BaseDetector):
             return 1
         return int(np.searchsorted(np.cumsum(var) / total, float(n)) + 1)
 
-    def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _stream_geometry(self) -> StreamGeometry:
+        return StreamGeometry()  # one row at a time (missing cells carry the last value forward)
+
+    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
         centred = fill_missing(values) - self.mean_
         residual = centred - (centred @ self.components_.T) @ self.components_
         feature = residual**2

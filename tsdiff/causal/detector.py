@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tsdiff.base import BaseDetector
+from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean
 
@@ -239,12 +239,17 @@ class CausalDetector(BaseDetector):
             return np.sqrt((violations**2).mean(axis=1))
         return violations.mean(axis=1)
 
-    def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
         violations = self._violations(values)
         return self._aggregate(violations), violations
 
     def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
         return self._calibration_values_
+
+    def _stream_geometry(self) -> StreamGeometry:
+        length = int(self.smooth) if int(self.smooth) > 1 else 1
+        half = length // 2
+        return StreamGeometry(history=int(self.lag_) + half + 1, lookahead=length - half - 1)
 
     def _causes(self) -> list[set[int]]:
         position = {name: j for j, name in enumerate(self.feature_names_in_)}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tsdiff.base import BaseDetector
+from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean, window_starts, windows_to_rows
 from tsdiff.torch_runtime import cpu_threads, make_seed, resolve_device
@@ -412,9 +412,17 @@ class ImDiffusionDetector(BaseDetector):
         m = self._votes_needed()
         return -np.partition(-ratios, m - 1, axis=1)[:, m - 1]  # the m-th largest ratio
 
-    def _score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        step_errors, metric_errors = self._reduce(self._entry_errors(values))
+    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        step_errors, metric_errors = self._reduce(self._entry_errors(values, offset))
         return self._combine(step_errors), metric_errors
+
+    def _stream_geometry(self) -> StreamGeometry:
+        # windows every window//2 rows from the stream start; a row takes its errors from the window
+        # it is most central in (reaching window - window//4 rows ahead, plus the last window's
+        # shift), then the centred smoothing reaches length - length//2 - 1 rows further
+        w, length = int(self.window), self._smooth_length()
+        ahead = length - length // 2 - 1
+        return StreamGeometry(period=max(1, w // 2), history=2 * w + length, lookahead=w + ahead)
 
     def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
         return self._calibration_values_

@@ -1,0 +1,148 @@
+"""Streaming: stream scores equal batch scores; provisional scores, late rows, gaps, restart."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_frame
+from detectors import DETECTORS
+
+from tsdiff import errors
+from tsdiff.stream import StreamScorer
+
+STREAMABLE = [name for name in DETECTORS if name != "random"]
+_FITTED: dict[str, object] = {}
+
+
+def fitted(name):
+    if name not in _FITTED:
+        _FITTED[name] = DETECTORS[name](random_state=0).fit(make_frame(300, 4, seed=0))
+    return _FITTED[name]
+
+
+def live_frame(n=260, seed=1):
+    df = make_frame(n, 4, seed=seed)
+    df.index = df.index + pd.Timedelta(minutes=300)
+    df.iloc[150:156, 2] += 8.0
+    df.iloc[40:43, 1] = np.nan
+    return df
+
+
+def stream_in_chunks(scorer, frame, seed=0, max_chunk=40):
+    rng = np.random.default_rng(seed)
+    parts, i = [], 0
+    while i < len(frame):
+        size = int(rng.integers(1, max_chunk + 1))
+        parts.append(scorer.update(frame.iloc[i : i + size]))
+        i += size
+    parts.append(scorer.flush())
+    return pd.concat([p for p in parts if len(p)])
+
+
+@pytest.mark.parametrize("name", STREAMABLE)
+def test_stream_scores_equal_batch_scores(name):
+    det, frame = fitted(name), live_frame()
+    scorer = StreamScorer(det)
+    out = stream_in_chunks(scorer, frame)
+    assert out["final"].all()
+    assert out.index.equals(frame.index)  # every row once, in order
+    batch = det.score(frame)
+    np.testing.assert_allclose(out["score"].to_numpy(), batch.to_numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(out["label"].to_numpy(), det.predict(frame).to_numpy())
+    g = det._stream_geometry()
+    assert scorer.buffered_rows <= g.history + 2 * g.period + g.lookahead + 40
+
+
+@pytest.mark.parametrize("name", ["causal", "imdiffusion"])
+def test_final_score_comes_latency_rows_later_and_provisional_at_once(name):
+    det, frame = fitted(name), live_frame(200)
+    scorer = StreamScorer(det, provisional=True)
+    first = scorer.update(frame.iloc[:100])
+    assert (~first["final"]).sum() == min(scorer.latency, 100)
+    provisional = first[~first["final"]]
+    # a provisional score is what a batch over the rows so far gives
+    so_far = det.score(frame.iloc[:100])
+    np.testing.assert_allclose(provisional["score"], so_far.loc[provisional.index], rtol=1e-5, atol=1e-8)
+    one = scorer.update(frame.iloc[100:101])
+    final = one[one["final"]]
+    assert list(final.index) == [frame.index[100 - scorer.latency]]
+    assert list(one[~one["final"]].index) == [frame.index[100]]
+
+
+def test_late_duplicate_and_unsorted_rows():
+    det, frame = fitted("pca"), live_frame(60)
+    scorer = StreamScorer(det)
+    scorer.update(frame.iloc[:30])
+    shuffled = frame.iloc[30:40].sample(frac=1.0, random_state=0)
+    out = scorer.update(pd.concat([shuffled, frame.iloc[[5, 35]]]))  # two late/duplicate rows
+    assert list(out.index) == list(frame.index[30:40]) and scorer.dropped_ == 2
+    strict = StreamScorer(det, on_late="raise")
+    strict.update(frame.iloc[:30])
+    before = strict.state()
+    with pytest.raises(errors.LateRowError) as info:
+        strict.update(frame.iloc[[31, 32, 3]])
+    assert info.value.row == frame.index[3]
+    assert strict.state() == before  # a refused update keeps nothing
+
+
+def test_gaps_are_filled_on_the_grid_and_flagged():
+    det, frame = fitted("causal"), live_frame(120)
+    holed = frame.drop(frame.index[50:53])
+    scorer = StreamScorer(det, freq="1min")
+    out = stream_in_chunks(scorer, holed, max_chunk=7)
+    assert out.index.equals(frame.index)
+    assert out["gap"].to_numpy().nonzero()[0].tolist() == [50, 51, 52]
+    assert np.isfinite(out["score"]).all()
+    on_grid = StreamScorer(det, freq="1min")
+    on_grid.update(frame.iloc[[0]])
+    with pytest.raises(errors.ParameterError, match="grid"):
+        on_grid.update(frame.iloc[[1]].set_axis([frame.index[1] + pd.Timedelta("30s")]))
+
+
+def test_dict_rows_and_bad_values():
+    det = fitted("pca")
+    scorer = StreamScorer(det)
+    start = pd.Timestamp("2024-02-01")
+    for i in range(3):
+        out = scorer.update(
+            {"m0": 0.1, "m1": 0.2, "m2": np.nan, "m3": 0.0}, index=start + pd.Timedelta(minutes=i)
+        )
+        assert len(out) == 1 and out["final"].all()
+    with pytest.raises(errors.ColumnMismatchError):
+        scorer.update({"m0": 0.1, "zz": 1.0}, index=start + pd.Timedelta(minutes=9))
+    with pytest.raises(errors.InfiniteValueError):
+        scorer.update({"m0": np.inf, "m1": 0, "m2": 0, "m3": 0}, index=start + pd.Timedelta(minutes=9))
+    assert (
+        scorer.update({"m0": 0, "m1": 0, "m2": 0, "m3": 0}, index=start + pd.Timedelta(minutes=9)).shape[0]
+        == 1
+    )
+
+
+def test_restart_from_state_loses_no_row():
+    det, frame = fitted("hybrid"), live_frame(220)
+    whole = stream_in_chunks(StreamScorer(det), frame, seed=3)
+    first = StreamScorer(det)
+    a = first.update(frame.iloc[:120])
+    snapshot = json.loads(json.dumps(first.state()))  # survives a trip through a file
+    second = StreamScorer.from_state(det, snapshot)
+    b = stream_in_chunks(second, frame.iloc[120:], seed=4)
+    joined = pd.concat([a, b])
+    assert joined.index.equals(whole.index)
+    np.testing.assert_allclose(joined["score"], whole["score"], rtol=1e-5, atol=1e-8)
+    assert {"score_diffusion", "score_causal"} <= set(joined.columns)
+
+
+def test_anomalous_rows_carry_root_causes_from_the_causal_model():
+    det, frame = fitted("causal"), live_frame()
+    out = stream_in_chunks(StreamScorer(det), frame)
+    flagged = out[out["label"] == 1]
+    assert len(flagged) and all(isinstance(c, list) for c in flagged["root_causes"])
+    assert any("m2" in c for c in flagged.loc[frame.index[150] : frame.index[160], "root_causes"])
+
+
+def test_random_detector_refuses_to_stream():
+    with pytest.raises(errors.ParameterError):
+        StreamScorer(DETECTORS["random"](random_state=0).fit(make_frame(100, 4)))

@@ -1,0 +1,332 @@
+"""Score a live stream with a fitted detector: new rows in, their scores out, bounded memory.
+
+:class:`StreamScorer` keeps only the rows a score still depends on. Window models need rows *after*
+a row to score it as they would in one batch (a diffusion window imputes its middle from both
+sides), so a row's **final** score is returned ``latency`` rows after the row arrived; with
+``provisional=True`` every row also gets an immediate provisional score, computed as if the stream
+ended there (what a batch over the rows so far gives), followed later by its final score.
+
+Rules for awkward input:
+
+* **Order**: the rows of one update are sorted by time first. A row whose timestamp is not after
+  the last row already received (late, out of order across updates, or a duplicate) is dropped and
+  counted in ``dropped_`` (``on_late="raise"`` raises :class:`~tsdiff.errors.LateRowError` instead,
+  before anything of that update is kept). Duplicates inside one update keep the first row.
+* **Gaps**: with ``freq`` (e.g. ``"1min"``) and a DatetimeIndex, missing timestamps are inserted as
+  rows without values (returned with ``gap=True``), so windows keep their length in time. Without
+  ``freq``, consecutive rows are taken as consecutive steps.
+* **Missing values**: NaN cells are never used as observations (the models treat them as missing);
+  a row without any value gets no evidence.
+* **Restart**: :meth:`state` returns a JSON-ready snapshot; :meth:`from_state` rebuilds a scorer
+  that continues exactly where the snapshot was taken.
+
+The final scores of a stream equal :meth:`~tsdiff.base.BaseDetector.score` of the same rows in one
+batch (up to float rounding): the scorer rescored a buffer that starts on the detector's window grid
+and holds enough rows before and after each row (:class:`~tsdiff.base.StreamGeometry`). Detectors
+that fill a missing cell with the last value seen (the baselines) carry it only across the rows the
+scorer keeps.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsdiff.errors import LateRowError, ParameterError
+from tsdiff.frame import align_columns, validate_frame
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "tsdiff-stream-state"
+
+
+class StreamScorer:
+    """Incremental scoring of new rows with a fitted detector.
+
+    Parameters
+    ----------
+    detector
+        A fitted tsdiff detector (any that declares how far its scores reach; the random baseline
+        does not).
+    provisional
+        Also return an immediate, provisional score for rows whose final score must wait.
+    freq
+        Expected spacing of a DatetimeIndex (a pandas offset such as ``"1min"``); missing
+        timestamps are filled with empty rows. None: no gap filling.
+    on_late
+        ``"drop"`` (default) or ``"raise"`` for rows that arrive at or before the last timestamp.
+    top_k
+        Metrics named per anomalous row.
+
+    Attributes
+    ----------
+    latency
+        Rows that must follow a row before its final score is known.
+    dropped_
+        Late or duplicate rows dropped so far.
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        provisional: bool = False,
+        freq: Any = None,
+        on_late: str = "drop",
+        top_k: int = 3,
+    ) -> None:
+        detector._check_fitted()
+        geometry = detector._stream_geometry()
+        if geometry is None:
+            raise ParameterError(
+                f"{type(detector).__name__} cannot score a stream (its scores have no bounded reach)"
+            )
+        if on_late not in ("drop", "raise"):
+            raise ParameterError(f"on_late must be 'drop' or 'raise', got {on_late!r}")
+        self.detector = detector
+        self.provisional = bool(provisional)
+        self.freq = pd.tseries.frequencies.to_offset(freq) if freq is not None else None
+        self.on_late = on_late
+        self.top_k = int(top_k)
+        self.geometry = geometry
+        self.latency = int(geometry.lookahead)
+        self.min_rows = max(int(detector._min_rows()), 1)
+        k = detector.n_features_in_
+        self._values = np.empty((0, k))  # raw rows of the buffer
+        self._index: list[Any] = []
+        self._gap: list[bool] = []
+        self._start = 0  # stream position of the buffer's first row
+        self._received = 0  # rows received (stream positions 0 .. received - 1)
+        self._final = 0  # first stream position without a final score yet
+        self._event = None  # (sum of cause evidence, rows) of the event open at the last final row
+        self.dropped_ = 0
+
+    # ----------------------------------------------------------------- input
+    def _as_frame(self, rows: Any, index: Any) -> pd.DataFrame:
+        if isinstance(rows, dict):
+            rows = pd.DataFrame([rows], index=[index if index is not None else self._next_label()])
+        elif isinstance(rows, pd.Series):
+            rows = rows.to_frame().T
+        elif not isinstance(rows, pd.DataFrame):
+            values = np.asarray(rows, dtype=object)
+            values = values.reshape(1, -1) if values.ndim == 1 else values
+            start = self._next_label()
+            rows = pd.DataFrame(values, index=pd.RangeIndex(start, start + len(values)))
+            if not self.detector.columns_named_:
+                rows.columns = range(rows.shape[1])
+            else:
+                rows.columns = self.detector.feature_names_in_[: rows.shape[1]]
+        return rows
+
+    def _next_label(self) -> Any:
+        if not self._index:
+            return self._received
+        last = self._index[-1]
+        return last + 1 if isinstance(last, (int, np.integer)) else self._received
+
+    def _clean(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if not frame.index.is_monotonic_increasing:
+            frame = frame.sort_index(kind="stable")
+        duplicated = frame.index.duplicated(keep="first")
+        late = np.zeros(len(frame), dtype=bool)
+        if self._index:
+            try:
+                late = np.asarray(frame.index <= self._index[-1])
+            except TypeError as exc:
+                raise ParameterError(
+                    f"the new rows' index ({frame.index.dtype}) cannot be compared with the stream's "
+                    f"({type(self._index[-1]).__name__}): {exc}"
+                ) from None
+        bad = duplicated | late
+        if bad.any():
+            if self.on_late == "raise":
+                first = frame.index[int(np.argmax(bad))]
+                raise LateRowError(
+                    f"row {first!r} is not after the last row received ({self._index[-1]!r})", row=first
+                )
+            self.dropped_ += int(bad.sum())
+            logger.warning("dropped %d late or duplicate row(s)", int(bad.sum()))
+            frame = frame[~bad]
+        return frame
+
+    def _fill_gaps(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        gap = np.zeros(len(frame), dtype=bool)
+        if self.freq is None or not len(frame):
+            return frame, gap
+        if not isinstance(frame.index, pd.DatetimeIndex):
+            raise ParameterError("freq needs rows with a DatetimeIndex")
+        first = self._index[-1] + self.freq if self._index else frame.index[0]
+        full = pd.date_range(first, frame.index[-1], freq=self.freq)
+        if not full.isin(frame.index).all() or not frame.index.isin(full).all():
+            off_grid = frame.index[~frame.index.isin(full)]
+            if len(off_grid):
+                raise ParameterError(
+                    f"row {off_grid[0]!r} is not on the {self.freq.freqstr} grid of the stream"
+                )
+            gap = ~full.isin(frame.index)
+            frame = frame.reindex(full)
+        return frame, gap
+
+    # ----------------------------------------------------------------- update
+    def update(self, rows: Any, index: Any = None) -> pd.DataFrame:
+        """Add new rows and return the rows whose score is now known.
+
+        Parameters
+        ----------
+        rows
+            A DataFrame (its index gives the timestamps), a dict of one row (``index`` gives its
+            timestamp; by default the next integer), or an array of rows.
+
+        Returns
+        -------
+        DataFrame
+            One row per scored row, indexed by its timestamp: ``score``, ``label`` (1 above the
+            detector's threshold), ``final`` (False for a provisional score), ``gap`` (a filled
+            missing timestamp), calibrated component scores (``score_<name>``) for hybrid models,
+            ``top_metrics`` and, on anomalous final rows, ``root_causes`` of the event in progress.
+            A row may appear twice: provisionally, then final.
+        """
+        frame = self._clean(self._as_frame(rows, index))
+        if not len(frame):
+            return self._empty()
+        frame, gap = self._fill_gaps(frame)
+        checked = validate_frame(frame, min_rows=1, what="rows", allow_all_nan=True)
+        checked = align_columns(checked, self.detector.feature_names_in_, self.detector.columns_named_)
+        # everything is checked: from here on the update cannot fail on bad input
+        self._values = np.vstack([self._values, checked.values])
+        self._index.extend(checked.index)
+        self._gap.extend(gap.tolist())
+        first_new = self._received
+        self._received += len(checked.values)
+        return self._emit(last_final=self._received - 1 - self.latency, first_new=first_new)
+
+    def flush(self) -> pd.DataFrame:
+        """Final scores of every row still waiting, as a batch ending here would give (end of stream)."""
+        return self._emit(last_final=self._received - 1, first_new=self._received)
+
+    def _emit(self, last_final: int, first_new: int) -> pd.DataFrame:
+        if self._received < self.min_rows or (last_final < self._final and not self.provisional):
+            return self._empty()
+        det = self.detector
+        scaled = det.scaler_.transform(self._values)
+        scores, features, components, evidence = det._score_parts(scaled, self._start)
+        out = []
+        for pos in range(self._final, last_final + 1):
+            out.append(self._row(pos, scores, features, components, evidence, final=True))
+        self._final = max(self._final, last_final + 1)
+        if self.provisional:
+            for pos in range(max(first_new, self._final), self._received):
+                out.append(self._row(pos, scores, features, components, evidence, final=False))
+        self._trim()
+        if not out:
+            return self._empty()
+        return pd.DataFrame(out, index=pd.Index([r.pop("_index") for r in out])).rename_axis(None)
+
+    def _row(
+        self, pos: int, scores: Any, features: Any, components: dict, evidence: Any, final: bool
+    ) -> dict:
+        det = self.detector
+        i = pos - self._start
+        score = float(scores[i])
+        label = int(score > det.threshold_)
+        names = det.feature_names_in_
+        top = np.argsort(-np.asarray(features[i]), kind="stable")[: self.top_k]
+        row: dict[str, Any] = {
+            "_index": self._index[i],
+            "score": score,
+            "label": label,
+            "final": final,
+            "gap": bool(self._gap[i]),
+        }
+        for name, values in components.items():
+            row[f"score_{name}"] = float(values[i])
+        row["top_metrics"] = [names[j] for j in top]
+        causes: list[Any] = []
+        if final:
+            if label:
+                total, count = self._event if self._event is not None else (np.zeros(len(names)), 0)
+                self._event = (total + np.asarray(evidence[i], dtype=np.float64), count + 1)
+                mean = self._event[0] / self._event[1]
+                causes = det._root_causes(mean[None, :], [slice(0, 1)])[0]
+            else:
+                self._event = None
+        row["root_causes"] = causes
+        return row
+
+    def _trim(self) -> None:
+        """Drop rows no score depends on any more, keeping the buffer on the detector's window grid."""
+        g = self.geometry
+        keep_from = self._final - g.history - g.period
+        new_start = max(self._start, (keep_from // g.period) * g.period)
+        if new_start > self._start:
+            cut = new_start - self._start
+            self._values = self._values[cut:]
+            del self._index[:cut]
+            del self._gap[:cut]
+            self._start = new_start
+
+    def _empty(self) -> pd.DataFrame:
+        return pd.DataFrame(columns=["score", "label", "final", "gap", "top_metrics", "root_causes"])
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows held in memory (bounded by the detector's reach, not by the stream's length)."""
+        return len(self._index)
+
+    # ----------------------------------------------------------------- restart
+    def state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot; :meth:`from_state` continues from it without losing a row."""
+        index = pd.Index(self._index)
+        timestamps = isinstance(index, pd.DatetimeIndex)
+        return {
+            "format": STATE_FORMAT,
+            "index": [t.isoformat() for t in index] if timestamps else [_plain(v) for v in self._index],
+            "index_is_time": timestamps,
+            "values": [[None if np.isnan(v) else float(v) for v in row] for row in self._values],
+            "gap": list(self._gap),
+            "start": self._start,
+            "received": self._received,
+            "final": self._final,
+            "event": None
+            if self._event is None
+            else {"total": self._event[0].tolist(), "count": int(self._event[1])},
+            "dropped": self.dropped_,
+            "provisional": self.provisional,
+            "freq": None if self.freq is None else self.freq.freqstr,
+            "on_late": self.on_late,
+            "top_k": self.top_k,
+        }
+
+    @classmethod
+    def from_state(cls, detector: Any, state: dict[str, Any]) -> StreamScorer:
+        """Rebuild a scorer for ``detector`` (the one the snapshot was taken with) from :meth:`state`."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ParameterError("not a tsdiff stream state (no 'format': 'tsdiff-stream-state')")
+        out = cls(detector, state["provisional"], state["freq"], state["on_late"], state["top_k"])
+        values = np.array(
+            [[np.nan if v is None else v for v in row] for row in state["values"]], dtype=np.float64
+        ).reshape(-1, detector.n_features_in_)
+        out._values = values
+        out._index = (
+            list(pd.DatetimeIndex(state["index"])) if state["index_is_time"] else list(state["index"])
+        )
+        out._gap = [bool(g) for g in state["gap"]]
+        out._start, out._received, out._final = (
+            int(state["start"]),
+            int(state["received"]),
+            int(state["final"]),
+        )
+        event = state["event"]
+        out._event = (
+            None if event is None else (np.asarray(event["total"], dtype=np.float64), int(event["count"]))
+        )
+        out.dropped_ = int(state["dropped"])
+        if len(out._index) != len(values) or len(out._gap) != len(values):
+            raise ParameterError("the stream state is inconsistent (index, values and gaps differ in length)")
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

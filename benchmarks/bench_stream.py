@@ -84,8 +84,8 @@ def main() -> None:
         "filled before timing starts. `final latency` is how many later rows a row's final score waits "
         "for (a provisional score is available at once).",
         "",
-        "| detector | rows per update | rows/s | p50 ms per update | p99 ms per update | final latency (rows) "
-        "| buffered rows | peak MiB |",
+        "| detector | rows per update | rows/s | p50 ms per update | p99 ms per update "
+        "| final latency (rows) | buffered rows | peak MiB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, det in detectors(args.seed).items():

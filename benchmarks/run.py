@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --resume: only report the finished results, run nothing",
     )
+    parser.add_argument("--note", default="", help="a line added to the report's header")
     parser.add_argument("--scores", type=Path, help="also save each run's test scores (.npz) here")
     args = parser.parse_args(argv)
     harness.SCORES_DIR = args.scores
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             "labelled anomalous. Peak MiB is the peak resident memory above the level before fitting, in one "
             "process: memory an earlier run already grew into is not counted (small series read near 0).",
         ]
+        + (["", args.note] if args.note else [])
     )
     report = markdown_report(results, names, header)
     print(report)

@@ -69,20 +69,24 @@ class BaseDetector(BaseEstimator):
         """Learn from scaled training values (n_rows, n_features); NaN marks missing cells."""
 
     @abstractmethod
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Scores (n_rows,) and per-metric scores (n_rows, n_features) for scaled values.
 
         ``offset`` is the position of ``values[0]`` in a longer stream (:class:`~tsdiff.stream.
         StreamScorer` scores a moving buffer); a detector whose scores draw random numbers keys them
         by absolute position with it, so a row scores the same in a stream as in one batch.
+        ``memo`` is a dict a stream keeps between calls: a detector may store work keyed by stream
+        position there (e.g. per-window results) and reuse it when the same rows come again.
         """
 
     def _score_parts(
-        self, values: np.ndarray, offset: int = 0
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
         """What ``detect`` needs: scores, per-metric scores, component scores (name -> (n_rows,)),
         and the per-metric evidence that :meth:`_root_causes` ranks (default: the per-metric scores)."""
-        scores, feature_scores = self._score(values, offset)
+        scores, feature_scores = self._score(values, offset, memo)
         return scores, feature_scores, {}, feature_scores
 
     def _stream_geometry(self) -> StreamGeometry | None:

@@ -386,15 +386,34 @@ def run_stream(args: argparse.Namespace) -> int:
                 f"tsdiff: line {line_no}: {len(cells)} fields, expected {len(header)}; skipped\n"
             )
             continue
-        frame = pd.DataFrame([cells], columns=header)
-        frame = _set_time_index(frame, args.time_column, f"line {line_no}")
-        frame = frame.apply(pd.to_numeric, errors="coerce") if len(frame.columns) else frame
         try:
-            emit(scorer.update(frame))
+            frame = _set_time_index(
+                pd.DataFrame([cells], columns=header), args.time_column, f"line {line_no}"
+            )
+            emit(scorer.update(_numeric_cells(frame)))
         except InputError as exc:  # one bad line must not stop a monitor: report it and go on
             sys.stderr.write(f"tsdiff: line {line_no}: {exc}; skipped\n")
     emit(scorer.flush())
     return EXIT_ANOMALY if args.fail_on_anomaly and anomalies else EXIT_OK
+
+
+def _numeric_cells(frame: object) -> object:
+    """One CSV row of text cells as numbers: an empty cell is missing, anything else must parse."""
+    from tsdiff.errors import NonNumericColumnError
+
+    out = frame.copy()  # type: ignore[attr-defined]
+    for column in out.columns:
+        cell = str(out[column].iloc[0]).strip()
+        if cell == "" or cell.lower() == "nan":
+            out[column] = float("nan")
+            continue
+        try:
+            out[column] = float(cell)
+        except ValueError:
+            raise NonNumericColumnError(
+                f"column {column!r} holds {cell!r}, not a number", column=column
+            ) from None
+    return out
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

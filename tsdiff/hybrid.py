@@ -249,11 +249,12 @@ class HybridDetector(BaseDetector):
         return self._calibration_values_
 
     # ----------------------------------------------------------------- score
-    def _parts(self, values: np.ndarray, offset: int = 0) -> dict[str, Any]:
+    def _parts(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> dict[str, Any]:
         parts: dict[str, Any] = {}
         for name, component in zip(COMPONENTS, (self.diffusion_, self.causal_), strict=True):
             # the components were fitted on these columns in this order: no second validation
-            parts[name] = component._score(component.scaler_.transform(values), offset)
+            own = None if memo is None else memo.setdefault(name, {})
+            parts[name] = component._score(component.scaler_.transform(values), offset, own)
         calibrated = [c.transform(parts[n][0]) for c, n in zip(self.calibrators_, COMPONENTS, strict=True)]
         fused = self._fuse(calibrated)
         attribution = np.zeros_like(parts["causal"][1], dtype=np.float64)
@@ -269,14 +270,16 @@ class HybridDetector(BaseDetector):
             "violations": parts["causal"][1],
         }
 
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        parts = self._parts(values, offset)
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        parts = self._parts(values, offset, memo)
         return parts["scores"], parts["feature_scores"]
 
     def _score_parts(
-        self, values: np.ndarray, offset: int = 0
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
-        parts = self._parts(values, offset)
+        parts = self._parts(values, offset, memo)
         return parts["scores"], parts["feature_scores"], parts["components"], parts["violations"]
 
     def _stream_geometry(self) -> Any:

@@ -102,6 +102,7 @@ class StreamScorer:
         self._final = 0  # first stream position without a final score yet
         self._event = None  # (sum of cause evidence, rows) of the event open at the last final row
         self.dropped_ = 0
+        self._memo: dict = {}  # work the detector keeps between updates, keyed by stream position
 
     # ----------------------------------------------------------------- input
     def _as_frame(self, rows: Any, index: Any) -> pd.DataFrame:
@@ -211,7 +212,7 @@ class StreamScorer:
             return self._empty()
         det = self.detector
         scaled = det.scaler_.transform(self._values)
-        scores, features, components, evidence = det._score_parts(scaled, self._start)
+        scores, features, components, evidence = det._score_parts(scaled, self._start, self._memo)
         out = []
         for pos in range(self._final, last_final + 1):
             out.append(self._row(pos, scores, features, components, evidence, final=True))
@@ -266,6 +267,7 @@ class StreamScorer:
             del self._index[:cut]
             del self._gap[:cut]
             self._start = new_start
+            _forget_before(self._memo, new_start)
 
     def _empty(self) -> pd.DataFrame:
         return pd.DataFrame(columns=["score", "label", "final", "gap", "top_metrics", "root_causes"])
@@ -326,6 +328,15 @@ class StreamScorer:
         if len(out._index) != len(values) or len(out._gap) != len(values):
             raise ParameterError("the stream state is inconsistent (index, values and gaps differ in length)")
         return out
+
+
+def _forget_before(memo: dict, position: int) -> None:
+    """Drop memo entries keyed by stream positions before ``position`` (nested per component)."""
+    for key in list(memo):
+        if isinstance(memo[key], dict):
+            _forget_before(memo[key], position)
+        elif isinstance(key, (int, np.integer)) and key < position:
+            del memo[key]
 
 
 def _plain(value: Any) -> Any:

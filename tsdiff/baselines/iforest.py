@@ -124,7 +124,9 @@ class IsolationForestDetector(BaseDetector):
     def _stream_geometry(self) -> StreamGeometry:
         return StreamGeometry()  # one row at a time (missing cells carry the last value forward)
 
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         x = fill_missing(values)
         c = average_path_length(np.array([self.max_samples_]))[0]
         chunk = 8192

@@ -74,7 +74,9 @@ class KMeansDetector(BaseDetector):
         w, stride = int(self.window), int(self.stride)
         return StreamGeometry(period=stride, history=w + stride, lookahead=w)
 
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         x = fill_missing(values)
         w = int(self.window)
         starts = window_starts(x.shape[0], w, int(self.stride))

@@ -67,7 +67,9 @@ class PCADetector(BaseDetector):
     def _stream_geometry(self) -> StreamGeometry:
         return StreamGeometry()  # one row at a time (missing cells carry the last value forward)
 
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         centred = fill_missing(values) - self.mean_
         residual = centred - (centred @ self.components_.T) @ self.components_
         feature = residual**2

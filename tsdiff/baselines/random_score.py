@@ -29,6 +29,8 @@ class RandomDetector(BaseDetector):
     def _fit(self, values: np.ndarray) -> None:
         pass
 
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         feature = self._rng().random(values.shape)
         return feature.mean(axis=1), feature

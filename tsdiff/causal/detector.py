@@ -239,7 +239,9 @@ class CausalDetector(BaseDetector):
             return np.sqrt((violations**2).mean(axis=1))
         return violations.mean(axis=1)
 
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         violations = self._violations(values)
         return self._aggregate(violations), violations
 

@@ -330,12 +330,14 @@ class ImDiffusionDetector(BaseDetector):
         self._calibration_values_ = self._combine(step_errors)
 
     # ----------------------------------------------------------------- score
-    def _entry_errors(self, values: np.ndarray, offset: int = 0) -> np.ndarray:
+    def _entry_errors(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> np.ndarray:
         """Imputation error of every entry at each recorded step: (n, S, K), NaN where missing.
 
         Errors compare the imputation with the unclipped scaled value, so a value far outside the
         model's range still counts at its full size. ``offset`` is the row number of ``values[0]``
         in a longer stream (it keys the noise, so a window's noise does not depend on the call).
+        ``memo`` maps a window's stream position to its errors: a stream rescoring its buffer
+        computes only the windows it has not seen (a window's rows never change once received).
         """
         import torch
         from tqdm.auto import tqdm
@@ -345,7 +347,8 @@ class ImDiffusionDetector(BaseDetector):
 
         w = int(self.window)
         n, k = values.shape
-        starts = window_starts(n, w, max(1, w // 2))
+        stride = max(1, w // 2)
+        starts = window_starts(n, w, stride)
         visit, record = self._steps()
         device = resolve_device(self.device)
         model = self.model_.to(device).eval()
@@ -355,13 +358,18 @@ class ImDiffusionDetector(BaseDetector):
         x_all, present_all = self._tensors(values, device)
         truth_all, _ = self._tensors(values, device, clip=False)
         per_window = np.empty((len(starts), w, len(record), k), dtype=np.float32)
+        todo = np.arange(len(starts))
+        if memo is not None:
+            known = np.array([offset + int(s) in memo for s in starts], dtype=bool)
+            for i in np.flatnonzero(known):
+                per_window[i] = memo[offset + int(starts[i])]
+            todo = np.flatnonzero(~known)
         batch = max(1, int(self.batch_size) * 2)
-        progress = tqdm(
-            total=len(starts), desc="scoring", unit="window", disable=not self.verbose, leave=False
-        )
+        progress = tqdm(total=len(todo), desc="scoring", unit="window", disable=not self.verbose, leave=False)
         with cpu_threads(), torch.inference_mode():
-            for i in range(0, len(starts), batch):
-                chunk = starts[i : i + batch]
+            for b in range(0, len(todo), batch):
+                rows = todo[b : b + batch]
+                chunk = starts[rows]
                 idx = torch.as_tensor(chunk, device=device)[:, None] + torch.arange(w, device=device)
                 x0 = x_all[:, idx].transpose(0, 1)  # (B, K, L)
                 truth = truth_all[:, idx].transpose(0, 1)
@@ -380,7 +388,11 @@ class ImDiffusionDetector(BaseDetector):
                     self.conditioning,
                     truth,
                 )  # (S, B, K, L)
-                per_window[i : i + len(chunk)] = err.permute(1, 3, 0, 2).cpu().numpy()
+                per_window[rows] = err.permute(1, 3, 0, 2).cpu().numpy()
+                if memo is not None:  # grid windows only: the last, end-aligned one moves each call
+                    for i in rows:
+                        if (offset + int(starts[i])) % stride == 0:
+                            memo[offset + int(starts[i])] = per_window[i].copy()
                 progress.update(len(chunk))
         progress.close()
         self.model_ = model.cpu()
@@ -412,8 +424,10 @@ class ImDiffusionDetector(BaseDetector):
         m = self._votes_needed()
         return -np.partition(-ratios, m - 1, axis=1)[:, m - 1]  # the m-th largest ratio
 
-    def _score(self, values: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        step_errors, metric_errors = self._reduce(self._entry_errors(values, offset))
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        step_errors, metric_errors = self._reduce(self._entry_errors(values, offset, memo))
         return self._combine(step_errors), metric_errors
 
     def _stream_geometry(self) -> StreamGeometry:

@@ -74,13 +74,15 @@ def test_fit_score_evaluate_round_trip(tmp_path, capsys):
 
 
 def test_score_without_anomalies_exits_0_even_with_fail_flag(tmp_path):
-    _files(tmp_path, anomaly=False)
+    train, _ = _files(tmp_path, anomaly=False)
+    quiet = train.mean() + 0.1 * (train - train.mean())  # well inside normal behaviour
+    quiet.to_csv(tmp_path / "quiet.csv")
     model = tmp_path / "model"
     main(["fit", str(tmp_path / "train.csv"), "-o", str(model), "--detector", "pca"])
     args = [
         "score",
         str(model),
-        str(tmp_path / "train.csv"),
+        str(tmp_path / "quiet.csv"),
         "-o",
         str(tmp_path / "o.csv"),
         "--fail-on-anomaly",

@@ -143,7 +143,7 @@ def test_stream_never_crashes_and_never_repeats_a_final_row(chunks):
 
 
 @SETTINGS
-@given(text=st.text(alphabet=st.sampled_from([*'ab,1.\n-e"x;', "nan", "inf", "time"]), max_size=200))
+@given(text=st.lists(st.sampled_from([*'ab,1.\n-e"x;', "nan", "inf", "time"]), max_size=80).map("".join))
 def test_cli_on_any_csv_exits_0_or_2_never_an_internal_error(text, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     path = folder / "data.csv"

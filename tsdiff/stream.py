@@ -270,7 +270,17 @@ class StreamScorer:
             _forget_before(self._memo, new_start)
 
     def _empty(self) -> pd.DataFrame:
-        return pd.DataFrame(columns=["score", "label", "final", "gap", "top_metrics", "root_causes"])
+        """No rows, but the columns and dtypes of a real answer (so ``out[out.final]`` works)."""
+        return pd.DataFrame(
+            {
+                "score": pd.Series(dtype=np.float64),
+                "label": pd.Series(dtype=np.int64),
+                "final": pd.Series(dtype=bool),
+                "gap": pd.Series(dtype=bool),
+                "top_metrics": pd.Series(dtype=object),
+                "root_causes": pd.Series(dtype=object),
+            }
+        )
 
     @property
     def buffered_rows(self) -> int:

@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.error("no series were run (is ../shared/datasets present?)")
         return 1
     save_raw(merge_results(reuse, results), args.raw)
-    command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in given:  # the note is printed below the command, not inside it
+        i = given.index("--note")
+        del given[i : i + 2]
+    command = "python benchmarks/run.py " + " ".join(given)
     header = "\n".join(
         [
             f"Command: `{command.strip()}`  ",

@@ -18,10 +18,11 @@ from tsdiff.errors import TsdiffError
 
 EXIT_OK, EXIT_ANOMALY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
-#: detectors the demo can run: name -> (tsdiff class, parameters of the quick preset)
+#: detectors the demo can run: name -> (tsdiff class, parameters of the quick preset; None: the
+#: diffusion quick preset of tsdiff.hybrid.QUICK_DIFFUSION)
 DEMO_DETECTORS = {
     "hybrid": ("HybridDetector", None),
-    "imdiffusion": ("ImDiffusionDetector", {"max_steps": 300, "scoring": "single", "ensemble_steps": 5}),
+    "imdiffusion": ("ImDiffusionDetector", None),
     "causal": ("CausalDetector", {}),
     "pca": ("PCADetector", {}),
     "iforest": ("IsolationForestDetector", {}),
@@ -168,8 +169,13 @@ def _demo_detector(name: str, preset: str, random_state: int) -> object:
     cls = getattr(tsdiff, cls_name)
     if name == "hybrid":
         return cls.quick(random_state=random_state) if preset == "quick" else cls(random_state=random_state)
-    params = dict(quick) if preset == "quick" else {}
-    return cls(random_state=random_state, **params)
+    if preset != "quick":
+        return cls(random_state=random_state)
+    if quick is None:
+        from tsdiff.hybrid import QUICK_DIFFUSION
+
+        quick = QUICK_DIFFUSION
+    return cls(random_state=random_state, **quick)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -359,7 +365,7 @@ def run_stream(args: argparse.Namespace) -> int:
 
     import tsdiff
     from tsdiff.errors import InputError
-    from tsdiff.stream import StreamScorer
+    from tsdiff.stream import StreamScorer, json_ready
 
     detector = tsdiff.load(args.model)
     scorer = StreamScorer(detector, provisional=args.provisional, freq=args.freq)
@@ -372,8 +378,8 @@ def run_stream(args: argparse.Namespace) -> int:
     def emit(out: pd.DataFrame) -> None:
         nonlocal anomalies
         for ts, row in out.iterrows():
-            record = {"time": ts.isoformat() if hasattr(ts, "isoformat") else _plain(ts)}
-            record.update({k: _plain(v) for k, v in row.items()})
+            record = {"time": ts.isoformat() if hasattr(ts, "isoformat") else json_ready(ts)}
+            record.update({k: json_ready(v) for k, v in row.items()})
             anomalies += int(record["label"]) if record.get("final") else 0
             sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
@@ -439,23 +445,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     window = args.sliding_window or choose_sliding_window(s)
     metrics = evaluate(y, s, window, pred=pred)
     if args.json:
-        print(json.dumps({k: _plain(v) for k, v in metrics.items()}))
+        from tsdiff.stream import json_ready
+
+        print(json.dumps({k: json_ready(v) for k, v in metrics.items()}))
     else:
         for key, value in metrics.items():
             print(f"{key:>16}  {value:.4f}" if isinstance(value, float) else f"{key:>16}  {value}")
     return EXIT_OK
-
-
-def _plain(value: object) -> object:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

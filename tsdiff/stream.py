@@ -294,7 +294,7 @@ class StreamScorer:
         timestamps = isinstance(index, pd.DatetimeIndex)
         return {
             "format": STATE_FORMAT,
-            "index": [t.isoformat() for t in index] if timestamps else [_plain(v) for v in self._index],
+            "index": [t.isoformat() for t in index] if timestamps else [json_ready(v) for v in self._index],
             "index_is_time": timestamps,
             "values": [[None if np.isnan(v) else float(v) for v in row] for row in self._values],
             "gap": list(self._gap),
@@ -349,5 +349,13 @@ def _forget_before(memo: dict, position: int) -> None:
             del memo[key]
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+def json_ready(value: Any) -> Any:
+    """A value ``json.dumps`` writes as standard JSON: numpy scalars as Python ones, lists
+    element-wise, NaN as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value

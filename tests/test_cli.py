@@ -133,3 +133,17 @@ def test_non_numeric_column_exits_2_naming_it(tmp_path, capsys):
         == EXIT_BAD_INPUT
     )
     assert "host" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_an_internal_error():
+    # `tsdiff ... | head -1`: the reader leaves before the table is written
+    proc = subprocess.run(
+        f"{sys.executable} -m tsdiff.cli demo --detector random --no-baselines --no-plot | head -c 1; "
+        "exit ${PIPESTATUS[0]}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert "internal error" not in proc.stderr

@@ -145,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         sys.stderr.write(f"tsdiff: error: {exc.strerror}: {exc.filename}\n")
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader went away (e.g. `tsdiff ... | head`): not a failure of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
     except KeyboardInterrupt:
         sys.stderr.write("tsdiff: interrupted\n")
         return 130

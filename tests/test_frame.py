@@ -176,3 +176,10 @@ def test_spread_to_rows_is_the_mean_of_covering_windows():
     starts = np.array([0, 1, 2])
     out = spread_to_rows(np.array([3.0, 6.0, 9.0]), starts, 2, 4)
     np.testing.assert_allclose(out, [3.0, 4.5, 7.5, 9.0])
+
+
+def test_missing_index_labels_of_any_type_are_refused():
+    for index in (pd.Index([0.0, np.nan, 2.0]), pd.Index([np.nan])):
+        frame = pd.DataFrame({"a": np.arange(len(index), dtype=float)}, index=index)
+        with pytest.raises(errors.UnsortedIndexError, match="no index label"):
+            validate_frame(frame)

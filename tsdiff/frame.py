@@ -168,9 +168,9 @@ def _numeric_array(X: Any) -> np.ndarray:
 def _check_index(index: pd.Index) -> None:
     if isinstance(index, pd.RangeIndex) and index.step > 0:
         return
-    if isinstance(index, pd.DatetimeIndex) and index.hasnans:
+    if index.hasnans:  # NaT or NaN labels can be neither ordered nor matched
         row = int(np.argmax(index.isna()))
-        raise UnsortedIndexError(f"row {row} (by position) has no timestamp (NaT)", row=row)
+        raise UnsortedIndexError(f"row {row} (by position) has no index label (NaN or NaT)", row=row)
     dup = index.duplicated()
     if dup.any():
         label = index[int(np.argmax(dup))]

@@ -13,7 +13,7 @@ from tsdiff import errors
 from tsdiff.diffusion import ImDiffusionDetector
 from tsdiff.diffusion.denoiser import Denoiser
 from tsdiff.diffusion.imputation import DiffusionProcess, imputation_errors, noise_draws, window_noise
-from tsdiff.diffusion.masks import GRATING, GratingMask, grating_targets, training_targets
+from tsdiff.diffusion.masks import GRATING, GratingMask, grating_pattern, grating_targets, training_targets
 from tsdiff.diffusion.schedule import NoiseSchedule
 from tsdiff.diffusion.training import TrainingConfig, ValidationSet, WindowSource, train_denoiser
 
@@ -46,6 +46,22 @@ def test_grating_masks_are_complementary():
     a, b = grating_targets(16, 4, 0), grating_targets(16, 4, 1)
     assert not (a & b).any() and (a | b).all()
     assert a[:4].all() and not a[4:8].any()  # segments of 4 steps, even ones hidden by phase 0
+
+
+def test_checker_layout_alternates_metrics_and_covers_every_entry_once():
+    time_p, checker = grating_pattern(16, 3, 4, "time"), grating_pattern(16, 3, 4, "checker")
+    for p in (time_p, checker):
+        assert p.shape == (2, 3, 16) and not (p[0] & p[1]).any() and (p[0] | p[1]).all()
+    assert torch.equal(time_p[0], grating_targets(16, 4, 0).expand(3, 16))
+    assert torch.equal(checker[0, 0], checker[0, 2]) and torch.equal(checker[0, 1], checker[1, 0])
+    # while metric 0 is hidden, metric 1 at the same times is context
+    assert not (checker[0, 0] & checker[0, 1]).any()
+    present = torch.ones(5, 3, 16, dtype=torch.bool)
+    targets, strategy = training_targets(present, 0.7, 1.0, 4, torch.Generator().manual_seed(0), "checker")
+    assert (strategy == GRATING).all()
+    assert all(torch.equal(t, checker[0]) or torch.equal(t, checker[1]) for t in targets)
+    with pytest.raises(errors.ParameterError, match="layout"):
+        grating_pattern(16, 3, 4, "diagonal")
 
 
 def test_grating_never_targets_missing_entries():
@@ -149,6 +165,20 @@ def test_errors_use_the_unclipped_truth():
     assert err[0, 0, 0, 3] >= 95.0  # the imputation stays within the clip range; the error keeps the size
 
 
+@pytest.mark.parametrize("prediction", ["x0", "eps"])
+def test_both_parameterisations_recover_the_clean_values_and_noise(prediction):
+    process = DiffusionProcess(NoiseSchedule(20), torch.device("cpu"), clip=None, prediction=prediction)
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 8, generator=gen), torch.randn(2, 3, 8, generator=gen)
+    for t in (0, 10, 19):
+        x_t = process.noise(x0, t, eps)
+        x0_hat, eps_hat = process.estimates(x_t, t, process.training_target(x0, eps))
+        torch.testing.assert_close(x0_hat, x0, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(eps_hat, eps, rtol=1e-3, atol=1e-3)
+    with pytest.raises(errors.ParameterError, match="prediction"):
+        DiffusionProcess(NoiseSchedule(20), torch.device("cpu"), prediction="v")
+
+
 def test_window_noise_depends_on_start_not_batch():
     a = window_noise(7, [0, 5, 9], (2, 3), torch.device("cpu"))
     b = window_noise(7, [9], (2, 3), torch.device("cpu"))
@@ -216,6 +246,12 @@ def test_mean_combination_fits_one_threshold():
     assert det.threshold_ == det.threshold_model_.threshold_
 
 
+def test_noise_prediction_variant_trains_and_scores():
+    frame = make_frame(300, 4)
+    det = ImDiffusionDetector(**TINY_DIFFUSION, prediction="eps", random_state=0).fit(frame)
+    assert np.isfinite(det.score(frame)).all()
+
+
 def test_fast_single_step_mode_runs_and_differs(fitted):
     test = make_frame(200, 4, seed=1)
     fast = ImDiffusionDetector(random_state=0, scoring="single", **{**TINY_DIFFUSION, "ensemble_steps": 2})
@@ -240,6 +276,13 @@ def test_history_and_step_cap(fitted):
     assert h.steps <= TINY_DIFFUSION["max_steps"] and h.val_steps and h.best_step in h.val_steps
 
 
+def test_checker_layout_detector_scores_every_row():
+    frame = make_frame(300, 4)
+    det = ImDiffusionDetector(**TINY_DIFFUSION, grating_layout="checker", random_state=0).fit(frame)
+    scores = det.score(frame)
+    assert scores.index.equals(frame.index) and np.isfinite(scores).all()
+
+
 def test_epoch_cap_binds_on_short_training_data():
     det = ImDiffusionDetector(**{**TINY_DIFFUSION, "max_steps": 10_000}, max_epochs=1.0)
     assert det._train_steps(400) == int(np.ceil((400 - 16 + 1) / 16))
@@ -257,6 +300,8 @@ def test_too_short_for_train_and_validation_parts():
         {"window": 15},  # not a multiple of patch 2
         {"scoring": "fast"},
         {"conditioning": "both"},
+        {"grating_layout": "diagonal"},
+        {"prediction": "v"},
         {"ensemble_steps": 9},  # more than reverse_steps
         {"channels": 9, "heads": 2},  # not a multiple of heads
         {"vote_fraction": 0.0},

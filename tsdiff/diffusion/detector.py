@@ -47,6 +47,10 @@ class ImDiffusionDetector(BaseDetector):
         Rows per window; windows are scored every ``window // 2`` rows.
     grating_segments
         Time segments per window for the grating masks (each mask hides every other segment).
+    grating_layout
+        ``"time"`` (the reference: a mask hides the same segments of every metric) or
+        ``"checker"`` (the hidden segments alternate from one metric to the next, so an
+        imputation also sees the other metrics at the same times).
     mask_ratio
         Share of observed entries hidden by a random training mask.
     grating_fraction
@@ -54,6 +58,14 @@ class ImDiffusionDetector(BaseDetector):
         model practises the masks it meets when scoring (the mask strategy is an input).
     diffusion_steps, schedule
         Number of diffusion steps T and the noise schedule (``"quad"``, ``"linear"``, ``"cosine"``).
+    prediction
+        What the denoiser outputs: ``"x0"`` (default), the clean values, or ``"eps"``, the noise
+        (as the reference). The loss is the squared error of that output on the imputation
+        targets. With ``"eps"`` the clean estimate divides by ``sqrt(alpha_bar_t)``, which the
+        quad schedule drives towards 0 at its last steps: the chain's first estimates are mostly
+        clipped noise and the chain does not recover (on the synthetic benchmark its final
+        imputation error was 1.5 standard deviations, against 0.19 with ``"x0"`` for the same
+        training budget), so the imputation error carried little evidence.
     scoring
         ``"chain"`` runs the reverse chain (deterministic DDIM updates) over ``reverse_steps``
         evenly spaced steps and records the error at the last ``ensemble_steps`` of them;
@@ -106,10 +118,12 @@ class ImDiffusionDetector(BaseDetector):
         self,
         window: int = 64,
         grating_segments: int = 4,
+        grating_layout: str = "time",
         mask_ratio: float = 0.7,
         grating_fraction: float = 0.5,
         diffusion_steps: int = 50,
         schedule: str = "quad",
+        prediction: str = "x0",
         scoring: str = "chain",
         reverse_steps: int = 10,
         ensemble_steps: int = 10,
@@ -138,10 +152,12 @@ class ImDiffusionDetector(BaseDetector):
     ) -> None:
         self.window = window
         self.grating_segments = grating_segments
+        self.grating_layout = grating_layout
         self.mask_ratio = mask_ratio
         self.grating_fraction = grating_fraction
         self.diffusion_steps = diffusion_steps
         self.schedule = schedule
+        self.prediction = prediction
         self.scoring = scoring
         self.reverse_steps = reverse_steps
         self.ensemble_steps = ensemble_steps
@@ -181,13 +197,16 @@ class ImDiffusionDetector(BaseDetector):
 
     def _check_params(self) -> None:
         super()._check_params()
-        from tsdiff.diffusion.imputation import CONDITIONING, SCORING_MODES
+        from tsdiff.diffusion.imputation import CONDITIONING, PREDICTIONS, SCORING_MODES
+        from tsdiff.diffusion.masks import LAYOUTS
 
         checks = [
             (int(self.window) >= 4, "window must be >= 4"),
             (2 <= int(self.grating_segments) <= int(self.window), "grating_segments must be in [2, window]"),
+            (self.grating_layout in LAYOUTS, f"grating_layout must be one of {LAYOUTS}"),
             (0.0 < float(self.mask_ratio) < 1.0, "mask_ratio must be in (0, 1)"),
             (0.0 <= float(self.grating_fraction) <= 1.0, "grating_fraction must be in [0, 1]"),
+            (self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
             (self.scoring in SCORING_MODES, f"scoring must be one of {SCORING_MODES}"),
             (self.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}"),
             (self.combine in COMBINE, f"combine must be one of {COMBINE}"),
@@ -262,6 +281,7 @@ class ImDiffusionDetector(BaseDetector):
                 mask_ratio=float(self.mask_ratio),
                 grating_fraction=float(self.grating_fraction),
                 grating_segments=int(self.grating_segments),
+                grating_layout=self.grating_layout,
                 conditioning=self.conditioning,
             )
             train_src = WindowSource(*self._tensors(train_part, device), int(self.window))
@@ -274,6 +294,7 @@ class ImDiffusionDetector(BaseDetector):
                 self.conditioning,
                 256,
                 generator,
+                self.grating_layout,
             )
             self.history_ = train_denoiser(
                 model, process, train_src, validation, config, generator, self.verbose
@@ -305,7 +326,8 @@ class ImDiffusionDetector(BaseDetector):
         from tsdiff.diffusion.imputation import DiffusionProcess
         from tsdiff.diffusion.schedule import NoiseSchedule
 
-        return DiffusionProcess(NoiseSchedule(int(self.diffusion_steps), self.schedule), device, self._clip())
+        schedule = NoiseSchedule(int(self.diffusion_steps), self.schedule)
+        return DiffusionProcess(schedule, device, self._clip(), self.prediction)
 
     def _tensors(self, values: np.ndarray, device: Any, clip: bool = True) -> tuple[Any, Any]:
         """(K, n) float32 values (NaN -> 0; clipped to the model's range) and the present-mask."""
@@ -353,7 +375,7 @@ class ImDiffusionDetector(BaseDetector):
         device = resolve_device(self.device)
         model = self.model_.to(device).eval()
         process = self._process(device)
-        grating = GratingMask(w, int(self.grating_segments))
+        grating = GratingMask(w, int(self.grating_segments), self.grating_layout)
         draws = noise_draws(self.scoring, len(visit), len(record))
         x_all, present_all = self._tensors(values, device)
         truth_all, _ = self._tensors(values, device, clip=False)

@@ -26,16 +26,48 @@ from tsdiff.errors import ParameterError
 
 SCORING_MODES = ("chain", "single")
 CONDITIONING = ("unconditional", "conditional")
+PREDICTIONS = ("x0", "eps")
 
 
 class DiffusionProcess:
-    """Forward noising and one-step clean estimates for a schedule, with tensors on one device."""
+    """Forward noising and one-step clean estimates for a schedule, with tensors on one device.
 
-    def __init__(self, schedule: NoiseSchedule, device: torch.device, clip: float | None = None) -> None:
+    ``prediction`` says what the denoiser's output means: the noise (``"eps"``, as DDPM, CSDI and
+    ImDiffusion) or the clean values (``"x0"``). Both give the same pair of estimates
+    (:meth:`estimates`); they differ in how errors grow at high noise. Recovering the clean values
+    from a noise estimate divides by ``sqrt(alpha_bar_t)``, which is tiny at the last steps of the
+    quad schedule, so a small noise error there becomes a huge value error; a clean-value output has
+    no such amplification.
+    """
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        device: torch.device,
+        clip: float | None = None,
+        prediction: str = "eps",
+    ) -> None:
+        if prediction not in PREDICTIONS:
+            raise ParameterError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.schedule = schedule
         self.sqrt_ab = torch.tensor(np.sqrt(schedule.alpha_bar), dtype=torch.float32, device=device)
         self.sqrt_1m_ab = torch.tensor(np.sqrt(1.0 - schedule.alpha_bar), dtype=torch.float32, device=device)
         self.clip = clip
+        self.prediction = prediction
+
+    def estimates(
+        self, x_t: torch.Tensor, t: torch.Tensor | int, output: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean values (clipped to the scaler's range) and noise implied by a denoiser output."""
+        if self.prediction == "eps":
+            return self.clean_estimate(x_t, t, output), output
+        x0 = output.clamp(-self.clip, self.clip) if self.clip is not None else output
+        eps = (x_t - self._coef(self.sqrt_ab, t) * x0) / self._coef(self.sqrt_1m_ab, t)
+        return x0, eps
+
+    def training_target(self, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """What the denoiser learns to output for a window noised with ``eps``."""
+        return eps if self.prediction == "eps" else x0
 
     def _coef(self, table: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         if isinstance(t, int):
@@ -130,8 +162,7 @@ def imputation_errors(
         context = process.noise(x0, t, eps) if conditioning == "unconditional" else x0
         x_in = torch.where(observed, context, torch.where(present, state, zero))
         steps = torch.full((b,), t, dtype=torch.long, device=device)
-        eps_hat = model(x_in, observed, steps, strategy, side)
-        return process.clean_estimate(x_in, t, eps_hat), eps_hat
+        return process.estimates(x_in, t, model(x_in, observed, steps, strategy, side))
 
     for phase in (0, 1):
         targets = grating.targets(phase, present)

@@ -13,6 +13,7 @@ from tsdiff.errors import ParameterError
 
 RANDOM, GRATING = 0, 1  # mask-strategy ids told to the denoiser
 N_STRATEGIES = 2
+LAYOUTS = ("time", "checker")
 
 
 def grating_segments(length: int, n_segments: int) -> torch.Tensor:
@@ -30,6 +31,23 @@ def grating_targets(length: int, n_segments: int, phase: int) -> torch.Tensor:
     return (grating_segments(length, n_segments) % 2) == phase
 
 
+def grating_pattern(length: int, n_metrics: int, n_segments: int, layout: str = "time") -> torch.Tensor:
+    """Entries hidden by each of the two complementary grating masks: (2, K, L) boolean.
+
+    ``layout="time"`` hides the same time segments for every metric (each imputation sees only
+    other times); ``"checker"`` alternates the phase from one metric to the next, so while a
+    metric's segment is hidden, its neighbours' values at the same times are context and the
+    imputation can use the relations between metrics as well as those in time. Either way, the
+    two phases together hide every entry exactly once.
+    """
+    if layout not in LAYOUTS:
+        raise ParameterError(f"grating layout must be one of {LAYOUTS}, got {layout!r}")
+    seg = grating_segments(length, n_segments)[None, :]
+    shift = torch.arange(n_metrics)[:, None] if layout == "checker" else torch.zeros((n_metrics, 1))
+    parity = ((seg + shift) % 2).to(torch.long)  # (K, L)
+    return torch.stack([parity == 0, parity == 1])
+
+
 class GratingMask:
     """The pair of complementary grating masks used at scoring time.
 
@@ -38,17 +56,22 @@ class GratingMask:
     length
         Window length.
     n_segments
-        Number of time segments the window is cut into; phase 0 hides the even ones, phase 1 the odd.
+        Number of time segments the window is cut into; phase 0 hides the even ones, phase 1 the odd
+        (for the first metric, under the ``"checker"`` layout; see :func:`grating_pattern`).
+    layout
+        ``"time"`` or ``"checker"``.
     """
 
-    def __init__(self, length: int, n_segments: int) -> None:
+    def __init__(self, length: int, n_segments: int, layout: str = "time") -> None:
         self.length = length
         self.n_segments = n_segments
-        self.phases = [grating_targets(length, n_segments, p) for p in (0, 1)]
+        self.layout = layout
+        grating_pattern(length, 1, n_segments, layout)  # checks the arguments now
 
     def targets(self, phase: int, present: torch.Tensor) -> torch.Tensor:
-        """Target entries (B, K, L) for one phase: hidden time steps that hold a value."""
-        return self.phases[phase].to(present.device)[None, None, :] & present
+        """Target entries (B, K, L) for one phase: hidden entries that hold a value."""
+        pattern = grating_pattern(self.length, present.shape[1], self.n_segments, self.layout)
+        return pattern[phase].to(present.device)[None] & present
 
 
 def training_targets(
@@ -57,6 +80,7 @@ def training_targets(
     grating_fraction: float,
     n_segments: int,
     generator: torch.Generator,
+    layout: str = "time",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and strategy ids for a training batch.
 
@@ -69,13 +93,12 @@ def training_targets(
     present
         (B, K, L) boolean: entries that hold a value.
     """
-    b, _, length = present.shape
+    b, k, length = present.shape
     device = present.device
     random_t = torch.rand(present.shape, generator=generator, device=device) < ratio
     use_grating = torch.rand(b, generator=generator, device=device) < grating_fraction
     phase = torch.randint(0, 2, (b,), generator=generator, device=device)
-    seg = grating_segments(length, n_segments).to(device)
-    grating_t = ((seg[None, :] % 2) == phase[:, None])[:, None, :]  # (B, 1, L)
-    targets = torch.where(use_grating[:, None, None], grating_t.expand_as(present), random_t) & present
+    grating_t = grating_pattern(length, k, n_segments, layout).to(device)[phase]  # (B, K, L)
+    targets = torch.where(use_grating[:, None, None], grating_t, random_t) & present
     strategy = torch.where(use_grating, GRATING, RANDOM)
     return targets, strategy

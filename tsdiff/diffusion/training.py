@@ -1,4 +1,4 @@
-"""Training the denoiser: random windows, random or grating masks, noise-prediction loss on targets.
+"""Training the denoiser: random windows, random or grating masks, squared-error loss on targets.
 
 Adam on mini-batches of windows drawn at random from the training rows, with a short warm-up and a
 cosine decay of the step size over ``max_steps``; every ``eval_every`` steps the imputation error
@@ -21,8 +21,7 @@ import torch
 
 from tsdiff.diffusion.denoiser import Denoiser
 from tsdiff.diffusion.imputation import DiffusionProcess
-from tsdiff.diffusion.masks import GRATING, training_targets
-from tsdiff.diffusion.masks import grating_segments as grating_segments_of
+from tsdiff.diffusion.masks import GRATING, grating_pattern, training_targets
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +41,7 @@ class TrainingConfig:
     grating_fraction: float
     grating_segments: int
     conditioning: str
+    grating_layout: str = "time"
 
 
 @dataclass
@@ -104,16 +104,15 @@ class ValidationSet:
         conditioning: str,
         max_windows: int,
         generator: torch.Generator,
+        layout: str = "time",
     ) -> None:
         stride = max(1, source.n_windows // max_windows)
         starts = torch.arange(0, source.n_windows, stride)[:max_windows]
         self.x0, self.present = source.take(starts)
-        length = self.x0.shape[-1]
+        _, k, length = self.x0.shape
         phase = torch.arange(len(starts)) % 2
-        seg = grating_segments_of(length, grating_segments)
-        self.targets = ((seg[None, :] % 2) == phase[:, None])[:, None, :].to(
-            self.present.device
-        ) & self.present
+        pattern = grating_pattern(length, k, grating_segments, layout)
+        self.targets = pattern[phase].to(self.present.device) & self.present
         self.strategy = torch.full((len(starts),), GRATING, dtype=torch.long, device=self.present.device)
         steps_t = torch.as_tensor(list(steps), dtype=torch.long)
         self.t = steps_t[torch.arange(len(starts)) // 2 % len(steps_t)].to(self.present.device)
@@ -131,8 +130,8 @@ class ValidationSet:
             x_in = noised_input(
                 self.process, x0, self.present[sl], targets, t, self.eps[sl], self.conditioning
             )
-            eps_hat = model(x_in, self.present[sl] & ~targets, t, self.strategy[sl])
-            x0_hat = self.process.clean_estimate(x_in, t, eps_hat)
+            output = model(x_in, self.present[sl] & ~targets, t, self.strategy[sl])
+            x0_hat, _ = self.process.estimates(x_in, t, output)
             total += float((x0_hat - x0).abs()[targets].sum())
             count += int(targets.sum())
         return total / max(count, 1)
@@ -174,13 +173,18 @@ def train_denoiser(
         starts = torch.randint(0, train.n_windows, (config.batch_size,), generator=generator)
         x0, present = train.take(starts)
         targets, strategy = training_targets(
-            present, config.mask_ratio, config.grating_fraction, config.grating_segments, generator
+            present,
+            config.mask_ratio,
+            config.grating_fraction,
+            config.grating_segments,
+            generator,
+            config.grating_layout,
         )
         t = torch.randint(0, n_steps, (config.batch_size,), generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
         x_in = noised_input(process, x0, present, targets, t, eps, config.conditioning)
-        eps_hat = model(x_in, present & ~targets, t, strategy)
-        loss = ((eps_hat - eps) ** 2)[targets].mean()
+        output = model(x_in, present & ~targets, t, strategy)
+        loss = ((output - process.training_target(x0, eps)) ** 2)[targets].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

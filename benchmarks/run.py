@@ -47,6 +47,15 @@ def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
             random_state=seed, scoring="single", ensemble_steps=5, verbose=False
         ),
         "hybrid": lambda: tsdiff.HybridDetector(random_state=seed, verbose=False),
+        # the diffusion detector's previous default (noise prediction), alone and inside the hybrid
+        "imdiffusion-eps": lambda: tsdiff.ImDiffusionDetector(
+            random_state=seed, prediction="eps", verbose=False
+        ),
+        "hybrid-eps": lambda: tsdiff.HybridDetector(
+            diffusion=tsdiff.ImDiffusionDetector(prediction="eps", verbose=False),
+            random_state=seed,
+            verbose=False,
+        ),
     }
 
 

@@ -322,3 +322,18 @@ def test_saved_model_keeps_weights_thresholds_and_history(fitted, tmp_path):
     assert back.history_.best_step == fitted.history_.best_step
     test = make_frame(120, 4, seed=5)
     pd.testing.assert_series_equal(back.score(test), fitted.score(test))
+
+
+def test_a_model_saved_before_a_parameter_existed_keeps_its_old_behaviour(fitted, tmp_path):
+    import json
+
+    import tsdiff
+
+    fitted.save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config["params"]["prediction"] == "x0"
+    del config["params"]["prediction"], config["params"]["grating_layout"]
+    config_path.write_text(json.dumps(config))
+    back = tsdiff.load(tmp_path / "m")
+    assert back.prediction == "eps" and back.grating_layout == "time"

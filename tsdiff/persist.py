@@ -133,7 +133,7 @@ def load(path: str | Path) -> Any:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFormatError(f"{path / ARRAYS_FILE} cannot be read: {exc}") from None
     try:
-        detector = cls(**_decode_params(config["params"]))
+        detector = _construct(cls, config["params"])
         for attr in getattr(cls, "_subdetectors", ()):
             setattr(detector, attr, load(path / attr.rstrip("_")))
         _restore(detector, config, arrays)
@@ -169,9 +169,16 @@ def _decode_params(params: Any) -> dict[str, Any]:
             if name not in DETECTORS:
                 raise ModelFormatError(f"parameter {key} names an unknown detector class {name!r}")
             cls = getattr(importlib.import_module(DETECTORS[name]), name)
-            value = cls(**_decode_params(value.get("params", {})))
+            value = _construct(cls, value.get("params", {}))
         out[key] = value
     return out
+
+
+def _construct(cls: type, params: Any) -> Any:
+    """A detector from saved parameters. A parameter added after the model was saved takes the
+    value that reproduces the old behaviour (the class's ``_absent_params``), not the new default.
+    """
+    return cls(**{**getattr(cls, "_absent_params", {}), **_decode_params(params)})
 
 
 def _restore(detector: Any, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

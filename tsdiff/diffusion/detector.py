@@ -6,7 +6,7 @@ import logging
 import math
 import warnings
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -113,6 +113,9 @@ class ImDiffusionDetector(BaseDetector):
     verbose
         Show tqdm progress bars for training and scoring.
     """
+
+    #: values for parameters that a saved model predates: it was trained and scored that way
+    _absent_params: ClassVar[dict[str, Any]] = {"prediction": "eps", "grating_layout": "time"}
 
     def __init__(
         self,

@@ -35,13 +35,25 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: environment variable capping the torch threads of a process (e.g. one of several workers on a machine)
+THREADS_ENV = "TSDIFF_NUM_THREADS"
+
+
+def default_threads() -> int:
+    """Threads torch uses when a detector does not say: ``$TSDIFF_NUM_THREADS`` if set, else every CPU."""
+    cap = os.environ.get(THREADS_ENV, "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        return min(int(cap), available_cpus())
+    return available_cpus()
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int | None = None) -> Iterator[None]:
-    """Run torch on ``n`` threads (default: every available CPU), restoring the previous count after."""
+    """Run torch on ``n`` threads (default: :func:`default_threads`), restoring the previous count after."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(n or available_cpus())
+    torch.set_num_threads(n or default_threads())
     try:
         yield
     finally:

@@ -17,7 +17,7 @@ class TsaiForecastDetector(TsaiDetector):
     linear head over all its time steps predicts every metric of the next row; fastai's
     ``fit_one_cycle`` trains it with the mean squared error on normal data. A row's score is the
     mean absolute error over its metrics in robust units (median / IQR of the training data),
-    optionally smoothed over ``smooth`` rows; ``feature_scores`` are the per-metric errors. The
+    smoothed over ``smooth`` rows; ``feature_scores`` are the per-metric errors. The
     first rows of an input, which have fewer than ``window`` rows before them, are predicted from a
     history padded with the first row.
 
@@ -40,8 +40,10 @@ class TsaiForecastDetector(TsaiDetector):
         Share of the training rows (the last ones) held out: fastai's validation loss and the rows
         the label threshold is fitted on.
     smooth
-        Length (rows) of a centred moving mean over the errors; 1 turns it off. Each extra row
-        delays a live row's final score by half a row.
+        Length (rows) of a centred moving mean over the errors (default: a quarter window, as the
+        diffusion detector smooths over one grating segment); 1 turns it off. Anomalies in
+        operations data last many rows while one row's error is noisy. A live row's final score
+        waits for ``smooth // 2`` later rows.
     clip
         Scaled inputs are clipped to ``[-clip, clip]`` before reaching the network.
     threshold, risk
@@ -62,13 +64,13 @@ class TsaiForecastDetector(TsaiDetector):
         arch: str = "TSTPlus",
         arch_config: dict | None = None,
         window: int = 32,
-        epochs: int = 8,
+        epochs: int = 5,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-2,
         max_train_windows: int = 10000,
         validation_fraction: float = 0.2,
-        smooth: int = 1,
+        smooth: int = 8,
         clip: float = 10.0,
         threshold: str = "pot",
         risk: float = 1e-3,

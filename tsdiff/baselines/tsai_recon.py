@@ -21,7 +21,7 @@ class TsaiReconstructionDetector(TsaiDetector):
     window from them. fastai's ``fit_one_cycle`` trains it on every window of the normal data with
     the mean squared error. Windows are scored every ``stride`` rows; an entry's error is the mean
     absolute reconstruction error (robust units) over the windows that cover it, a row's score the
-    mean over its metrics (optionally smoothed over ``smooth`` rows), and ``feature_scores`` the
+    mean over its metrics (smoothed over ``smooth`` rows), and ``feature_scores`` the
     per-metric errors.
 
     Parameters
@@ -57,7 +57,7 @@ class TsaiReconstructionDetector(TsaiDetector):
         weight_decay: float = 1e-2,
         max_train_windows: int = 10000,
         validation_fraction: float = 0.2,
-        smooth: int = 1,
+        smooth: int = 8,
         clip: float = 10.0,
         threshold: str = "pot",
         risk: float = 1e-3,

@@ -184,7 +184,9 @@ def fit_fleet(
     -------
     FleetResult
         Per-entity status; an entity that failed (bad data, a fit error, a lost worker) is listed
-        with its error in ``result.failed``, and never stops the others.
+        with its error in ``result.failed``, and never stops the others. With a Dask DataFrame, a
+        task lost as a whole (a worker killed mid-partition) is listed as ``"partition <i>"``: the
+        client never sees which entities that partition held.
     """
     from tsdiff.base import BaseDetector
 

@@ -51,16 +51,17 @@ def entity_metrics(
     return metrics.loc[:, metrics.notna().any(axis=0)] if drop_empty else metrics
 
 
+def _record(entity: Any, rows: int, started: float, error: str = "", **extra: Any) -> dict[str, Any]:
+    """One entity's outcome: ``RECORD_COLUMNS`` plus what the task adds (``extra``)."""
+    status = "failed" if error else "ok"
+    seconds = time.perf_counter() - started
+    return {"entity": entity, "status": status, "rows": rows, "seconds": seconds, "error": error, **extra}
+
+
 def _failure(entity: Any, rows: int, started: float, exc: BaseException) -> dict[str, Any]:
     if not isinstance(exc, InputError):  # a bad entity's data is expected; anything else is logged in full
         logger.warning("entity %r failed", entity, exc_info=exc)
-    return {
-        "entity": entity,
-        "status": "failed",
-        "rows": rows,
-        "seconds": time.perf_counter() - started,
-        "error": f"{type(exc).__name__}: {exc}",
-    }
+    return _record(entity, rows, started, error=f"{type(exc).__name__}: {exc}")
 
 
 def fit_group(
@@ -84,16 +85,9 @@ def fit_group(
         except Exception as exc:  # one entity's failure must not stop the others
             records.append(_failure(entity, len(part), started, exc))
             continue
+        columns = [plain(c) for c in metrics.columns]
         records.append(
-            {
-                "entity": entity,
-                "status": "ok",
-                "rows": len(part),
-                "seconds": time.perf_counter() - started,
-                "error": "",
-                "columns": [plain(c) for c in metrics.columns],
-                "threshold": float(detector.threshold_),
-            }
+            _record(entity, len(part), started, columns=columns, threshold=float(detector.threshold_))
         )
     return records
 
@@ -139,17 +133,8 @@ def score_group(
         for column in ("top_metrics", "root_causes"):
             out[column] = result.labels.index.map(_event_metrics(result, column)).to_numpy()
         scored.append(out)
-        records.append(
-            {
-                "entity": entity,
-                "status": "ok",
-                "rows": len(part),
-                "seconds": time.perf_counter() - started,
-                "error": "",
-                "anomalous_rows": int(result.labels.sum()),
-                "events": len(result.events),
-            }
-        )
+        flagged = int(result.labels.sum())
+        records.append(_record(entity, len(part), started, anomalous_rows=flagged, events=len(result.events)))
     return records, (pd.concat(scored, ignore_index=True) if scored else None)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from tsdiff.base import BaseDetector
 from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean, fill_missing
-from tsdiff.torch_runtime import cpu_threads, make_seed, resolve_device
+from tsdiff.torch_runtime import cpu_threads, load_module_arrays, make_seed, module_arrays, resolve_device
 
 ARCH_NAMES = ("TSTPlus", "InceptionTimePlus", "ResNetPlus")
 
@@ -177,23 +177,14 @@ class TsaiDetector(BaseDetector):
 
     # ----------------------------------------------------------------- persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
+        arrays = module_arrays(self.model_)
         arrays["calibration"] = np.asarray(self._calibration_values_, dtype=np.float64)
         state = {"seed": self.seed_, "n_train_rows": self.n_train_rows_, "history": self.history_}
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        import torch
-
         self.seed_ = int(state["seed"])
         self.n_train_rows_ = int(state["n_train_rows"])
         self.history_ = list(state["history"])
-        model = self._build(len(self.feature_names_in_))
-        weights = {
-            k[len("model.") :]: torch.from_numpy(v.copy())
-            for k, v in arrays.items()
-            if k.startswith("model.")
-        }
-        model.load_state_dict(weights, strict=True)
-        self.model_ = model.eval()
+        self.model_ = load_module_arrays(self._build(len(self.feature_names_in_)), arrays).eval()
         self._calibration_values_ = np.asarray(arrays["calibration"], dtype=np.float64)

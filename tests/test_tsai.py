@@ -223,3 +223,35 @@ def test_other_architectures(train_frame, test_frame):
         verbose=False,
     ).fit(train_frame)
     assert isinstance(forecast.score(test_frame), pd.Series)
+
+
+def test_thread_cap_from_the_environment(monkeypatch):
+    import torch
+
+    from tsdiff.torch_runtime import THREADS_ENV, available_cpus, cpu_threads, default_threads
+
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert default_threads() == 1
+    before = torch.get_num_threads()
+    with cpu_threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv(THREADS_ENV, "not a number")
+    assert default_threads() == available_cpus()
+    monkeypatch.delenv(THREADS_ENV)
+    assert default_threads() == available_cpus()
+
+
+def test_module_arrays_round_trip():
+    import torch
+
+    from tsdiff.torch_runtime import load_module_arrays, module_arrays
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    arrays = module_arrays(a)
+    assert set(arrays) == {"model.weight", "model.bias"}
+    load_module_arrays(b, arrays)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    with pytest.raises(RuntimeError):
+        load_module_arrays(torch.nn.Linear(4, 2), arrays)

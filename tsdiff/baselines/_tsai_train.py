@@ -20,12 +20,7 @@ from fastai.learner import Learner
 from fastai.optimizer import Adam
 from torch import nn
 
-#: architecture name -> module of tsai that defines it (the only ones a saved model may name)
-ARCHS = {
-    "TSTPlus": "tsai.models.TSTPlus",
-    "InceptionTimePlus": "tsai.models.InceptionTimePlus",
-    "ResNetPlus": "tsai.models.ResNetPlus",
-}
+from tsdiff.baselines.tsai_base import ARCHS
 
 Batch = tuple[torch.Tensor, ...]
 

@@ -18,7 +18,13 @@ from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean, fill_missing
 from tsdiff.torch_runtime import cpu_threads, load_module_arrays, make_seed, module_arrays, resolve_device
 
-ARCH_NAMES = ("TSTPlus", "InceptionTimePlus", "ResNetPlus")
+#: tsai architecture -> module that defines it (the only ones a detector, or a saved model, may name)
+ARCHS = {
+    "TSTPlus": "tsai.models.TSTPlus",
+    "InceptionTimePlus": "tsai.models.InceptionTimePlus",
+    "ResNetPlus": "tsai.models.ResNetPlus",
+}
+ARCH_NAMES = tuple(ARCHS)
 
 
 class TsaiDetector(BaseDetector):

@@ -12,7 +12,7 @@ import pandas as pd
 from tsdiff.errors import InputError, ParameterError
 from tsdiff.fleet.cluster import fleet_client
 from tsdiff.fleet.storage import read_index, update_index
-from tsdiff.fleet.tasks import RECORD_COLUMNS, fit_group, score_group
+from tsdiff.fleet.tasks import RECORD_COLUMNS, fit_group, plain, score_group
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _run(client: Any, data: Any, entity_col: str, function: Any, args: tuple, ve
             raise InputError(f"no row has an entity in column {entity_col!r}", column=entity_col)
         scattered = client.scatter([rows for _, rows in groups], hash=False)
         futures = [client.submit(function, rows, entity_col, *args, pure=False) for rows in scattered]
-        keys = [entity for entity, _ in groups]
+        keys = [plain(entity) for entity, _ in groups]
     by_future = {f.key: k for f, k in zip(futures, keys, strict=True)}
     out = []
     with tqdm(total=len(futures), desc="entities", unit="task", disable=not verbose, leave=False) as bar:

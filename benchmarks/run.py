@@ -56,6 +56,9 @@ def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
             random_state=seed,
             verbose=False,
         ),
+        # deep-learning yardsticks on tsai models (need the tsai extra)
+        "tsai-forecast": lambda: tsdiff.TsaiForecastDetector(random_state=seed, verbose=False),
+        "tsai-recon": lambda: tsdiff.TsaiReconstructionDetector(random_state=seed, verbose=False),
     }
 
 

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
+import pytest
+
+from tsdiff.baselines import (
+    IsolationForestDetector,
+    KMeansDetector,
+    PCADetector,
+    RandomDetector,
+    TsaiForecastDetector,
+    TsaiReconstructionDetector,
+)
+from tsdiff.baselines._tsai_compat import tsai_installed
 from tsdiff.causal import CausalDetector
 from tsdiff.diffusion import ImDiffusionDetector
 from tsdiff.hybrid import HybridDetector
@@ -28,6 +38,23 @@ TINY_DIFFUSION = dict(
     verbose=False,
 )
 
+#: tsai detectors small enough to train in about a second (tests using them skip without tsai)
+TINY_TSAI = dict(window=16, epochs=3, n_threads=1, verbose=False)
+TINY_TSAI_FORECAST = dict(arch_config=dict(d_model=16, n_heads=2, n_layers=1, d_ff=32), **TINY_TSAI)
+TINY_TSAI_RECON = dict(arch_config=dict(nf=4, depth=2), latent=4, **TINY_TSAI)
+
+
+def needs_tsai(cls: type, tiny: dict) -> Callable[..., object]:
+    """A factory of ``cls`` in its tiny configuration that skips the calling test when tsai is missing."""
+
+    def make(**kw: object) -> object:
+        if not tsai_installed():
+            pytest.skip("tsai is not installed (pip install 'tsdiff[tsai]')")
+        return cls(**{**tiny, **kw})
+
+    return make
+
+
 DETECTORS: dict[str, Callable[..., object]] = {
     "pca": lambda **kw: PCADetector(n_components=2, **kw),
     "iforest": lambda **kw: IsolationForestDetector(n_estimators=20, max_samples=64, **kw),
@@ -41,6 +68,8 @@ DETECTORS: dict[str, Callable[..., object]] = {
         verbose=False,
         **kw,
     ),
+    "tsai-forecast": needs_tsai(TsaiForecastDetector, TINY_TSAI_FORECAST),
+    "tsai-recon": needs_tsai(TsaiReconstructionDetector, TINY_TSAI_RECON),
 }
 #: detectors whose scores carry information (the random score is excluded from accuracy checks)
 INFORMATIVE = [name for name in DETECTORS if name != "random"]

@@ -20,6 +20,8 @@ _LAZY = {
     "IsolationForestDetector": "tsdiff.baselines",
     "KMeansDetector": "tsdiff.baselines",
     "RandomDetector": "tsdiff.baselines",
+    "TsaiForecastDetector": "tsdiff.baselines",
+    "TsaiReconstructionDetector": "tsdiff.baselines",
     "ImDiffusionDetector": "tsdiff.diffusion",
     "CausalDetector": "tsdiff.causal",
     "HybridDetector": "tsdiff.hybrid",
@@ -41,6 +43,7 @@ _SUBMODULES = {
     "causal",
     "hybrid",
     "stream",
+    "fleet",
 }
 
 __all__ = [
@@ -54,6 +57,8 @@ __all__ = [
     "PCADetector",
     "RandomDetector",
     "StreamScorer",
+    "TsaiForecastDetector",
+    "TsaiReconstructionDetector",
     "TsdiffError",
     "__version__",
     "evaluate",
@@ -62,7 +67,14 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from tsdiff.base import BaseDetector, DetectionResult
-    from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
+    from tsdiff.baselines import (
+        IsolationForestDetector,
+        KMeansDetector,
+        PCADetector,
+        RandomDetector,
+        TsaiForecastDetector,
+        TsaiReconstructionDetector,
+    )
     from tsdiff.causal import CausalDetector
     from tsdiff.diffusion import ImDiffusionDetector
     from tsdiff.hybrid import HybridDetector

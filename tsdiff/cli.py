@@ -1,7 +1,8 @@
 """The ``tsdiff`` command line.
 
 Exit codes scripts can rely on: 0 success, 1 anomalies found (only with ``--fail-on-anomaly``),
-2 bad input or usage (a one-line message on stderr), 3 an unexpected internal error.
+2 bad input or usage (a one-line message on stderr), 3 an unexpected internal error; ``tsdiff fleet``
+adds 4 (some entities failed, the others' results written) and 5 (4, and anomalies found).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DEMO_DETECTORS = {
     "iforest": ("IsolationForestDetector", {}),
     "kmeans": ("KMeansDetector", {}),
     "random": ("RandomDetector", {}),
+    "tsai-forecast": ("TsaiForecastDetector", {}),
+    "tsai-recon": ("TsaiReconstructionDetector", {}),
 }
 BASELINES = ("pca", "iforest", "kmeans")
 
@@ -102,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sliding-window", type=int, help="VUS window (default: chosen from the data)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _time_column(evaluate)
+
+    from tsdiff.fleet.cli import add_fleet_parser
+
+    add_fleet_parser(sub, list(DEMO_DETECTORS))
     return parser
 
 
@@ -139,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_stream(args)
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "fleet":
+            from tsdiff.fleet.cli import run_fleet
+
+            return run_fleet(args)
     except TsdiffError as exc:
         sys.stderr.write(f"tsdiff: error: {exc}\n")
         return EXIT_BAD_INPUT

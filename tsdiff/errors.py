@@ -112,6 +112,10 @@ class DatasetError(TsdiffError):
     """A dataset file is missing or not in the expected format."""
 
 
+class MissingDependencyError(TsdiffError, ImportError):
+    """An optional dependency (an extra such as ``tsdiff[tsai]``) is not installed or cannot load."""
+
+
 def fmt_label(label: Any) -> str:
     """A row or column label as users wrote it: ``'cpu'``, ``42``, ``2024-01-01 00:05:00``."""
     if hasattr(label, "item") and not isinstance(label, str):

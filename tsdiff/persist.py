@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tsdiff._version import __version__
-from tsdiff.errors import ModelFormatError, ParameterError
+from tsdiff.errors import MissingDependencyError, ModelFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ DETECTORS: dict[str, str] = {
     "ImDiffusionDetector": "tsdiff.diffusion.detector",
     "CausalDetector": "tsdiff.causal.detector",
     "HybridDetector": "tsdiff.hybrid",
+    "TsaiForecastDetector": "tsdiff.baselines.tsai_forecast",
+    "TsaiReconstructionDetector": "tsdiff.baselines.tsai_recon",
 }
 #: key marking a parameter that is itself a (configured, unfitted) detector
 NESTED = "__detector__"
@@ -137,7 +139,7 @@ def load(path: str | Path) -> Any:
         for attr in getattr(cls, "_subdetectors", ()):
             setattr(detector, attr, load(path / attr.rstrip("_")))
         _restore(detector, config, arrays)
-    except ModelFormatError:
+    except (ModelFormatError, MissingDependencyError):
         raise
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise ModelFormatError(f"{path} is incomplete or corrupt: {type(exc).__name__}: {exc}") from None

@@ -35,13 +35,25 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: environment variable capping the torch threads of a process (e.g. one of several workers on a machine)
+THREADS_ENV = "TSDIFF_NUM_THREADS"
+
+
+def default_threads() -> int:
+    """Threads torch uses when a detector does not say: ``$TSDIFF_NUM_THREADS`` if set, else every CPU."""
+    cap = os.environ.get(THREADS_ENV, "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        return min(int(cap), available_cpus())
+    return available_cpus()
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int | None = None) -> Iterator[None]:
-    """Run torch on ``n`` threads (default: every available CPU), restoring the previous count after."""
+    """Run torch on ``n`` threads (default: :func:`default_threads`), restoring the previous count after."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(n or available_cpus())
+    torch.set_num_threads(n or default_threads())
     try:
         yield
     finally:
@@ -53,3 +65,19 @@ def make_seed(random_state: int | None) -> int:
     if random_state is None:
         return int(np.random.SeedSequence().entropy % (2**62))
     return int(random_state) % (2**62)
+
+
+def module_arrays(module: Any, prefix: str = "model.") -> dict[str, np.ndarray]:
+    """A torch module's state as named numpy arrays (``prefix`` + parameter name), ready for safetensors."""
+    return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_module_arrays(module: Any, arrays: dict[str, np.ndarray], prefix: str = "model.") -> Any:
+    """Load what :func:`module_arrays` wrote into ``module`` (every tensor must match) and return it."""
+    import torch
+
+    weights = {
+        k[len(prefix) :]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith(prefix)
+    }
+    module.load_state_dict(weights, strict=True)
+    return module

@@ -1,0 +1,196 @@
+"""What the tsai detectors share: parameters, training on a held-out split, batched scoring, weights.
+
+The models come from tsai (``TSTPlus``, ``InceptionTimePlus``, ``ResNetPlus``) and are trained by
+fastai's ``Learner.fit_one_cycle``; tsai and fastai are imported only when a detector is fitted or
+loaded, so ``import tsdiff`` never pays for them. A subclass says what one training example is
+(:meth:`_batches`) and how model outputs become per-entry errors (:meth:`_entry_errors`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from tsdiff.base import BaseDetector
+from tsdiff.errors import ParameterError
+from tsdiff.frame import centered_mean, fill_missing
+from tsdiff.torch_runtime import cpu_threads, load_module_arrays, make_seed, module_arrays, resolve_device
+
+#: tsai architecture -> module that defines it (the only ones a detector, or a saved model, may name)
+ARCHS = {
+    "TSTPlus": "tsai.models.TSTPlus",
+    "InceptionTimePlus": "tsai.models.InceptionTimePlus",
+    "ResNetPlus": "tsai.models.ResNetPlus",
+}
+ARCH_NAMES = tuple(ARCHS)
+
+
+class TsaiDetector(BaseDetector):
+    """Base of the detectors built on tsai models (see :class:`TsaiForecastDetector` for parameters).
+
+    Training uses the first ``1 - validation_fraction`` of the rows; fastai reports the loss on the
+    rest, and the label threshold is fitted on the scores of those held-out rows (scores of rows the
+    model was trained on would be optimistic). Inputs are scaled robustly, missing cells carried
+    forward (:func:`tsdiff.frame.fill_missing`) and clipped to ``[-clip, clip]`` for the network;
+    errors are measured against the unclipped values, and a missing cell is no evidence (error 0).
+    """
+
+    # ----------------------------------------------------------------- for subclasses
+    def _head(self) -> Any:
+        """``head(nf, c_out, seq_len)`` that tsai's architecture puts on its backbone."""
+        raise NotImplementedError
+
+    def _batches(self, x: Any, present: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(make_batch(positions) -> (input, target, present), train positions, validation positions)."""
+        raise NotImplementedError
+
+    def _entry_errors(self, values: np.ndarray) -> np.ndarray:
+        """Absolute error of every entry (n_rows, n_metrics) in robust units; NaN where missing."""
+        raise NotImplementedError
+
+    def _history_rows(self) -> int:
+        """Rows before a row that its score depends on."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- parameters
+    def _window(self) -> int:
+        return int(self.window)
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        checks = [
+            (self.arch in ARCH_NAMES, f"arch must be one of {ARCH_NAMES}, got {self.arch!r}"),
+            (
+                self.arch_config is None or isinstance(self.arch_config, dict),
+                "arch_config must be a dict or None",
+            ),
+            (int(self.window) >= 2, "window must be >= 2"),
+            (int(self.epochs) >= 1, "epochs must be >= 1"),
+            (int(self.batch_size) >= 1, "batch_size must be >= 1"),
+            (float(self.learning_rate) > 0, "learning_rate must be > 0"),
+            (float(self.weight_decay) >= 0, "weight_decay must be >= 0"),
+            (int(self.max_train_windows) >= 1, "max_train_windows must be >= 1"),
+            (0.0 < float(self.validation_fraction) < 1.0, "validation_fraction must be in (0, 1)"),
+            (int(self.smooth) >= 1, "smooth must be >= 1 (1: no smoothing)"),
+            (float(self.clip) > 0, "clip must be > 0"),
+            (self.n_threads is None or int(self.n_threads) >= 1, "n_threads must be None or >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ParameterError(message)
+        reserved = {"custom_head", "c_in", "c_out", "seq_len"} & set(self.arch_config or {})
+        if reserved:
+            raise ParameterError(f"arch_config may not set {sorted(reserved)}: the detector sets them")
+
+    def _threads(self) -> int | None:
+        return None if self.n_threads is None else int(self.n_threads)
+
+    def _min_fit_rows(self) -> int:
+        return 2 * self._window() + 2
+
+    def _split(self, n_rows: int) -> int:
+        """Rows used for training; the rest (at least one window and one row) are held out."""
+        w = self._window()
+        n_valid = max(w + 1, round(n_rows * float(self.validation_fraction)))
+        return n_rows - min(n_valid, n_rows - w - 1)
+
+    def _thin(self, positions: np.ndarray) -> np.ndarray:
+        """At most ``max_train_windows`` positions, evenly spaced (bounds an epoch's cost)."""
+        step = max(1, int(np.ceil(len(positions) / int(self.max_train_windows))))
+        return positions[::step]
+
+    def _network_input(self, values: np.ndarray) -> tuple[Any, Any]:
+        """float32 tensors (n, k): values with gaps filled and clipped, and the present-mask."""
+        import torch
+
+        clip = float(self.clip)
+        x = np.clip(fill_missing(values), -clip, clip).astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(~np.isnan(values))
+
+    # ----------------------------------------------------------------- fit
+    def _build(self, n_metrics: int) -> Any:
+        from tsdiff.baselines._tsai_compat import load_tsai
+
+        load_tsai()
+        from tsdiff.baselines._tsai_train import build_model
+
+        try:
+            return build_model(
+                self.arch, n_metrics, self._window(), self._head(), dict(self.arch_config or {})
+            )
+        except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
+            raise ParameterError(
+                f"{self.arch} cannot be built with arch_config={self.arch_config}: {exc}"
+            ) from None
+
+    def _fit(self, values: np.ndarray) -> None:
+        from tsdiff.baselines._tsai_compat import load_tsai
+
+        load_tsai()
+        from tsdiff.baselines._tsai_train import seeded, train
+
+        self.seed_ = make_seed(self.random_state)
+        self.n_train_rows_ = self._split(values.shape[0])
+        device = resolve_device(self.device)
+        x, present = self._network_input(values)
+        make_batch, train_pos, valid_pos = self._batches(x, present)
+        with cpu_threads(self._threads()), seeded(self.seed_):
+            model = self._build(values.shape[1])
+            self.history_ = train(
+                model,
+                make_batch,
+                (self._thin(train_pos), valid_pos),
+                epochs=int(self.epochs),
+                batch_size=int(self.batch_size),
+                learning_rate=float(self.learning_rate),
+                weight_decay=float(self.weight_decay),
+                device=device,
+                verbose=bool(self.verbose),
+            )
+        self.model_ = model.cpu().eval()
+        start = max(0, self.n_train_rows_ - self._history_rows())
+        self._calibration_values_ = self._score(values[start:])[0][self.n_train_rows_ - start :]
+
+    def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
+        return self._calibration_values_
+
+    # ----------------------------------------------------------------- score
+    def _predict(self, make_input: Any, n: int) -> np.ndarray:
+        from tsdiff.baselines._tsai_train import predict
+
+        with cpu_threads(self._threads()):
+            return predict(
+                self.model_, make_input, n, max(256, int(self.batch_size)), resolve_device(self.device)
+            )
+
+    def _smooth_rows(self) -> tuple[int, int]:
+        """Rows before and after a row that the centred smoothing reaches."""
+        length = int(self.smooth)
+        return length // 2, length - length // 2 - 1
+
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        errors = self._entry_errors(values)
+        with warnings.catch_warnings():  # a row without any value has no evidence: 0 below
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            row = np.nanmean(errors, axis=1)
+        row = centered_mean(np.nan_to_num(row, nan=0.0), int(self.smooth))
+        feature = centered_mean(np.nan_to_num(errors, nan=0.0), int(self.smooth))
+        return row, feature
+
+    # ----------------------------------------------------------------- persistence
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = module_arrays(self.model_)
+        arrays["calibration"] = np.asarray(self._calibration_values_, dtype=np.float64)
+        state = {"seed": self.seed_, "n_train_rows": self.n_train_rows_, "history": self.history_}
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.seed_ = int(state["seed"])
+        self.n_train_rows_ = int(state["n_train_rows"])
+        self.history_ = list(state["history"])
+        self.model_ = load_module_arrays(self._build(len(self.feature_names_in_)), arrays).eval()
+        self._calibration_values_ = np.asarray(arrays["calibration"], dtype=np.float64)

@@ -1,0 +1,132 @@
+"""``tsdiff fleet fit`` and ``tsdiff fleet score``: the fleet from the command line.
+
+Exit codes add to those of ``tsdiff``: 4 when some entities failed (the others' results are
+written; each failure is listed on stderr and, with ``--failures``, in a CSV file), and 5 when, on
+top of that, ``score --fail-on-anomaly`` found anomalies (1 + 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+EXIT_ENTITIES_FAILED = 4
+#: failures listed one per line on stderr; the rest are counted (all of them go to --failures)
+SHOWN_FAILURES = 20
+DEFAULT_DETECTOR = "kmeans"
+
+
+def add_fleet_parser(sub: Any, detectors: list[str]) -> None:
+    """Add ``fleet fit`` and ``fleet score`` to the ``tsdiff`` sub-commands."""
+    fleet = sub.add_parser("fleet", help="one model per entity (host) of a long table, on a Dask cluster")
+    commands = fleet.add_subparsers(dest="fleet_command", required=True)
+
+    fit = commands.add_parser("fit", help="fit one detector per entity and save each under a model directory")
+    fit.add_argument("data", help="CSV or Parquet long table: entity, timestamp, one column per metric")
+    fit.add_argument("-o", "--output", required=True, help="fleet model directory to write (or update)")
+    fit.add_argument(
+        "--detector",
+        choices=detectors,
+        default=DEFAULT_DETECTOR,
+        help=f"detector fitted per entity (default: {DEFAULT_DETECTOR}: seconds per entity; hybrid: minutes)",
+    )
+    fit.add_argument("--preset", choices=["quick", "default"], default="default")
+    fit.add_argument("--random-state", type=int, default=0)
+    _common(fit, entity="entity", time="timestamp")
+
+    score = commands.add_parser("score", help="score each entity with its own saved model")
+    score.add_argument("model", help="fleet model directory written by 'tsdiff fleet fit'")
+    score.add_argument("data", help="CSV or Parquet long table with the same columns")
+    score.add_argument("-o", "--output", required=True, help="CSV or Parquet file of scores (by suffix)")
+    score.add_argument("--top-k", type=int, default=3, help="metrics named per event")
+    score.add_argument(
+        "--fail-on-anomaly", action="store_true", help="exit with 1 (5 with failures) when any row is flagged"
+    )
+    fitted = "the one the fleet was fitted with"
+    _common(score, entity=fitted, time=fitted)
+
+
+def _common(parser: argparse.ArgumentParser, entity: str, time: str) -> None:
+    parser.add_argument("--entity-column", help=f"column naming the entity (default: {entity})")
+    parser.add_argument("--time-column", help=f"column holding the timestamps (default: {time})")
+    parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2)")
+    parser.add_argument("--threads-per-worker", type=int, default=1)
+    parser.add_argument(
+        "--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead of a local cluster"
+    )
+    parser.add_argument("--failures", help="also write the failed entities and their errors to this CSV")
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def _read(path: str, time_column: str | None) -> Any:
+    """The long table, with its time column parsed (the column stays a column)."""
+    import pandas as pd
+
+    from tsdiff.cli import read_table
+
+    frame = read_table(path, time_column)
+    return frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index()
+
+
+def _cluster(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "address": args.scheduler,
+        "n_workers": args.workers,
+        "threads_per_worker": args.threads_per_worker,
+    }
+
+
+def _report(result: Any, args: argparse.Namespace, what: str, seconds: float) -> int:
+    failed = result.failed
+    n = len(result.entities)
+    where = args.scheduler or f"{args.workers} local workers"
+    _progress(f"tsdiff fleet {what}: {n - len(failed)} of {n} entities in {seconds:.1f}s ({where})")
+    for entity, error in failed.head(SHOWN_FAILURES).itertuples(index=False):
+        _progress(f"  failed: {entity}: {error}")
+    if len(failed) > SHOWN_FAILURES:
+        _progress(f"  ... and {len(failed) - SHOWN_FAILURES} more failures")
+    if args.failures:
+        failed.to_csv(args.failures, index=False)
+    return EXIT_ENTITIES_FAILED if len(failed) else 0
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """Run ``tsdiff fleet fit|score``; returns the exit code."""
+    from tsdiff.fleet.runner import fit_fleet, score_fleet
+
+    started = time.perf_counter()
+    if args.fleet_command == "fit":
+        from tsdiff.cli import _demo_detector
+
+        entity_col, time_col = args.entity_column or "entity", args.time_column or "timestamp"
+        data = _read(args.data, time_col)
+        detector = _demo_detector(args.detector, args.preset, args.random_state)
+        _progress(f"tsdiff fleet fit: {len(data)} rows from {args.data}; {args.detector} per entity")
+        result = fit_fleet(
+            data, detector, args.output, entity_col=entity_col, time_col=time_col, **_cluster(args)
+        )
+        return _report(result, args, f"fit (models in {args.output})", time.perf_counter() - started)
+
+    from tsdiff.cli import write_table
+    from tsdiff.fleet.storage import read_index
+
+    index = read_index(args.model)
+    entity_col = args.entity_column or index["entity_column"]
+    time_col = args.time_column or index.get("time_column")
+    data = _read(args.data, time_col)
+    result = score_fleet(
+        data, args.model, entity_col=entity_col, time_col=time_col, top_k=args.top_k, **_cluster(args)
+    )
+    scores = result.scores
+    write_table(scores.set_index([c for c in (entity_col, time_col) if c is not None]), args.output)
+    flagged = int(scores["label"].sum()) if len(scores) else 0
+    code = _report(
+        result, args, f"score ({flagged} anomalous rows; wrote {args.output})", time.perf_counter() - started
+    )
+    return code | (1 if args.fail_on_anomaly and flagged else 0)

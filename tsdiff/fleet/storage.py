@@ -1,0 +1,97 @@
+"""Where a fleet's models live: one model directory per entity, and an index of them.
+
+Layout of ``model_dir``::
+
+    fleet.json                 the index: columns, detector, one entry per fitted entity, failures
+    entities/<entity name>/    a saved detector (config.json + arrays.safetensors)
+
+Entity names become directory names by percent-encoding every character outside ``A-Z a-z 0-9 - _ .``
+(and a leading dot), so ``web/01`` is ``web%2F01`` and ``..`` is ``%2E.``: no name can reach outside
+``entities/``, hide a file, or collide with another name. The folder is always derived from the
+entity again, never read from the index, so an edited index cannot point elsewhere either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from tsdiff.errors import InputError, ModelFormatError
+
+INDEX_FILE = "fleet.json"
+ENTITIES_DIR = "entities"
+FORMAT = "tsdiff-fleet"
+FORMAT_VERSION = 1
+#: longest encoded entity name (file systems allow 255 bytes per name)
+MAX_NAME_BYTES = 200
+
+
+def entity_dirname(entity: Any) -> str:
+    """The directory name of ``entity``: reversible, safe on every common file system."""
+    text = str(entity)
+    if not text:
+        raise InputError("an entity has an empty name", row=entity)
+    name = urllib.parse.quote(text, safe="-_.")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InputError(f"entity name {text[:40]!r}... is too long for a directory name", row=entity)
+    return name
+
+
+def entity_path(model_dir: str | Path, entity: Any) -> Path:
+    """``model_dir/entities/<name>``, checked to lie directly inside ``model_dir/entities``."""
+    root = Path(model_dir) / ENTITIES_DIR
+    path = root / entity_dirname(entity)
+    if path.resolve().parent != root.resolve():
+        raise InputError(f"entity {entity!r} would be stored outside {root}", row=entity)
+    return path
+
+
+def read_index(model_dir: str | Path) -> dict[str, Any]:
+    """The fleet index of ``model_dir``; :class:`ModelFormatError` when there is none."""
+    path = Path(model_dir) / INDEX_FILE
+    if not path.is_file():
+        raise ModelFormatError(f"{model_dir} has no {INDEX_FILE}: it is not a fleet model directory")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise ModelFormatError(f"{path} is not a tsdiff fleet index (no 'format': '{FORMAT}')")
+    if not isinstance(index.get("version"), int) or index["version"] > FORMAT_VERSION:
+        raise ModelFormatError(f"{path} has fleet format {index.get('version')!r}; upgrade tsdiff to read it")
+    return index
+
+
+def update_index(
+    model_dir: str | Path,
+    settings: dict[str, Any],
+    fitted: dict[str, dict[str, Any]],
+    failed: dict[str, str],
+) -> dict[str, Any]:
+    """Merge one fit run into the index (atomically replaced) and return it.
+
+    Entities fitted now replace their old entries; an entity that failed now keeps the model of an
+    earlier run, if any, and is listed under ``failed`` until a later run fits it.
+    """
+    model_dir = Path(model_dir)
+    try:
+        index = read_index(model_dir)
+    except ModelFormatError:
+        if (model_dir / INDEX_FILE).exists():
+            raise
+        index = {"format": FORMAT, "version": FORMAT_VERSION, "entities": {}, "failed": {}}
+    index.update(settings)
+    index["entities"].update(fitted)
+    index["failed"] = {k: v for k, v in {**index.get("failed", {}), **failed}.items() if k not in fitted}
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".fleet-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(index, fh, indent=1, default=str)
+    os.replace(tmp, model_dir / INDEX_FILE)
+    return index

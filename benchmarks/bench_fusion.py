@@ -7,6 +7,8 @@ VUS-PR per dataset. Usage::
 
     python benchmarks/run.py --detectors causal,imdiffusion --scores benchmarks/out/scores
     python benchmarks/bench_fusion.py --scores benchmarks/out/scores [--out benchmarks/RESULTS.md]
+
+``--extra tsai-forecast`` adds a third component (its saved scores), fused in pairs and all three.
 """
 
 from __future__ import annotations
@@ -30,21 +32,30 @@ from tsdiff.metrics import choose_sliding_window, vus_pr
 WEIGHTS = (0.3, 0.5, 0.7)
 
 
-def rules(diff: dict, causal: dict) -> dict[str, np.ndarray]:
-    n = min(len(diff["calibration"]), len(causal["calibration"]))
+def rules(diff: dict, causal: dict, extra: dict | None = None, extra_name: str = "") -> dict[str, np.ndarray]:
+    parts = [diff, causal] if extra is None else [diff, causal, extra]
+    n = min(len(p["calibration"]) for p in parts)
     out = {"diffusion alone": diff["scores"], "causal alone": causal["scores"]}
     for label, calibrator in (("surprise", TailCalibrator), ("robust z", ZScoreCalibrator)):
-        a = calibrator().fit(diff["calibration"][-n:]).transform(diff["scores"])
-        b = calibrator().fit(causal["calibration"][-n:]).transform(causal["scores"])
+        a, b, *c = (calibrator().fit(p["calibration"][-n:]).transform(p["scores"]) for p in parts)
         for w in WEIGHTS:
             out[f"{label}, diffusion weight {w}"] = w * a + (1 - w) * b
         out[f"{label}, max"] = np.maximum(a, b)
+        if c:  # a third component: each pair and all three, equal weights
+            out[f"{label}, diffusion + {extra_name}"] = (a + c[0]) / 2
+            out[f"{label}, causal + {extra_name}"] = (b + c[0]) / 2
+            out[f"{label}, diffusion + causal + {extra_name}"] = (a + b + c[0]) / 3
+    if extra is not None:
+        out[f"{extra_name} alone"] = extra["scores"]
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scores", type=Path, default=Path("benchmarks/out/scores"))
+    parser.add_argument(
+        "--extra", default="", help="a third component's saved scores to fuse as well, e.g. tsai-forecast"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -53,19 +64,22 @@ def main() -> None:
     series = [*smd_series([f"1-{i}" for i in range(2, 9)]), *skab_series(), *synthetic_series(0)]
     for s in series:
         stem = s.name.replace("/", "_")
-        files = [args.scores / f"{stem}__{d}.npz" for d in ("imdiffusion", "causal")]
+        names = ("imdiffusion", "causal", args.extra) if args.extra else ("imdiffusion", "causal")
+        files = [args.scores / f"{stem}__{d}.npz" for d in names]
         if not all(f.exists() for f in files):
             continue
-        diff, causal = (dict(np.load(f)) for f in files)
+        diff, causal, *extra = (dict(np.load(f)) for f in files)
         window = choose_sliding_window(s.test.to_numpy())
         if s.dataset not in datasets:
             datasets.append(s.dataset)
-        for name, score in rules(diff, causal).items():
+        for name, score in rules(diff, causal, *extra, extra_name=args.extra).items():
             table.setdefault(name, {}).setdefault(s.dataset, []).append(vus_pr(s.labels, score, window))
     if not table:
         sys.exit(f"no saved scores in {args.scores}; run benchmarks/run.py with --scores first")
     lines = [
-        f"Command: `python benchmarks/bench_fusion.py --scores {args.scores}` (scores saved by the detection "
+        f"Command: `python benchmarks/bench_fusion.py --scores {args.scores}"
+        + (f" --extra {args.extra}" if args.extra else "")
+        + "` (scores saved by the detection "
         "benchmark). VUS-PR of each fusion rule, mean over each dataset's series; calibrators are fitted "
         "on the held-out training scores of each component, never on test data. `HybridDetector` uses "
         "surprise with diffusion weight 0.5.",

@@ -70,19 +70,12 @@ def run_config(name: str, n_entities: int, n_workers: int) -> dict[str, float]:
     import distributed
 
     from tsdiff.fleet import fit_fleet, score_fleet
-    from tsdiff.torch_runtime import THREADS_ENV
+    from tsdiff.fleet.cluster import local_cluster
 
     train, test = fleet_tables(n_entities)
     t0 = time.perf_counter()
     with (
-        distributed.LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=40,
-            env={THREADS_ENV: "1"},
-        ) as cluster,
+        local_cluster(n_workers, threads_per_worker=1, processes=True) as cluster,
         distributed.Client(cluster) as client,
         tempfile.TemporaryDirectory() as models,
     ):
@@ -123,21 +116,25 @@ def in_process(name: str, n_entities: int) -> dict[str, float]:
 
 
 SCALING_NOTE = """\
-**Past one machine.** Entities are independent: each task fits or scores one entity and writes
-only that entity's model folder, so the work spreads over any number of workers with no exchange
-between them, and the cost per entity stays what one machine measures above. To use a cluster,
-start a scheduler (`dask scheduler`) and workers on each machine (`dask worker tcp://HOST:8786
---nworkers N --nthreads 1`, with `TSDIFF_NUM_THREADS=1` in their environment so torch-based
-detectors use one core per worker), then pass `--scheduler tcp://HOST:8786` (`address=` in
-Python). Two things must be arranged: `model_dir` on storage that every worker can write and the
-scoring workers can read (a shared file system such as NFS, or a mounted bucket), and the data's
-path to the workers. A pandas table lives in the client, which ships each entity's rows to a worker
-(scatter): fine for a few GB, but then the client's memory and network are the limit. Beyond that,
-pass a Dask DataFrame that the workers read themselves (`dd.read_parquet` on shared storage); it
-is shuffled so that each entity's rows meet on one worker, and storing the table partitioned by
-entity keeps that shuffle small. The client also collects every entity's result and writes the
-fleet index (`fleet.json`) once at the end, so very large fleets are best run in batches of
-entities (each run merges into the same index)."""
+**Past one machine.** Entities are independent: each task fits or scores one entity and writes only
+that entity's model folder, so the work spreads over any number of workers with no exchange between
+them, and the cost per entity stays what one machine measures above. To use a cluster, start a
+scheduler (`dask scheduler`) and workers on each machine (`dask worker tcp://HOST:8786 --nworkers N
+--nthreads 1`, with `TSDIFF_NUM_THREADS=1` in their environment so torch-based detectors use one
+core per worker), then pass `--scheduler tcp://HOST:8786` (`address=` in Python). On those workers,
+also set `MALLOC_TRIM_THRESHOLD_: null` under `distributed.nanny.pre-spawn-environ` in the Dask
+configuration (a YAML file in `~/.config/dask/`): Dask's default value there turns off glibc's
+adaptive memory thresholds and made torch training about twice as slow in a worker (22 s against 10
+s for one tsai-forecast entity here); the local clusters tsdiff starts do this themselves. Two
+things must be arranged: `model_dir` on storage that every worker can write and the scoring workers
+can read (a shared file system such as NFS, or a mounted bucket), and the data's path to the
+workers. A pandas table lives in the client, which ships each entity's rows to a worker (scatter):
+fine for a few GB, but then the client's memory and network are the limit. Beyond that, pass a Dask
+DataFrame that the workers read themselves (`dd.read_parquet` on shared storage); it is shuffled so
+that each entity's rows meet on one worker, and storing the table partitioned by entity keeps that
+shuffle small. The client also collects every entity's result and writes the fleet index
+(`fleet.json`) once at the end, so very large fleets are best run in batches of entities (each run
+merges into the same index)."""
 
 
 def detector_section(name: str, sizes: list[int]) -> tuple[list[str], float]:

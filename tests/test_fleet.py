@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from tsdiff.baselines import KMeansDetector, PCADetector
 distributed = pytest.importorskip("distributed", reason="the fleet extra (dask.distributed) is not installed")
 
 from tsdiff.fleet import entity_dirname, entity_path, fit_fleet, score_fleet  # noqa: E402
+from tsdiff.fleet.cluster import local_cluster  # noqa: E402
 from tsdiff.fleet.runner import _records  # noqa: E402
 from tsdiff.fleet.storage import INDEX_FILE  # noqa: E402
 
@@ -41,13 +43,19 @@ def with_bad_entities(table: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def client():
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
+    with local_cluster(2, threads_per_worker=1) as cluster, distributed.Client(cluster) as c:
         yield c
+
+
+def test_local_cluster_workers_cap_torch_threads_and_keep_glibc_memory_defaults(client):
+    def worker_env() -> tuple:
+        return os.environ.get("TSDIFF_NUM_THREADS"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    seen = client.run(worker_env)
+    assert len(seen) == 2
+    # Dask's nanny would set MALLOC_TRIM_THRESHOLD_, which makes torch training about twice as slow;
+    # a worker sees only what this process itself has
+    assert set(seen.values()) == {("1", os.environ.get("MALLOC_TRIM_THRESHOLD_"))}
 
 
 def detector():

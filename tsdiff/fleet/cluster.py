@@ -12,6 +12,12 @@ from tsdiff.torch_runtime import THREADS_ENV
 
 INSTALL_HINT = "install the fleet extra: pip install 'tsdiff[fleet]'"
 
+#: Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in every worker process it spawns. Setting it turns off
+#: glibc's adaptive mmap threshold, so each large tensor a torch model allocates is a fresh mmap
+#: and page faults: training a tsai model took 22 s in a worker against 10 s in a plain process
+#: (benchmarks/RESULTS.md, "Fleet"). Our local clusters leave glibc's defaults alone.
+NO_MALLOC_TRIM = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
 
 def _distributed() -> Any:
     try:
@@ -57,16 +63,29 @@ def fleet_client(
         return
     if int(n_workers) < 1 or int(threads_per_worker) < 1:
         raise ParameterError("n_workers and threads_per_worker must be >= 1")
-    options: dict[str, Any] = {}
+    with local_cluster(int(n_workers), int(threads_per_worker), bool(processes)) as cluster:
+        with distributed.Client(cluster) as opened:
+            yield opened
+
+
+def local_cluster(n_workers: int, threads_per_worker: int = 1, processes: bool = True, **kwargs: Any) -> Any:
+    """A ``distributed.LocalCluster`` set up for fleet work (use it as a context manager).
+
+    Each worker process caps torch at ``threads_per_worker`` threads (``$TSDIFF_NUM_THREADS``) and
+    keeps glibc's own memory trimming (see :data:`NO_MALLOC_TRIM`); the dashboard takes any free
+    port, so several fleets may run on one machine. ``kwargs`` go to ``LocalCluster``.
+    """
+    import dask
+
+    distributed = _distributed()
+    options: dict[str, Any] = {
+        "dashboard_address": ":0",
+        "silence_logs": logging.ERROR,
+        **kwargs,
+    }
     if processes:
-        options["env"] = {THREADS_ENV: str(int(threads_per_worker))}
-    cluster = distributed.LocalCluster(
-        n_workers=int(n_workers),
-        threads_per_worker=int(threads_per_worker),
-        processes=bool(processes),
-        dashboard_address=":0",  # any free port: several fleets may run on one machine
-        silence_logs=logging.ERROR,
-        **options,
-    )
-    with cluster, distributed.Client(cluster) as opened:
-        yield opened
+        options["env"] = {THREADS_ENV: str(threads_per_worker), **options.get("env", {})}
+    with dask.config.set(NO_MALLOC_TRIM):  # read when the nannies are created
+        return distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes, **options
+        )

@@ -13,7 +13,7 @@ import numpy as np
 from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean, window_starts, windows_to_rows
-from tsdiff.torch_runtime import cpu_threads, make_seed, resolve_device
+from tsdiff.torch_runtime import cpu_threads, load_module_arrays, make_seed, module_arrays, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -479,7 +479,7 @@ class ImDiffusionDetector(BaseDetector):
 
     # ----------------------------------------------------------------- persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
+        arrays = module_arrays(self.model_)
         arrays["step_thresholds"] = self.step_thresholds_
         state = {
             "seed": self.seed_,
@@ -490,20 +490,11 @@ class ImDiffusionDetector(BaseDetector):
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        import torch
-
         from tsdiff.diffusion.training import TrainingHistory
         from tsdiff.thresholds import BaseThreshold
 
         self.seed_ = int(state["seed"])
-        model = self._build_model(int(state["n_metrics"]))
-        weights = {
-            k[len("model.") :]: torch.from_numpy(v.copy())
-            for k, v in arrays.items()
-            if k.startswith("model.")
-        }
-        model.load_state_dict(weights, strict=True)
-        self.model_ = model.eval()
+        self.model_ = load_module_arrays(self._build_model(int(state["n_metrics"])), arrays).eval()
         self.step_thresholds_ = np.asarray(arrays["step_thresholds"], dtype=np.float64)
         self.step_threshold_models_ = [BaseThreshold.from_dict(d) for d in state["step_threshold_models"]]
         self.history_ = TrainingHistory(**state["history"])

@@ -12,7 +12,7 @@ import pandas as pd
 from tsdiff.errors import InputError, ParameterError
 from tsdiff.fleet.cluster import fleet_client
 from tsdiff.fleet.storage import read_index, update_index
-from tsdiff.fleet.tasks import RECORD_COLUMNS, fit_group, plain, score_group
+from tsdiff.fleet.tasks import RECORD_COLUMNS, fit_group, score_group, split_entities
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +103,12 @@ def _run(client: Any, data: Any, entity_col: str, function: Any, args: tuple, ve
         futures = client.compute([dask.delayed(function)(p, entity_col, *args) for p in parts])
         keys = [f"partition {i}" for i in range(len(futures))]
     else:
-        groups = [(entity, rows) for entity, rows in data.groupby(entity_col, sort=True, dropna=True)]
+        groups = list(split_entities(data, entity_col))
         if not groups:
             raise InputError(f"no row has an entity in column {entity_col!r}", column=entity_col)
         scattered = client.scatter([rows for _, rows in groups], hash=False)
         futures = [client.submit(function, rows, entity_col, *args, pure=False) for rows in scattered]
-        keys = [plain(entity) for entity, _ in groups]
+        keys = [entity for entity, _ in groups]
     by_future = {f.key: k for f, k in zip(futures, keys, strict=True)}
     out = []
     with tqdm(total=len(futures), desc="entities", unit="task", disable=not verbose, leave=False) as bar:

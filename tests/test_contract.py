@@ -107,11 +107,17 @@ def test_feature_scores_point_at_the_broken_metric(name, train_frame, test_frame
 
 
 def plain_params(det):
-    """Deep parameters, with nested estimators replaced by their class and own parameters."""
-    return {
-        k: (type(v).__name__, plain_params(v)) if hasattr(v, "get_params") else v
-        for k, v in det.get_params(deep=False).items()
-    }
+    """Deep parameters, with nested estimators replaced by their class and own parameters (also
+    inside lists, such as a fusion's components; tuples as lists, as JSON keeps them)."""
+
+    def plain(v):
+        if hasattr(v, "get_params"):
+            return type(v).__name__, plain_params(v)
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return {k: plain(v) for k, v in det.get_params(deep=False).items()}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -204,7 +210,7 @@ def _bad_inputs(test: pd.DataFrame):
 def test_bad_scoring_input_raises_typed_errors(name, train_frame, test_frame):
     det = fitted(name, train_frame)
     for what, bad, error, column in _bad_inputs(test_frame):
-        if what == "too-few-rows" and det._min_rows() <= 1:
+        if what == "too-few-rows" and det.min_rows() <= 1:
             continue
         with pytest.raises(error) as info:
             det.score(bad)
@@ -219,7 +225,7 @@ def test_bad_training_input_raises_typed_errors(name, train_frame):
     for what, bad, error, _ in _bad_inputs(train_frame):
         if what in ("missing-column", "extra-column"):
             continue
-        if what == "too-few-rows" and DETECTORS[name]()._min_rows() <= 1:
+        if what == "too-few-rows" and DETECTORS[name]().min_rows() <= 1:
             continue
         with pytest.raises(error):
             DETECTORS[name]().fit(bad)

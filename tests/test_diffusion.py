@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 from conftest import make_frame
-from detectors import TINY_DIFFUSION
 
 from tsdiff import errors
 from tsdiff.diffusion import ImDiffusionDetector
@@ -16,6 +15,7 @@ from tsdiff.diffusion.imputation import DiffusionProcess, imputation_errors, noi
 from tsdiff.diffusion.masks import GRATING, GratingMask, grating_pattern, grating_targets, training_targets
 from tsdiff.diffusion.schedule import NoiseSchedule
 from tsdiff.diffusion.training import TrainingConfig, ValidationSet, WindowSource, train_denoiser
+from tsdiff.registry import TINY_DIFFUSION
 
 
 # ----------------------------------------------------------------- schedule

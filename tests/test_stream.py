@@ -52,7 +52,7 @@ def test_stream_scores_equal_batch_scores(name):
     batch = det.score(frame)
     np.testing.assert_allclose(out["score"].to_numpy(), batch.to_numpy(), rtol=1e-5, atol=1e-8)
     np.testing.assert_array_equal(out["label"].to_numpy(), det.predict(frame).to_numpy())
-    g = det._stream_geometry()
+    g = det.stream_geometry()
     assert scorer.buffered_rows <= g.history + 2 * g.period + g.lookahead + 40
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_frame
-from detectors import DETECTORS, TINY_TSAI_FORECAST
+from detectors import DETECTORS
 
 import tsdiff
 from tsdiff import errors
-from tsdiff.baselines import TsaiForecastDetector, TsaiReconstructionDetector
-from tsdiff.baselines import _tsai_compat as compat
+from tsdiff.registry import DETECTORS as REGISTRY
+from tsdiff.tsai import TsaiForecastDetector, TsaiReconstructionDetector, compat
 
 needs_tsai = pytest.mark.skipif(not compat.tsai_installed(), reason="tsai is not installed")
 TSAI = ["tsai-forecast", "tsai-recon"]
@@ -51,7 +51,7 @@ def test_a_working_torchvision_is_left_alone():
         import json, sys, types
         real = types.ModuleType("torchvision")
         sys.modules["torchvision"] = real
-        from tsdiff.baselines._tsai_compat import ensure_torchvision
+        from tsdiff.tsai.compat import ensure_torchvision
         replaced = ensure_torchvision()
         print(json.dumps({"replaced": replaced, "same": sys.modules["torchvision"] is real}))
         """
@@ -76,7 +76,7 @@ def test_stand_in_replaces_a_torchvision_that_fails_to_import():
                 raise RuntimeError("operator torchvision::nms does not exist")
 
         sys.meta_path.insert(0, Broken())
-        from tsdiff.baselines._tsai_compat import STAND_IN_FLAG, ensure_torchvision
+        from tsdiff.tsai.compat import STAND_IN_FLAG, ensure_torchvision
         replaced = ensure_torchvision()
         import torchvision
         again = ensure_torchvision()
@@ -96,7 +96,7 @@ def test_stand_in_when_torchvision_is_not_installed():
         """
         import json, sys
         sys.modules["torchvision"] = None  # what Python does for a module that cannot be found
-        from tsdiff.baselines._tsai_compat import STAND_IN_FLAG, ensure_torchvision
+        from tsdiff.tsai.compat import STAND_IN_FLAG, ensure_torchvision
         print(json.dumps({"replaced": ensure_torchvision(),
                           "stand_in": getattr(sys.modules["torchvision"], STAND_IN_FLAG, False)}))
         """
@@ -110,10 +110,10 @@ def test_tsai_loads_in_this_environment_and_stays_out_of_the_core_import():
         """
         import json, sys
         import tsdiff
-        from tsdiff.baselines import TsaiForecastDetector
+        from tsdiff.tsai import TsaiForecastDetector
         det = TsaiForecastDetector()
         heavy_before = sorted(m for m in ("tsai", "fastai", "torch") if m in sys.modules)
-        from tsdiff.baselines._tsai_compat import load_tsai
+        from tsdiff.tsai.compat import load_tsai
         load_tsai()
         from tsai.models.TSTPlus import TSTPlus
         print(json.dumps({"before": heavy_before, "after": "fastai.learner" in sys.modules}))
@@ -148,7 +148,7 @@ def test_input_sizes_score_every_row(name, n_rows, train_frame):
     assert len(scores) == n_rows and np.isfinite(scores.to_numpy()).all()
     # a later slice (started on the detector's period, with enough history) gives the same scores for
     # its last rows: nothing depends on how windows fall into batches
-    g = det._stream_geometry()
+    g = det.stream_geometry()
     start = max(0, (n_rows - 50 - g.history) // g.period * g.period)
     part = det.score(test.iloc[start:]).iloc[-50:]
     np.testing.assert_allclose(part.to_numpy(), scores.iloc[-50:].to_numpy(), rtol=1e-5, atol=1e-7)
@@ -156,7 +156,9 @@ def test_input_sizes_score_every_row(name, n_rows, train_frame):
 
 @needs_tsai
 def test_training_learns_with_fastai_one_cycle(train_frame):
-    det = TsaiForecastDetector(**{**TINY_TSAI_FORECAST, "epochs": 6}, random_state=0).fit(train_frame)
+    det = TsaiForecastDetector(
+        **{**REGISTRY["tsai-forecast"].presets["tiny"], "epochs": 6}, random_state=0
+    ).fit(train_frame)
     assert len(det.history_) == 6
     assert {"train_loss", "valid_loss"} <= set(det.history_[0])
     assert det.history_[-1]["valid_loss"] < 0.5 * det.history_[0]["valid_loss"]
@@ -198,7 +200,7 @@ def test_verbose_false_is_silent_and_verbose_shows_progress_on_stderr(name, trai
 )
 def test_bad_parameters_are_typed_errors(params, train_frame):
     with pytest.raises(errors.ParameterError):
-        TsaiForecastDetector(**{**TINY_TSAI_FORECAST, **params}).fit(train_frame)
+        TsaiForecastDetector(**{**REGISTRY["tsai-forecast"].presets["tiny"], **params}).fit(train_frame)
 
 
 def test_reconstruction_stride_and_latent_are_checked(train_frame):

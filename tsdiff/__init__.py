@@ -1,7 +1,8 @@
 """tsdiff: multivariate time-series anomaly detection.
 
 Importing the package is cheap: detectors and the heavy libraries behind them (torch, scikit-learn,
-statsmodels) load on first use.
+statsmodels) load on first use. Every registered detector class (:mod:`tsdiff.registry`) is a
+name of the package.
 """
 
 from __future__ import annotations
@@ -11,45 +12,45 @@ from typing import TYPE_CHECKING, Any
 
 from tsdiff._version import __version__
 from tsdiff.errors import TsdiffError
+from tsdiff.registry import detector_classes
 
 # public name -> module that defines it; resolved on first attribute access
 _LAZY = {
+    **detector_classes(),
     "DetectionResult": "tsdiff.base",
     "BaseDetector": "tsdiff.base",
-    "PCADetector": "tsdiff.baselines",
-    "IsolationForestDetector": "tsdiff.baselines",
-    "KMeansDetector": "tsdiff.baselines",
-    "RandomDetector": "tsdiff.baselines",
-    "TsaiForecastDetector": "tsdiff.baselines",
-    "TsaiReconstructionDetector": "tsdiff.baselines",
-    "ImDiffusionDetector": "tsdiff.diffusion",
-    "CausalDetector": "tsdiff.causal",
-    "HybridDetector": "tsdiff.hybrid",
     "StreamScorer": "tsdiff.stream",
+    "build": "tsdiff.registry",
     "load": "tsdiff.persist",
     "evaluate": "tsdiff.metrics",
 }
 _SUBMODULES = {
     "baselines",
-    "diffusion",
-    "datasets",
-    "metrics",
-    "thresholds",
-    "frame",
-    "errors",
-    "persist",
     "base",
-    "plot",
+    "calibration",
     "causal",
-    "hybrid",
-    "stream",
+    "datasets",
+    "diffusion",
+    "errors",
     "fleet",
+    "frame",
+    "fusion",
+    "hybrid",
+    "metrics",
+    "persist",
+    "plot",
+    "registry",
+    "stream",
+    "tableio",
+    "thresholds",
+    "tsai",
 }
 
 __all__ = [
     "BaseDetector",
     "CausalDetector",
     "DetectionResult",
+    "FusionDetector",
     "HybridDetector",
     "ImDiffusionDetector",
     "IsolationForestDetector",
@@ -61,26 +62,23 @@ __all__ = [
     "TsaiReconstructionDetector",
     "TsdiffError",
     "__version__",
+    "build",
     "evaluate",
     "load",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from tsdiff.base import BaseDetector, DetectionResult
-    from tsdiff.baselines import (
-        IsolationForestDetector,
-        KMeansDetector,
-        PCADetector,
-        RandomDetector,
-        TsaiForecastDetector,
-        TsaiReconstructionDetector,
-    )
+    from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
     from tsdiff.causal import CausalDetector
     from tsdiff.diffusion import ImDiffusionDetector
+    from tsdiff.fusion import FusionDetector
     from tsdiff.hybrid import HybridDetector
     from tsdiff.metrics import evaluate
     from tsdiff.persist import load
+    from tsdiff.registry import build
     from tsdiff.stream import StreamScorer
+    from tsdiff.tsai import TsaiForecastDetector, TsaiReconstructionDetector
 
 
 def __getattr__(name: str) -> Any:

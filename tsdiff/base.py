@@ -3,27 +3,30 @@
 A detector subclasses :class:`BaseDetector` and fills in two methods, ``_fit(values)`` and
 ``_score(values) -> (scores, feature_scores)``, on already validated and scaled arrays. The base
 class does the rest for every detector alike: input validation and column matching, the robust
-scaler, the label-free threshold fitted on normal data, labels, events, ``DetectionResult``, and
-persistence hooks.
+scaler, the split of the training rows into a learning part and a held-out part, the calibration
+scores of the held-out rows and the label-free threshold fitted on them, labels, events,
+``DetectionResult``, and the state that persistence saves.
 """
 
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from tsdiff.errors import NotFittedError, ParameterError
+from tsdiff.errors import ModelFormatError, NotFittedError, ParameterError
 from tsdiff.frame import RobustScaler, ValidatedFrame, align_columns, validate_frame
 from tsdiff.results import DetectionResult, find_events, run_slices
 
 THRESHOLD_METHODS = ("pot", "quantile")
+#: the saved array that holds ``calibration_scores_``
+CALIBRATION_ARRAY = "calibration_scores"
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,33 @@ class StreamGeometry:
         )
 
 
+@dataclass
+class ScoreParts:
+    """Everything one scoring pass gives for ``n`` rows (see :meth:`BaseDetector.score_scaled`).
+
+    Attributes
+    ----------
+    scores
+        One score per row, (n,).
+    feature_scores
+        Per-row, per-metric scores, (n, n_metrics).
+    components
+        Calibrated scores of the models a composite detector is built from (name -> (n,)).
+    evidence
+        Per-row evidence that :meth:`BaseDetector.root_causes` ranks, (n, m): averaged over an
+        event's rows, it names the event's root causes (default: the per-metric scores).
+    """
+
+    scores: np.ndarray
+    feature_scores: np.ndarray
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+    evidence: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.evidence is None:
+            self.evidence = self.feature_scores
+
+
 class BaseDetector(BaseEstimator):
     """Base class of every tsdiff detector (scikit-learn style: parameters in, ``*_`` state out).
 
@@ -54,19 +84,41 @@ class BaseDetector(BaseEstimator):
     accept ``threshold`` and ``risk``:
 
     threshold
-        How the label threshold is fitted on scores of training data: ``"pot"`` (peaks over
+        How the label threshold is fitted on the calibration scores: ``"pot"`` (peaks over
         threshold, an extreme-value fit of the score tail) or ``"quantile"`` (the empirical
         quantile).
     risk
         Target probability that a normal row is flagged, i.e. the tail probability of the threshold.
     random_state
         Seed (an int, or None for a fresh one each fit): the same seed gives the same scores.
+    validation_fraction
+        Optional. A detector that takes it learns from the first rows only and holds out the last
+        ``validation_fraction`` of them (see :meth:`holdout_start`); it may watch them to stop
+        training, and its threshold is fitted on their scores, which a model that never learned
+        from them gives honestly. Without it, the threshold is fitted on the training rows' scores.
+
+    After ``fit``:
+
+    n_train_rows_
+        Rows the detector learned from; the rest of the training data was held out.
+    calibration_scores_
+        Scores of the last ``len(calibration_scores_)`` training rows (the held-out ones, or all of
+        them without a hold-out), on the scale of :meth:`score`; the threshold is fitted on them,
+        and a :class:`~tsdiff.fusion.FusionDetector` calibrates its components on them.
     """
+
+    #: values for parameters that a saved model predates (it was fitted and scores that way); a
+    #: parameter added later defaults to these, not to the new default, when such a model is loaded
+    LEGACY_PARAMS: ClassVar[dict[str, Any]] = {}
 
     # ----------------------------------------------------------------- to implement
     @abstractmethod
     def _fit(self, values: np.ndarray) -> None:
-        """Learn from scaled training values (n_rows, n_features); NaN marks missing cells."""
+        """Learn from scaled training values (n_rows, n_features); NaN marks missing cells.
+
+        Only the first ``self.n_train_rows_`` rows may be learned from; later rows are held out
+        (they may decide when to stop training, nothing else).
+        """
 
     @abstractmethod
     def _score(
@@ -81,37 +133,24 @@ class BaseDetector(BaseEstimator):
         position there (e.g. per-window results) and reuse it when the same rows come again.
         """
 
-    def _score_parts(
-        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
-    ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
-        """What ``detect`` needs: scores, per-metric scores, component scores (name -> (n_rows,)),
-        and the per-metric evidence that :meth:`_root_causes` ranks (default: the per-metric scores)."""
-        scores, feature_scores = self._score(values, offset, memo)
-        return scores, feature_scores, {}, feature_scores
+    def _calibrate(self, values: np.ndarray) -> np.ndarray:
+        """Calibration scores of the training ``values`` (see ``calibration_scores_``).
 
-    def _stream_geometry(self) -> StreamGeometry | None:
-        """How far a row's score reaches into the rows around it (None: it cannot be streamed)."""
-        return None
+        Default: the scores of the held-out rows, computed with as many rows before them as a
+        score reaches back (:meth:`stream_geometry`; all of them when that is unknown), or the
+        scores of every row without a hold-out. A detector that learns something from the
+        held-out rows themselves (e.g. how large its residuals are) overrides this.
+        """
+        start = self.n_train_rows_
+        if start >= len(values):
+            return self._score(values)[0]
+        geometry = self.stream_geometry()
+        first = 0 if geometry is None else max(0, start - geometry.history)
+        return self._score(values[first:])[0][start - first :]
 
-    def _input_clip(self) -> float | None:
-        """Scaled inputs are clipped to [-clip, clip] before reaching the model (None: not clipped)."""
-        return None
-
-    def _min_rows(self) -> int:
-        """Fewest rows the detector can score (e.g. one window)."""
-        return 1
-
-    def _min_fit_rows(self) -> int:
-        """Fewest rows the detector can learn from."""
-        return self._min_rows()
-
-    def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
-        """Scores of normal data that the threshold is fitted on (default: the training data)."""
-        return self._score(values)[0]
-
-    def _root_causes(self, feature_scores: np.ndarray, positions: list[slice]) -> list[list]:
-        """Ranked root-cause metric names per event (rows ``positions``); none without a causal model."""
-        return [[] for _ in positions]
+    def _holdout_bounds(self) -> tuple[int, int]:
+        """Fewest rows to hold out, and fewest rows to keep for learning (see :meth:`holdout_start`)."""
+        return 1, 1
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Learned state to save: a JSON-ready dict and a dict of named arrays."""
@@ -120,6 +159,59 @@ class BaseDetector(BaseEstimator):
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_get_state` returned."""
 
+    # ----------------------------------------------------------------- what the machinery asks
+    def stream_geometry(self) -> StreamGeometry | None:
+        """How far a row's score reaches into the rows around it (None: it cannot be streamed)."""
+        return None
+
+    def min_rows(self) -> int:
+        """Fewest rows the detector can score (e.g. one window)."""
+        return 1
+
+    def min_fit_rows(self) -> int:
+        """Fewest rows the detector can learn from."""
+        return self.min_rows()
+
+    def fitted_components(self) -> dict[str, BaseDetector]:
+        """The fitted detectors this one is built from, by name (saved each in a folder of its own)."""
+        return {}
+
+    def names_root_causes(self) -> bool:
+        """Whether :meth:`root_causes` names metrics (a detector with a causal model)."""
+        return False
+
+    def root_causes(self, evidence: np.ndarray, positions: list[slice]) -> list[list]:
+        """Ranked root-cause metric names per event (rows ``positions`` of ``evidence``).
+
+        ``evidence`` is :attr:`ScoreParts.evidence`; a detector without a causal model names none.
+        """
+        return [[] for _ in positions]
+
+    def score_scaled(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> ScoreParts:
+        """Score values already scaled by ``scaler_`` (what :meth:`score`, :meth:`detect` and a
+        stream run on); ``offset`` and ``memo`` as for ``_score``."""
+        scores, feature_scores = self._score(values, offset, memo)
+        return ScoreParts(scores, feature_scores)
+
+    def holdout_start(self, n_rows: int) -> int:
+        """First held-out row of ``n_rows`` training rows (``n_rows`` when nothing is held out).
+
+        The one split rule of every detector: the last ``round(validation_fraction * n_rows)``
+        rows, but at least the detector's fewest held-out rows and never so many that fewer than
+        its fewest learning rows remain.
+        """
+        fraction = getattr(self, "validation_fraction", None)
+        if fraction is None:
+            return n_rows
+        fewest_held, fewest_kept = self._holdout_bounds()
+        held = max(fewest_held, round(n_rows * float(fraction)))
+        return n_rows - max(0, min(held, n_rows - fewest_kept))
+
+    def check_fitted(self) -> None:
+        """Raise :class:`~tsdiff.errors.NotFittedError` unless ``fit`` has run."""
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
     # ----------------------------------------------------------------- the contract
     def fit(self, X: Any, y: Any = None) -> BaseDetector:
         """Learn normal behaviour from ``X`` (a DataFrame of metrics or a 2-d array) and fit the threshold.
@@ -127,21 +219,22 @@ class BaseDetector(BaseEstimator):
         ``y`` is ignored; it is accepted for scikit-learn compatibility.
         """
         self._check_params()
-        frame = validate_frame(X, min_rows=self._min_fit_rows(), what="rows to fit on")
+        frame = validate_frame(X, min_rows=self.min_fit_rows(), what="rows to fit on")
         self.feature_names_in_ = list(frame.columns)
         self.n_features_in_ = len(self.feature_names_in_)
         self.columns_named_ = frame.named
-        self.scaler_ = RobustScaler(clip=self._input_clip()).fit(frame.values)
+        self.scaler_ = RobustScaler().fit(frame.values)
         values = self.scaler_.transform(frame.values)
+        self.n_train_rows_ = self.holdout_start(len(values))
         self._fit(values)
-        self._fit_threshold(self._calibration_scores(values))
+        self.calibration_scores_ = np.asarray(self._calibrate(values), dtype=np.float64)
+        self._fit_threshold(self.calibration_scores_)
         return self
 
     def score(self, X: Any) -> pd.Series:
         """One anomaly score per row of ``X`` (higher is more anomalous), indexed like ``X``."""
         frame, values = self._prepare(X)
-        scores, _ = self._score(values)
-        return pd.Series(scores, index=frame.index, name="score")
+        return pd.Series(self.score_scaled(values).scores, index=frame.index, name="score")
 
     def predict(self, X: Any) -> pd.Series:
         """0/1 per row of ``X``: 1 where the score is above the fitted threshold."""
@@ -158,14 +251,13 @@ class BaseDetector(BaseEstimator):
             Number of metrics named per event.
         """
         frame, values = self._prepare(X)
-        scores, feature_scores, components, cause_evidence = self._score_parts(values)
-        s = pd.Series(scores, index=frame.index, name="score")
+        parts = self.score_scaled(values)
+        s = pd.Series(parts.scores, index=frame.index, name="score")
         labels = (s > self.threshold_).astype(np.int8).rename("label")
-        fs = pd.DataFrame(feature_scores, index=frame.index, columns=self.feature_names_in_)
+        fs = pd.DataFrame(parts.feature_scores, index=frame.index, columns=self.feature_names_in_)
         events = find_events(s, labels, fs, top_k=top_k)
         if len(events):
-            positions = run_slices(labels.to_numpy())
-            events["root_causes"] = self._root_causes(cause_evidence, positions)
+            events["root_causes"] = self.root_causes(parts.evidence, run_slices(labels.to_numpy()))
         return DetectionResult(
             scores=s,
             labels=labels,
@@ -173,7 +265,9 @@ class BaseDetector(BaseEstimator):
             threshold_method=self.threshold_method_,
             feature_scores=fs,
             events=events,
-            components={name: pd.Series(v, index=frame.index, name=name) for name, v in components.items()},
+            components={
+                name: pd.Series(v, index=frame.index, name=name) for name, v in parts.components.items()
+            },
         )
 
     def save(self, path: str | Path) -> Path:
@@ -181,6 +275,49 @@ class BaseDetector(BaseEstimator):
         from tsdiff.persist import save
 
         return save(self, path)
+
+    # ----------------------------------------------------------------- saved state
+    def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything ``fit`` learned, as :mod:`tsdiff.persist` writes it: a dict and named arrays."""
+        self.check_fitted()
+        state, arrays = self._get_state()
+        if CALIBRATION_ARRAY in arrays:
+            raise ParameterError(f"{type(self).__name__} may not name an array {CALIBRATION_ARRAY!r}")
+        model = self.threshold_model_
+        config = {
+            "feature_names": list(self.feature_names_in_),
+            "columns_named": bool(self.columns_named_),
+            "scaler": self.scaler_.to_dict(),
+            "threshold": {
+                "value": self.threshold_,
+                "method": self.threshold_method_,
+                "model": None if model is None else model.to_dict(),
+            },
+            "n_train_rows": int(self.n_train_rows_),
+            "state": state,
+        }
+        return config, {**arrays, CALIBRATION_ARRAY: self.calibration_scores_}
+
+    def import_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`export_state` returned (the parameters are already set)."""
+        from tsdiff.thresholds import BaseThreshold
+
+        self.feature_names_in_ = list(config["feature_names"])
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.columns_named_ = bool(config["columns_named"])
+        self.scaler_ = RobustScaler.from_dict(config["scaler"])
+        if len(self.scaler_.center_) != self.n_features_in_:
+            raise ModelFormatError("the saved scaler does not match the saved column names")
+        saved = config["threshold"]
+        model = saved["model"]
+        self.threshold_model_ = None if model is None else BaseThreshold.from_dict(model)
+        self.threshold_ = float(saved["value"])
+        self.threshold_method_ = str(saved["method"])
+        # models saved before these were kept: the training rows are unknown, the scores absent
+        self.n_train_rows_ = config.get("n_train_rows")
+        calibration = arrays.pop(CALIBRATION_ARRAY, None)
+        self.calibration_scores_ = None if calibration is None else np.asarray(calibration, np.float64)
+        self._set_state(config["state"], arrays)
 
     # ----------------------------------------------------------------- shared steps
     def _check_params(self) -> None:
@@ -191,14 +328,13 @@ class BaseDetector(BaseEstimator):
         rs = self.random_state
         if rs is not None and (isinstance(rs, bool) or not isinstance(rs, (int, np.integer))):
             raise ParameterError(f"random_state must be an int or None, got {type(rs).__name__}")
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "threshold_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        fraction = getattr(self, "validation_fraction", None)
+        if fraction is not None and not 0.0 < float(fraction) < 1.0:
+            raise ParameterError(f"validation_fraction must be in (0, 1), got {fraction!r}")
 
     def _prepare(self, X: Any) -> tuple[ValidatedFrame, np.ndarray]:
-        self._check_fitted()
-        frame = validate_frame(X, min_rows=self._min_rows(), what="rows to score")
+        self.check_fitted()
+        frame = validate_frame(X, min_rows=self.min_rows(), what="rows to score")
         frame = align_columns(frame, self.feature_names_in_, self.columns_named_)
         return frame, self.scaler_.transform(frame.values)
 

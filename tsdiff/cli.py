@@ -12,26 +12,12 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from tsdiff._version import __version__
 from tsdiff.errors import TsdiffError
+from tsdiff.registry import DETECTORS, preset_names
 
 EXIT_OK, EXIT_ANOMALY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-
-#: detectors the demo can run: name -> (tsdiff class, parameters of the quick preset; None: the
-#: diffusion quick preset of tsdiff.hybrid.QUICK_DIFFUSION)
-DEMO_DETECTORS = {
-    "hybrid": ("HybridDetector", None),
-    "imdiffusion": ("ImDiffusionDetector", None),
-    "causal": ("CausalDetector", {}),
-    "pca": ("PCADetector", {}),
-    "iforest": ("IsolationForestDetector", {}),
-    "kmeans": ("KMeansDetector", {}),
-    "random": ("RandomDetector", {}),
-    "tsai-forecast": ("TsaiForecastDetector", {}),
-    "tsai-recon": ("TsaiReconstructionDetector", {}),
-}
 BASELINES = ("pca", "iforest", "kmeans")
 
 
@@ -50,15 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="fit and evaluate on the bundled SMD machine (no download)")
     demo.add_argument(
         "--detector",
-        choices=list(DEMO_DETECTORS),
+        choices=list(DETECTORS),
         default="hybrid",
         help="the detector to run (default: hybrid, diffusion and causal models fused)",
     )
-    demo.add_argument(
-        "--preset",
-        choices=["quick", "default"],
-        default="quick",
-        help="quick: shorter diffusion training and one-step scoring (about 2 minutes on 2 cores); "
+    _preset(
+        demo,
+        "quick",
+        "quick: shorter diffusion training and one-step scoring (about 2 minutes on 2 cores); "
         "default: the library defaults (about 5 minutes)",
     )
     demo.add_argument(
@@ -72,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a detector on normal data and save it")
     fit.add_argument("data", help="CSV or Parquet file of metrics (one row per timestamp)")
     fit.add_argument("-o", "--output", required=True, help="model directory to write")
-    fit.add_argument("--detector", choices=list(DEMO_DETECTORS), default="hybrid")
-    fit.add_argument("--preset", choices=["quick", "default"], default="default")
+    fit.add_argument("--detector", choices=list(DETECTORS), default="hybrid")
+    _preset(fit, "default")
     fit.add_argument("--random-state", type=int, default=0)
     _time_column(fit)
 
@@ -108,8 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tsdiff.fleet.cli import add_fleet_parser
 
-    add_fleet_parser(sub, list(DEMO_DETECTORS))
+    add_fleet_parser(sub, list(DETECTORS), _preset)
     return parser
+
+
+def _preset(parser: argparse.ArgumentParser, default: str, help: str = "") -> None:
+    parser.add_argument(
+        "--preset",
+        choices=preset_names(),
+        default=default,
+        help=help
+        or "the detector's preset (see tsdiff.registry; quick is the default where a detector "
+        "has no quick preset)",
+    )
 
 
 def _time_column(parser: argparse.ArgumentParser) -> None:
@@ -178,25 +174,10 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def _demo_detector(name: str, preset: str, random_state: int) -> object:
-    import tsdiff
-
-    cls_name, quick = DEMO_DETECTORS[name]
-    cls = getattr(tsdiff, cls_name)
-    if name == "hybrid":
-        return cls.quick(random_state=random_state) if preset == "quick" else cls(random_state=random_state)
-    if preset != "quick":
-        return cls(random_state=random_state)
-    if quick is None:
-        from tsdiff.hybrid import QUICK_DIFFUSION
-
-        quick = QUICK_DIFFUSION
-    return cls(random_state=random_state, **quick)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from tsdiff.datasets import load_bundled
     from tsdiff.metrics import choose_sliding_window, evaluate
+    from tsdiff.registry import build
 
     _progress("tsdiff demo: loading the bundled data (SMD machine-1-2) ...")
     data = load_bundled()
@@ -209,7 +190,7 @@ def run_demo(args: argparse.Namespace) -> int:
     names = [args.detector] + ([] if args.no_baselines else [b for b in BASELINES if b != args.detector])
     rows = []
     for name in names:
-        detector = _demo_detector(name, args.preset, args.random_state)
+        detector = build(name, args.preset, random_state=args.random_state)
         _progress(f"  {name}: fitting ...")
         t0 = time.perf_counter()
         detector.fit(data.train)
@@ -275,68 +256,14 @@ def _print_events(name: str, result: object, data: object, n_events: int) -> Non
         print(line)
 
 
-# ----------------------------------------------------------------- files
-TIME_NAMES = ("timestamp", "time", "date", "datetime")
-
-
-def read_table(path: str, time_column: str | None) -> object:
-    """A CSV or Parquet file as a DataFrame indexed by its time column (see ``--time-column``)."""
-    import pandas as pd
-
-    from tsdiff.errors import InputError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such file: {path}")
-    try:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(p)
-        else:
-            frame = pd.read_csv(p)
-    except ImportError as exc:
-        raise InputError(f"cannot read {path}: {exc} (install tsdiff[parquet] for Parquet)") from None
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    return _set_time_index(frame, time_column, path)
-
-
-def _set_time_index(frame: object, time_column: str | None, what: str) -> object:
-    import pandas as pd
-
-    from tsdiff.errors import InputError
-
-    if time_column is None:
-        first = str(frame.columns[0]) if len(frame.columns) else ""
-        time_column = frame.columns[0] if first.strip().lower() in TIME_NAMES else None
-    elif time_column not in frame.columns:
-        raise InputError(f"{what}: no time column {time_column!r} (columns: {list(frame.columns)[:8]})")
-    if time_column is None:
-        return frame
-    try:
-        times = pd.to_datetime(frame[time_column])
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{what}: time column {time_column!r} does not hold timestamps: {exc}") from None
-    return frame.drop(columns=[time_column]).set_index(pd.DatetimeIndex(times, name=time_column))
-
-
-def write_table(frame: object, path: str) -> None:
-    from tsdiff.errors import InputError
-
-    p = Path(path)
-    if p.suffix.lower() in (".parquet", ".pq"):
-        try:
-            frame.to_parquet(p)
-        except ImportError as exc:
-            raise InputError(f"cannot write {path}: {exc} (install tsdiff[parquet])") from None
-    else:
-        frame.to_csv(p)
-
-
 # ----------------------------------------------------------------- commands
 def run_fit(args: argparse.Namespace) -> int:
+    from tsdiff.registry import build
+    from tsdiff.tableio import read_table
+
     data = read_table(args.data, args.time_column)
     _progress(f"tsdiff fit: {data.shape[0]} rows x {data.shape[1]} metrics from {args.data}")
-    detector = _demo_detector(args.detector, args.preset, args.random_state)
+    detector = build(args.detector, args.preset, random_state=args.random_state)
     t0 = time.perf_counter()
     detector.fit(data)
     detector.save(args.output)
@@ -348,29 +275,19 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     import tsdiff
+    from tsdiff.tableio import read_table, write_table
 
     detector = tsdiff.load(args.model)
     data = read_table(args.data, args.time_column)
     _progress(f"tsdiff score: {data.shape[0]} rows from {args.data} with {type(detector).__name__}")
     result = detector.detect(data)
     frame = result.to_frame(feature_scores=args.feature_scores)
-    frame["top_metrics"] = frame.index.map(_event_metrics(result, "top_metrics"))
-    frame["root_causes"] = frame.index.map(_event_metrics(result, "root_causes"))
+    frame["top_metrics"] = result.event_metrics("top_metrics")
+    frame["root_causes"] = result.event_metrics("root_causes")
     write_table(frame, args.output)
     n = int(result.labels.sum())
     _progress(f"tsdiff score: {n} anomalous rows in {len(result.events)} events; wrote {args.output}")
     return EXIT_ANOMALY if args.fail_on_anomaly and n else EXIT_OK
-
-
-def _event_metrics(result: object, column: str) -> dict:
-    """Row label -> ';'-joined metric names of the event the row belongs to (empty outside events)."""
-    labels = result.labels  # type: ignore[attr-defined]
-    out = dict.fromkeys(labels.index, "")
-    for ev in result.events.itertuples(index=False):  # type: ignore[attr-defined]
-        names = ";".join(map(str, getattr(ev, column)))
-        for key in labels.loc[ev.start : ev.end].index:
-            out[key] = names
-    return out
 
 
 def run_stream(args: argparse.Namespace) -> int:
@@ -381,7 +298,9 @@ def run_stream(args: argparse.Namespace) -> int:
 
     import tsdiff
     from tsdiff.errors import InputError
-    from tsdiff.stream import StreamScorer, json_ready
+    from tsdiff.serialize import json_ready
+    from tsdiff.stream import StreamScorer
+    from tsdiff.tableio import set_time_index
 
     detector = tsdiff.load(args.model)
     scorer = StreamScorer(detector, provisional=args.provisional, freq=args.freq)
@@ -409,9 +328,7 @@ def run_stream(args: argparse.Namespace) -> int:
             )
             continue
         try:
-            frame = _set_time_index(
-                pd.DataFrame([cells], columns=header), args.time_column, f"line {line_no}"
-            )
+            frame = set_time_index(pd.DataFrame([cells], columns=header), args.time_column, f"line {line_no}")
             emit(scorer.update(_numeric_cells(frame)))
         except InputError as exc:  # one bad line must not stop a monitor: report it and go on
             sys.stderr.write(f"tsdiff: line {line_no}: {exc}; skipped\n")
@@ -445,6 +362,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from tsdiff.errors import InputError
     from tsdiff.metrics import choose_sliding_window, evaluate
+    from tsdiff.tableio import read_table
 
     scores = read_table(args.scores, args.time_column)
     labels = read_table(args.labels, args.time_column)
@@ -461,7 +379,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     window = args.sliding_window or choose_sliding_window(s)
     metrics = evaluate(y, s, window, pred=pred)
     if args.json:
-        from tsdiff.stream import json_ready
+        from tsdiff.serialize import json_ready
 
         print(json.dumps({k: json_ready(v) for k, v in metrics.items()}))
     else:

@@ -54,6 +54,15 @@ class DetectionResult:
             parts.append(self.feature_scores.rename(columns=lambda c: f"score:{c}"))
         return pd.concat(parts, axis=1)
 
+    def event_metrics(self, column: str = "root_causes") -> pd.Series:
+        """Per row, the ``;``-joined metric names (``column``: ``"root_causes"`` or ``"top_metrics"``)
+        of the event the row belongs to; ``""`` outside events."""
+        out = np.full(len(self.labels), "", dtype=object)
+        runs = run_slices(self.labels.to_numpy())
+        for names, rows in zip(self.events[column], runs, strict=True):
+            out[rows] = ";".join(map(str, names))
+        return pd.Series(out, index=self.labels.index, name=column)
+
     def __repr__(self) -> str:
         n = len(self.scores)
         k = int(self.labels.sum())

@@ -30,17 +30,22 @@ scorer keeps.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from tsdiff.errors import LateRowError, ParameterError
 from tsdiff.frame import align_columns, validate_frame
+from tsdiff.serialize import envelope, json_ready, open_envelope
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tsdiff.base import ScoreParts
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "tsdiff-stream-state"
+STATE_VERSION = 1
 
 
 class StreamScorer:
@@ -77,8 +82,8 @@ class StreamScorer:
         on_late: str = "drop",
         top_k: int = 3,
     ) -> None:
-        detector._check_fitted()
-        geometry = detector._stream_geometry()
+        detector.check_fitted()
+        geometry = detector.stream_geometry()
         if geometry is None:
             raise ParameterError(
                 f"{type(detector).__name__} cannot score a stream (its scores have no bounded reach)"
@@ -92,7 +97,7 @@ class StreamScorer:
         self.top_k = int(top_k)
         self.geometry = geometry
         self.latency = int(geometry.lookahead)
-        self.min_rows = max(int(detector._min_rows()), 1)
+        self.min_rows = max(int(detector.min_rows()), 1)
         k = detector.n_features_in_
         self._values = np.empty((0, k))  # raw rows of the buffer
         self._index: list[Any] = []
@@ -212,28 +217,26 @@ class StreamScorer:
             return self._empty()
         det = self.detector
         scaled = det.scaler_.transform(self._values)
-        scores, features, components, evidence = det._score_parts(scaled, self._start, self._memo)
+        parts = det.score_scaled(scaled, self._start, self._memo)
         out = []
         for pos in range(self._final, last_final + 1):
-            out.append(self._row(pos, scores, features, components, evidence, final=True))
+            out.append(self._row(pos, parts, final=True))
         self._final = max(self._final, last_final + 1)
         if self.provisional:
             for pos in range(max(first_new, self._final), self._received):
-                out.append(self._row(pos, scores, features, components, evidence, final=False))
+                out.append(self._row(pos, parts, final=False))
         self._trim()
         if not out:
             return self._empty()
         return pd.DataFrame(out, index=pd.Index([r.pop("_index") for r in out])).rename_axis(None)
 
-    def _row(
-        self, pos: int, scores: Any, features: Any, components: dict, evidence: Any, final: bool
-    ) -> dict:
+    def _row(self, pos: int, parts: ScoreParts, final: bool) -> dict:
         det = self.detector
         i = pos - self._start
-        score = float(scores[i])
+        score = float(parts.scores[i])
         label = int(score > det.threshold_)
         names = det.feature_names_in_
-        top = np.argsort(-np.asarray(features[i]), kind="stable")[: self.top_k]
+        top = np.argsort(-np.asarray(parts.feature_scores[i]), kind="stable")[: self.top_k]
         row: dict[str, Any] = {
             "_index": self._index[i],
             "score": score,
@@ -241,16 +244,16 @@ class StreamScorer:
             "final": final,
             "gap": bool(self._gap[i]),
         }
-        for name, values in components.items():
+        for name, values in parts.components.items():
             row[f"score_{name}"] = float(values[i])
         row["top_metrics"] = [names[j] for j in top]
         causes: list[Any] = []
         if final:
             if label:
                 total, count = self._event if self._event is not None else (np.zeros(len(names)), 0)
-                self._event = (total + np.asarray(evidence[i], dtype=np.float64), count + 1)
+                self._event = (total + np.asarray(parts.evidence[i], dtype=np.float64), count + 1)
                 mean = self._event[0] / self._event[1]
-                causes = det._root_causes(mean[None, :], [slice(0, 1)])[0]
+                causes = det.root_causes(mean[None, :], [slice(0, 1)])[0]
             else:
                 self._event = None
         row["root_causes"] = causes
@@ -292,30 +295,34 @@ class StreamScorer:
         """A JSON-ready snapshot; :meth:`from_state` continues from it without losing a row."""
         index = pd.Index(self._index)
         timestamps = isinstance(index, pd.DatetimeIndex)
-        return {
-            "format": STATE_FORMAT,
-            "index": [t.isoformat() for t in index] if timestamps else [json_ready(v) for v in self._index],
-            "index_is_time": timestamps,
-            "values": [[None if np.isnan(v) else float(v) for v in row] for row in self._values],
-            "gap": list(self._gap),
-            "start": self._start,
-            "received": self._received,
-            "final": self._final,
-            "event": None
-            if self._event is None
-            else {"total": self._event[0].tolist(), "count": int(self._event[1])},
-            "dropped": self.dropped_,
-            "provisional": self.provisional,
-            "freq": None if self.freq is None else self.freq.freqstr,
-            "on_late": self.on_late,
-            "top_k": self.top_k,
-        }
+        return envelope(
+            STATE_FORMAT,
+            STATE_VERSION,
+            {
+                "index": [t.isoformat() for t in index]
+                if timestamps
+                else [json_ready(v) for v in self._index],
+                "index_is_time": timestamps,
+                "values": [[None if np.isnan(v) else float(v) for v in row] for row in self._values],
+                "gap": list(self._gap),
+                "start": self._start,
+                "received": self._received,
+                "final": self._final,
+                "event": None
+                if self._event is None
+                else {"total": self._event[0].tolist(), "count": int(self._event[1])},
+                "dropped": self.dropped_,
+                "provisional": self.provisional,
+                "freq": None if self.freq is None else self.freq.freqstr,
+                "on_late": self.on_late,
+                "top_k": self.top_k,
+            },
+        )
 
     @classmethod
     def from_state(cls, detector: Any, state: dict[str, Any]) -> StreamScorer:
         """Rebuild a scorer for ``detector`` (the one the snapshot was taken with) from :meth:`state`."""
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ParameterError("not a tsdiff stream state (no 'format': 'tsdiff-stream-state')")
+        open_envelope(state, STATE_FORMAT, STATE_VERSION, ParameterError, "tsdiff stream state")
         out = cls(detector, state["provisional"], state["freq"], state["on_late"], state["top_k"])
         values = np.array(
             [[np.nan if v is None else v for v in row] for row in state["values"]], dtype=np.float64
@@ -347,15 +354,3 @@ def _forget_before(memo: dict, position: int) -> None:
             _forget_before(memo[key], position)
         elif isinstance(key, (int, np.integer)) and key < position:
             del memo[key]
-
-
-def json_ready(value: Any) -> Any:
-    """A value ``json.dumps`` writes as standard JSON: numpy scalars as Python ones, lists
-    element-wise, NaN as null."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value

@@ -36,6 +36,7 @@ from tsdiff.errors import (
     ParameterError,
     TooFewRowsError,
 )
+from tsdiff.serialize import json_ready
 
 logger = logging.getLogger(__name__)
 
@@ -190,21 +191,6 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain Python values for JSON: numpy scalars unwrapped, NaN as None."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value
-
-
 class BaseThreshold:
     """Common interface: ``fit`` on normal scores, ``predict`` labels scores above ``threshold_``.
 
@@ -236,17 +222,17 @@ class BaseThreshold:
         self._check_fitted()
         return (np.asarray(scores, dtype=float) > self.threshold_).astype(np.int8)
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         return {"threshold": self.threshold_, "info": dict(self.info_)}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def restore_state(self, state: dict[str, Any]) -> None:
         self.threshold_ = float(state["threshold"])
         self.info_ = dict(state["info"])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description: method, parameters and fitted state (None if unfitted)."""
-        state = None if self.threshold_ is None else self._state()
-        return _jsonable({"method": self.method, "params": self.get_params(), "state": state})
+        state = None if self.threshold_ is None else self.fitted_state()
+        return json_ready({"method": self.method, "params": self.get_params(), "state": state})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BaseThreshold:
@@ -264,7 +250,7 @@ class BaseThreshold:
             raise ParameterError(f"bad parameters for threshold {d['method']!r}: {exc}") from None
         if state is not None:
             try:
-                obj._set_state(state)
+                obj.restore_state(state)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ParameterError(f"corrupt {klass.method!r} threshold state: {exc!r}") from None
         return obj
@@ -495,9 +481,9 @@ class SPOTThreshold(POTThreshold):
             labels[i] = self.update(s)
         return labels, thresholds
 
-    def _state(self) -> dict[str, Any]:
+    def fitted_state(self) -> dict[str, Any]:
         return {
-            **super()._state(),
+            **super().fitted_state(),
             "t": self._t,
             "peaks": list(self._peaks),
             "n": self._n,
@@ -508,8 +494,8 @@ class SPOTThreshold(POTThreshold):
             "n_fit": self._n_fit,
         }
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        super()._set_state(state)
+    def restore_state(self, state: dict[str, Any]) -> None:
+        super().restore_state(state)
         self._t, self._n, self._z = float(state["t"]), int(state["n"]), float(state["z"])
         self._peaks = [float(v) for v in state["peaks"]]
         self._gamma = None if state["gamma"] is None else float(state["gamma"])
@@ -571,11 +557,11 @@ class DSPOTThreshold(SPOTThreshold):
         self._window.append(score)
         self._mean = math.fsum(self._window) / self.depth
 
-    def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "window": list(self._window)}
+    def fitted_state(self) -> dict[str, Any]:
+        return {**super().fitted_state(), "window": list(self._window)}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        super()._set_state(state)
+    def restore_state(self, state: dict[str, Any]) -> None:
+        super().restore_state(state)
         self._window = deque((float(v) for v in state["window"]), maxlen=self.depth)
         if len(self._window) != self.depth:
             raise ValueError(f"window holds {len(self._window)} scores, depth is {self.depth}")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tsdiff.errors import ParameterError
+from tsdiff.serialize import prefixed, unprefixed
 
 
 def resolve_device(device: str) -> Any:
@@ -67,17 +68,15 @@ def make_seed(random_state: int | None) -> int:
     return int(random_state) % (2**62)
 
 
-def module_arrays(module: Any, prefix: str = "model.") -> dict[str, np.ndarray]:
-    """A torch module's state as named numpy arrays (``prefix`` + parameter name), ready for safetensors."""
-    return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+def module_arrays(module: Any, prefix: str = "model") -> dict[str, np.ndarray]:
+    """A torch module's state as named numpy arrays (``prefix.<parameter>``), ready for safetensors."""
+    return prefixed(prefix, {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
 
 
-def load_module_arrays(module: Any, arrays: dict[str, np.ndarray], prefix: str = "model.") -> Any:
+def load_module_arrays(module: Any, arrays: dict[str, np.ndarray], prefix: str = "model") -> Any:
     """Load what :func:`module_arrays` wrote into ``module`` (every tensor must match) and return it."""
     import torch
 
-    weights = {
-        k[len(prefix) :]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith(prefix)
-    }
+    weights = {k: torch.from_numpy(v.copy()) for k, v in unprefixed(arrays, prefix).items()}
     module.load_state_dict(weights, strict=True)
     return module

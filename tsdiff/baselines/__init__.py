@@ -4,14 +4,5 @@ from tsdiff.baselines.iforest import IsolationForestDetector
 from tsdiff.baselines.kmeans import KMeansDetector
 from tsdiff.baselines.pca import PCADetector
 from tsdiff.baselines.random_score import RandomDetector
-from tsdiff.baselines.tsai_forecast import TsaiForecastDetector
-from tsdiff.baselines.tsai_recon import TsaiReconstructionDetector
 
-__all__ = [
-    "IsolationForestDetector",
-    "KMeansDetector",
-    "PCADetector",
-    "RandomDetector",
-    "TsaiForecastDetector",
-    "TsaiReconstructionDetector",
-]
+__all__ = ["IsolationForestDetector", "KMeansDetector", "PCADetector", "RandomDetector"]

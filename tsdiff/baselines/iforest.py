@@ -121,7 +121,7 @@ class IsolationForestDetector(BaseDetector):
             node = np.where(inner, child, node)
         return self.leaf_path_[node].mean(axis=1)
 
-    def _stream_geometry(self) -> StreamGeometry:
+    def stream_geometry(self) -> StreamGeometry:
         return StreamGeometry()  # one row at a time (missing cells carry the last value forward)
 
     def _score(

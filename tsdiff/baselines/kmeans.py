@@ -53,7 +53,7 @@ class KMeansDetector(BaseDetector):
         self.risk = risk
         self.random_state = random_state
 
-    def _min_rows(self) -> int:
+    def min_rows(self) -> int:
         return int(self.window)
 
     def _fit(self, values: np.ndarray) -> None:
@@ -70,7 +70,7 @@ class KMeansDetector(BaseDetector):
         km = KMeans(n_clusters=k, n_init=3, random_state=self.random_state).fit(flat)
         self.centers_ = km.cluster_centers_.reshape(k, int(self.window), x.shape[1])
 
-    def _stream_geometry(self) -> StreamGeometry:
+    def stream_geometry(self) -> StreamGeometry:
         w, stride = int(self.window), int(self.stride)
         return StreamGeometry(period=stride, history=w + stride, lookahead=w)
 

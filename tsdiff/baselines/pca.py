@@ -64,7 +64,7 @@ class PCADetector(BaseDetector):
             return 1
         return int(np.searchsorted(np.cumsum(var) / total, float(n)) + 1)
 
-    def _stream_geometry(self) -> StreamGeometry:
+    def stream_geometry(self) -> StreamGeometry:
         return StreamGeometry()  # one row at a time (missing cells carry the last value forward)
 
     def _score(

@@ -12,6 +12,7 @@ import pandas as pd
 from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean
+from tsdiff.serialize import prefixed, unprefixed
 
 logger = logging.getLogger(__name__)
 
@@ -128,18 +129,18 @@ class CausalDetector(BaseDetector):
             (float(self.residual_floor) > 0, "residual_floor must be > 0"),
             (self.aggregate in AGGREGATES, f"aggregate must be one of {AGGREGATES}"),
             (int(self.smooth) >= 0, "smooth must be >= 0"),
-            (0.0 < float(self.validation_fraction) < 1.0, "validation_fraction must be in (0, 1)"),
             (self.max_depth is None or int(self.max_depth) >= 0, "max_depth must be None or >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ParameterError(message)
 
-    def _min_fit_rows(self) -> int:
+    def min_fit_rows(self) -> int:
         return 20 * (int(self.max_lag) + 1)
 
-    def _min_rows(self) -> int:
-        return 1
+    def _holdout_bounds(self) -> tuple[int, int]:
+        # residual spreads need a few rows past the longest lag; discovery needs rows to test
+        return int(self.max_lag) + 10, 10 * (int(self.max_lag) + 1)
 
     # ----------------------------------------------------------------- fit
     def _fit(self, values: np.ndarray) -> None:
@@ -149,9 +150,8 @@ class CausalDetector(BaseDetector):
 
         seed = make_seed(self.random_state)
         rng = np.random.default_rng(seed)
-        n, k = values.shape
-        n_val = max(int(self.max_lag) + 10, round(n * float(self.validation_fraction)))
-        train = values[: n - n_val]
+        k = values.shape[1]
+        train = values[: self.n_train_rows_]
         started = time.perf_counter()
         screening = screen_metrics(train)
         usable = screening.usable
@@ -199,7 +199,6 @@ class CausalDetector(BaseDetector):
             self.specs_, train, self.lag_, self.mechanism, float(self.ridge_alpha), float(self.trim), seed
         )
         self.graph_ = self._make_graph(edges, train)
-        self._calibrate(values, n - n_val)
         logger.info(
             "causal graph: %s, lag %d, discovery %.1fs", self.graph_, self.lag_, self.discovery_seconds_
         )
@@ -233,14 +232,16 @@ class CausalDetector(BaseDetector):
         )
         return CausalGraph(table, names)
 
-    def _calibrate(self, values: np.ndarray, start: int) -> None:
+    def _calibrate(self, values: np.ndarray) -> np.ndarray:
+        """Residual centre and spread of each metric from the held-out rows, then their violations."""
         from tsdiff.causal.mechanisms import predict_all, residual_scale
 
+        start = self.n_train_rows_
         residuals = values - predict_all(self.specs_, self.models_, values, self.lag_)
         self.residual_center_, self.residual_scale_ = residual_scale(
             residuals[start:], float(self.residual_floor)
         )
-        self._calibration_values_ = self._aggregate(self._violations(values)[start:])
+        return self._aggregate(self._violations(values)[start:])
 
     # ----------------------------------------------------------------- score
     def _violations(self, values: np.ndarray) -> np.ndarray:
@@ -265,10 +266,7 @@ class CausalDetector(BaseDetector):
         violations = self._violations(values)
         return self._aggregate(violations), violations
 
-    def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
-        return self._calibration_values_
-
-    def _stream_geometry(self) -> StreamGeometry:
+    def stream_geometry(self) -> StreamGeometry:
         length = int(self.smooth) if int(self.smooth) > 1 else 1
         half = length // 2
         return StreamGeometry(history=int(self.lag_) + half + 1, lookahead=length - half - 1)
@@ -277,14 +275,19 @@ class CausalDetector(BaseDetector):
         position = {name: j for j, name in enumerate(self.feature_names_in_)}
         return [{position[c] for c in self.graph_.causes_of(name)} for name in self.feature_names_in_]
 
-    def _root_causes(self, feature_scores: np.ndarray, positions: list[slice]) -> list[list]:
+    def names_root_causes(self) -> bool:
+        return True
+
+    def root_causes(self, evidence: np.ndarray, positions: list[slice]) -> list[list]:
+        """Per event, its violated metrics whose own causes are not violated, first (see
+        :func:`~tsdiff.causal.rootcause.rank_root_causes`); ``evidence`` is the violations."""
         from tsdiff.causal.rootcause import rank_root_causes
 
         causes = self._causes()
         names = self.feature_names_in_
         out = []
         for rows in positions:
-            ranked = rank_root_causes(feature_scores[rows].mean(axis=0), causes, float(self.violation_level))
+            ranked = rank_root_causes(evidence[rows].mean(axis=0), causes, float(self.violation_level))
             out.append([names[j] for j in ranked])
         return out
 
@@ -313,8 +316,9 @@ class CausalDetector(BaseDetector):
             "residual_scale": self.residual_scale_,
         }
         for spec, model in zip(self.specs_, self.models_, strict=True):
-            for key, value in model.arrays().items():
-                arrays[f"mechanism.{spec.target}.{key}"] = np.asarray(value)
+            arrays.update(
+                prefixed(f"mechanism.{spec.target}", {k: np.asarray(v) for k, v in model.arrays().items()})
+            )
         state = {
             "lag": self.lag_,
             "specs": [[spec.target, [list(p) for p in spec.predictors]] for spec in self.specs_],
@@ -332,9 +336,9 @@ class CausalDetector(BaseDetector):
         self.specs_ = [MechanismSpec(int(t), [(int(c), int(s)) for c, s in p]) for t, p in state["specs"]]
         self.models_ = []
         for spec in self.specs_:
-            prefix = f"mechanism.{spec.target}."
-            parts = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            self.models_.append(model_from_arrays(self.mechanism, parts))
+            self.models_.append(
+                model_from_arrays(self.mechanism, unprefixed(arrays, f"mechanism.{spec.target}"))
+            )
         self.graph_ = CausalGraph.from_dict(state["graph"])
         self.screening_ = state["screening"]
         self.discovery_seconds_ = float(state["discovery_seconds"])

@@ -115,7 +115,7 @@ class ImDiffusionDetector(BaseDetector):
     """
 
     #: values for parameters that a saved model predates: it was trained and scored that way
-    _absent_params: ClassVar[dict[str, Any]] = {"prediction": "eps", "grating_layout": "time"}
+    LEGACY_PARAMS: ClassVar[dict[str, Any]] = {"prediction": "eps", "grating_layout": "time"}
 
     def __init__(
         self,
@@ -191,12 +191,15 @@ class ImDiffusionDetector(BaseDetector):
     def _clip(self) -> float | None:
         return float(self.clip) if self.clip is not None else None
 
-    def _min_rows(self) -> int:
+    def min_rows(self) -> int:
         return int(self.window)
 
-    def _min_fit_rows(self) -> int:
+    def min_fit_rows(self) -> int:
         # a validation part of at least one window, and a training part of at least one window
         return max(2 * int(self.window), math.ceil(int(self.window) / float(self.validation_fraction)))
+
+    def _holdout_bounds(self) -> tuple[int, int]:
+        return int(self.window), int(self.window)
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -235,7 +238,6 @@ class ImDiffusionDetector(BaseDetector):
             (int(self.patience) >= 1, "patience must be >= 1"),
             (float(self.max_epochs) > 0, "max_epochs must be > 0"),
             (self.smooth is None or int(self.smooth) >= 0, "smooth must be None or >= 0"),
-            (0.0 < float(self.validation_fraction) < 1.0, "validation_fraction must be in (0, 1)"),
             (self.clip is None or float(self.clip) > 0, "clip must be positive or None"),
         ]
         for ok, message in checks:
@@ -263,11 +265,9 @@ class ImDiffusionDetector(BaseDetector):
 
         from tsdiff.diffusion.training import TrainingConfig, ValidationSet, WindowSource, train_denoiser
 
-        n = values.shape[0]
         self.seed_ = make_seed(self.random_state)
         device = resolve_device(self.device)
-        n_val = max(int(self.window), round(n * float(self.validation_fraction)))
-        train_part, val_part = values[: n - n_val], values[n - n_val :]
+        train_part, val_part = values[: self.n_train_rows_], values[self.n_train_rows_ :]
         with cpu_threads(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
             model = self._build_model(values.shape[1]).to(device)
@@ -303,7 +303,6 @@ class ImDiffusionDetector(BaseDetector):
                 model, process, train_src, validation, config, generator, self.verbose
             )
         self.model_ = model.cpu()
-        self._calibrate(val_part)
 
     def _train_steps(self, n_rows: int) -> int:
         """Optimisation steps: ``max_steps``, or fewer when ``max_epochs`` passes come first."""
@@ -343,16 +342,19 @@ class ImDiffusionDetector(BaseDetector):
         x = torch.from_numpy(x.T.astype(np.float32).copy()).to(device)
         return x, torch.from_numpy(present.T.copy()).to(device)
 
-    def _calibrate(self, val_part: np.ndarray) -> None:
-        """Per-step thresholds from the held-out rows' errors (the steps' votes are set here)."""
+    def _calibrate(self, values: np.ndarray) -> np.ndarray:
+        """Per-step thresholds from the held-out rows' errors (the steps' votes are set here).
+
+        The held-out rows are scored on their own, windows starting at their first row.
+        """
         from tsdiff.thresholds import make_threshold
 
-        step_errors, _ = self._reduce(self._entry_errors(val_part))
+        step_errors, _ = self._reduce(self._entry_errors(values[self.n_train_rows_ :]))
         models = [make_threshold(self.threshold, risk=float(self.risk)).fit(e) for e in step_errors.T]
         self.step_threshold_models_ = models
         tiny = np.finfo(np.float64).tiny
         self.step_thresholds_ = np.array([max(float(m.threshold_), tiny) for m in models])
-        self._calibration_values_ = self._combine(step_errors)
+        return self._combine(step_errors)
 
     # ----------------------------------------------------------------- score
     def _entry_errors(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> np.ndarray:
@@ -455,16 +457,13 @@ class ImDiffusionDetector(BaseDetector):
         step_errors, metric_errors = self._reduce(self._entry_errors(values, offset, memo))
         return self._combine(step_errors), metric_errors
 
-    def _stream_geometry(self) -> StreamGeometry:
+    def stream_geometry(self) -> StreamGeometry:
         # windows every window//2 rows from the stream start; a row takes its errors from the window
         # it is most central in (reaching window - window//4 rows ahead, plus the last window's
         # shift), then the centred smoothing reaches length - length//2 - 1 rows further
         w, length = int(self.window), self._smooth_length()
         ahead = length - length // 2 - 1
         return StreamGeometry(period=max(1, w // 2), history=2 * w + length, lookahead=w + ahead)
-
-    def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
-        return self._calibration_values_
 
     def _fit_threshold(self, calibration_scores: np.ndarray) -> None:
         if self.combine == "mean":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 EXIT_ENTITIES_FAILED = 4
@@ -18,8 +19,9 @@ SHOWN_FAILURES = 20
 DEFAULT_DETECTOR = "kmeans"
 
 
-def add_fleet_parser(sub: Any, detectors: list[str]) -> None:
-    """Add ``fleet fit`` and ``fleet score`` to the ``tsdiff`` sub-commands."""
+def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., None]) -> None:
+    """Add ``fleet fit`` and ``fleet score`` to the ``tsdiff`` sub-commands (``add_preset(parser,
+    default)`` adds the ``--preset`` option as the other commands have it)."""
     fleet = sub.add_parser("fleet", help="one model per entity (host) of a long table, on a Dask cluster")
     commands = fleet.add_subparsers(dest="fleet_command", required=True)
 
@@ -32,7 +34,7 @@ def add_fleet_parser(sub: Any, detectors: list[str]) -> None:
         default=DEFAULT_DETECTOR,
         help=f"detector fitted per entity (default: {DEFAULT_DETECTOR}: seconds per entity; hybrid: minutes)",
     )
-    fit.add_argument("--preset", choices=["quick", "default"], default="default")
+    add_preset(fit, "default")
     fit.add_argument("--random-state", type=int, default=0)
     _common(fit, entity="entity", time="timestamp")
 
@@ -68,7 +70,7 @@ def _read(path: str, time_column: str | None) -> Any:
     """The long table, with its time column parsed (the column stays a column)."""
     import pandas as pd
 
-    from tsdiff.cli import read_table
+    from tsdiff.tableio import read_table
 
     frame = read_table(path, time_column)
     return frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index()
@@ -102,19 +104,19 @@ def run_fleet(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     if args.fleet_command == "fit":
-        from tsdiff.cli import _demo_detector
+        from tsdiff.registry import build
 
         entity_col, time_col = args.entity_column or "entity", args.time_column or "timestamp"
         data = _read(args.data, time_col)
-        detector = _demo_detector(args.detector, args.preset, args.random_state)
+        detector = build(args.detector, args.preset, random_state=args.random_state)
         _progress(f"tsdiff fleet fit: {len(data)} rows from {args.data}; {args.detector} per entity")
         result = fit_fleet(
             data, detector, args.output, entity_col=entity_col, time_col=time_col, **_cluster(args)
         )
         return _report(result, args, f"fit (models in {args.output})", time.perf_counter() - started)
 
-    from tsdiff.cli import write_table
     from tsdiff.fleet.storage import read_index
+    from tsdiff.tableio import write_table
 
     index = read_index(args.model)
     entity_col = args.entity_column or index["entity_column"]

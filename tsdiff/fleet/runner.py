@@ -198,7 +198,7 @@ def fit_fleet(
     with fleet_client(client, address, n_workers, threads_per_worker, processes) as c:
         outcomes = _run(c, data, entity_col, fit_group, (time_col, detector, str(model_dir)), verbose)
     records, _ = _records(outcomes, score=False)
-    from tsdiff.persist import _encode_params
+    from tsdiff.persist import encode_params
 
     fitted = {
         str(r["entity"]): {"rows": r["rows"], "columns": r["columns"], "threshold": r["threshold"]}
@@ -211,7 +211,7 @@ def fit_fleet(
         "time_column": time_col,
         "detector": {
             "class": type(detector).__name__,
-            "params": _encode_params(detector.get_params(deep=False)),
+            "params": encode_params(detector.get_params(deep=False)),
         },
     }
     update_index(model_dir, settings, fitted, failed)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tsdiff.errors import InputError, ModelFormatError
+from tsdiff.serialize import envelope, open_envelope, to_json
 
 INDEX_FILE = "fleet.json"
 ENTITIES_DIR = "entities"
@@ -61,11 +62,7 @@ def read_index(model_dir: str | Path) -> dict[str, Any]:
         index = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise ModelFormatError(f"{path} is not a tsdiff fleet index (no 'format': '{FORMAT}')")
-    if not isinstance(index.get("version"), int) or index["version"] > FORMAT_VERSION:
-        raise ModelFormatError(f"{path} has fleet format {index.get('version')!r}; upgrade tsdiff to read it")
-    return index
+    return open_envelope(index, FORMAT, FORMAT_VERSION, ModelFormatError, "tsdiff fleet index", str(path))
 
 
 def update_index(
@@ -85,13 +82,14 @@ def update_index(
     except ModelFormatError:
         if (model_dir / INDEX_FILE).exists():
             raise
-        index = {"format": FORMAT, "version": FORMAT_VERSION, "entities": {}, "failed": {}}
+        index = envelope(FORMAT, FORMAT_VERSION, {"entities": {}, "failed": {}})
     index.update(settings)
     index["entities"].update(fitted)
     index["failed"] = {k: v for k, v in {**index.get("failed", {}), **failed}.items() if k not in fitted}
     model_dir.mkdir(parents=True, exist_ok=True)
+    text = to_json(index, "the fleet index", indent=1, default=str)
     fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".fleet-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
-        json.dump(index, fh, indent=1, default=str)
+        fh.write(text)
     os.replace(tmp, model_dir / INDEX_FILE)
     return index

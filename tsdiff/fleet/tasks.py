@@ -12,11 +12,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tsdiff.errors import ColumnMismatchError, InputError
 from tsdiff.fleet.storage import entity_path
+from tsdiff.serialize import json_ready
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +24,10 @@ logger = logging.getLogger(__name__)
 RECORD_COLUMNS = ["entity", "status", "rows", "seconds", "error"]
 
 
-def plain(value: Any) -> Any:
-    """numpy scalars as Python ones (entity names end up in JSON and in file names)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def split_entities(frame: pd.DataFrame, entity_col: str) -> Iterator[tuple[Any, pd.DataFrame]]:
     """(entity, its rows) for each entity in ``frame``, sorted; rows without an entity are skipped."""
     for entity, part in frame.groupby(entity_col, sort=True, dropna=True):
-        yield plain(entity), part
+        yield json_ready(entity), part  # entity names end up in JSON and in file names
 
 
 def entity_metrics(
@@ -85,7 +80,7 @@ def fit_group(
         except Exception as exc:  # one entity's failure must not stop the others
             records.append(_failure(entity, len(part), started, exc))
             continue
-        columns = [plain(c) for c in metrics.columns]
+        columns = [json_ready(c) for c in metrics.columns]
         records.append(
             _record(entity, len(part), started, columns=columns, threshold=float(detector.threshold_))
         )
@@ -105,7 +100,6 @@ def score_group(
     ``fit_failures`` (entity name -> error of its last fit) explains why an entity has no model.
     """
     import tsdiff
-    from tsdiff.cli import _event_metrics
 
     records, scored = [], []
     for entity, part in split_entities(frame, entity_col):
@@ -131,7 +125,7 @@ def score_group(
             }
         )
         for column in ("top_metrics", "root_causes"):
-            out[column] = result.labels.index.map(_event_metrics(result, column)).to_numpy()
+            out[column] = result.event_metrics(column).to_numpy()
         scored.append(out)
         flagged = int(result.labels.sum())
         records.append(_record(entity, len(part), started, anomalous_rows=flagged, events=len(result.events)))

@@ -9,6 +9,7 @@ loaded, so ``import tsdiff`` never pays for them. A subclass says what one train
 from __future__ import annotations
 
 import warnings
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,8 @@ from tsdiff.base import BaseDetector
 from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean, fill_missing
 from tsdiff.torch_runtime import cpu_threads, load_module_arrays, make_seed, module_arrays, resolve_device
+from tsdiff.tsai.compat import ARCHS
 
-#: tsai architecture -> module that defines it (the only ones a detector, or a saved model, may name)
-ARCHS = {
-    "TSTPlus": "tsai.models.TSTPlus",
-    "InceptionTimePlus": "tsai.models.InceptionTimePlus",
-    "ResNetPlus": "tsai.models.ResNetPlus",
-}
 ARCH_NAMES = tuple(ARCHS)
 
 
@@ -38,21 +34,17 @@ class TsaiDetector(BaseDetector):
     """
 
     # ----------------------------------------------------------------- for subclasses
+    @abstractmethod
     def _head(self) -> Any:
         """``head(nf, c_out, seq_len)`` that tsai's architecture puts on its backbone."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _batches(self, x: Any, present: Any) -> tuple[Any, np.ndarray, np.ndarray]:
         """(make_batch(positions) -> (input, target, present), train positions, validation positions)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _entry_errors(self, values: np.ndarray) -> np.ndarray:
         """Absolute error of every entry (n_rows, n_metrics) in robust units; NaN where missing."""
-        raise NotImplementedError
-
-    def _history_rows(self) -> int:
-        """Rows before a row that its score depends on."""
-        raise NotImplementedError
 
     # ----------------------------------------------------------------- parameters
     def _window(self) -> int:
@@ -72,7 +64,6 @@ class TsaiDetector(BaseDetector):
             (float(self.learning_rate) > 0, "learning_rate must be > 0"),
             (float(self.weight_decay) >= 0, "weight_decay must be >= 0"),
             (int(self.max_train_windows) >= 1, "max_train_windows must be >= 1"),
-            (0.0 < float(self.validation_fraction) < 1.0, "validation_fraction must be in (0, 1)"),
             (int(self.smooth) >= 1, "smooth must be >= 1 (1: no smoothing)"),
             (float(self.clip) > 0, "clip must be > 0"),
             (self.n_threads is None or int(self.n_threads) >= 1, "n_threads must be None or >= 1"),
@@ -87,14 +78,12 @@ class TsaiDetector(BaseDetector):
     def _threads(self) -> int | None:
         return None if self.n_threads is None else int(self.n_threads)
 
-    def _min_fit_rows(self) -> int:
+    def min_fit_rows(self) -> int:
         return 2 * self._window() + 2
 
-    def _split(self, n_rows: int) -> int:
-        """Rows used for training; the rest (at least one window and one row) are held out."""
-        w = self._window()
-        n_valid = max(w + 1, round(n_rows * float(self.validation_fraction)))
-        return n_rows - min(n_valid, n_rows - w - 1)
+    def _holdout_bounds(self) -> tuple[int, int]:
+        # at least one window and one row on each side
+        return self._window() + 1, self._window() + 1
 
     def _thin(self, positions: np.ndarray) -> np.ndarray:
         """At most ``max_train_windows`` positions, evenly spaced (bounds an epoch's cost)."""
@@ -111,10 +100,10 @@ class TsaiDetector(BaseDetector):
 
     # ----------------------------------------------------------------- fit
     def _build(self, n_metrics: int) -> Any:
-        from tsdiff.baselines._tsai_compat import load_tsai
+        from tsdiff.tsai.compat import load_tsai
 
         load_tsai()
-        from tsdiff.baselines._tsai_train import build_model
+        from tsdiff.tsai.training import build_model
 
         try:
             return build_model(
@@ -126,13 +115,12 @@ class TsaiDetector(BaseDetector):
             ) from None
 
     def _fit(self, values: np.ndarray) -> None:
-        from tsdiff.baselines._tsai_compat import load_tsai
+        from tsdiff.tsai.compat import load_tsai
 
         load_tsai()
-        from tsdiff.baselines._tsai_train import seeded, train
+        from tsdiff.tsai.training import seeded, train
 
         self.seed_ = make_seed(self.random_state)
-        self.n_train_rows_ = self._split(values.shape[0])
         device = resolve_device(self.device)
         x, present = self._network_input(values)
         make_batch, train_pos, valid_pos = self._batches(x, present)
@@ -150,15 +138,10 @@ class TsaiDetector(BaseDetector):
                 verbose=bool(self.verbose),
             )
         self.model_ = model.cpu().eval()
-        start = max(0, self.n_train_rows_ - self._history_rows())
-        self._calibration_values_ = self._score(values[start:])[0][self.n_train_rows_ - start :]
-
-    def _calibration_scores(self, values: np.ndarray) -> np.ndarray:
-        return self._calibration_values_
 
     # ----------------------------------------------------------------- score
     def _predict(self, make_input: Any, n: int) -> np.ndarray:
-        from tsdiff.baselines._tsai_train import predict
+        from tsdiff.tsai.training import predict
 
         with cpu_threads(self._threads()):
             return predict(
@@ -183,14 +166,9 @@ class TsaiDetector(BaseDetector):
 
     # ----------------------------------------------------------------- persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = module_arrays(self.model_)
-        arrays["calibration"] = np.asarray(self._calibration_values_, dtype=np.float64)
-        state = {"seed": self.seed_, "n_train_rows": self.n_train_rows_, "history": self.history_}
-        return state, arrays
+        return {"seed": self.seed_, "history": self.history_}, module_arrays(self.model_)
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.seed_ = int(state["seed"])
-        self.n_train_rows_ = int(state["n_train_rows"])
         self.history_ = list(state["history"])
         self.model_ = load_module_arrays(self._build(len(self.feature_names_in_)), arrays).eval()
-        self._calibration_values_ = np.asarray(arrays["calibration"], dtype=np.float64)

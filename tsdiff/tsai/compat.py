@@ -25,6 +25,12 @@ logger = logging.getLogger(__name__)
 #: marks the stand-in module (``torchvision.__tsdiff_stand_in__``)
 STAND_IN_FLAG = "__tsdiff_stand_in__"
 INSTALL_HINT = "install the tsai extra: pip install 'tsdiff[tsai]'"
+#: tsai architecture -> module that defines it (the only ones a detector, or a saved model, may name)
+ARCHS = {
+    "TSTPlus": "tsai.models.TSTPlus",
+    "InceptionTimePlus": "tsai.models.InceptionTimePlus",
+    "ResNetPlus": "tsai.models.ResNetPlus",
+}
 
 
 def _unavailable(name: str) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from tsdiff.base import StreamGeometry
-from tsdiff.baselines.tsai_base import TsaiDetector
+from tsdiff.tsai.base import TsaiDetector
 
 
 class TsaiForecastDetector(TsaiDetector):
@@ -98,7 +98,7 @@ class TsaiForecastDetector(TsaiDetector):
         self.verbose = verbose
 
     def _head(self) -> Any:
-        from tsdiff.baselines._tsai_train import ForecastHead
+        from tsdiff.tsai.training import ForecastHead
 
         return ForecastHead
 
@@ -136,8 +136,6 @@ class TsaiForecastDetector(TsaiDetector):
         predicted = self._predict(self._history_input(x, self._window()), len(values))
         return np.abs(predicted - values)
 
-    def _history_rows(self) -> int:
-        return self._window() + self._smooth_rows()[0]
-
-    def _stream_geometry(self) -> StreamGeometry:
-        return StreamGeometry(period=1, history=self._history_rows(), lookahead=self._smooth_rows()[1])
+    def stream_geometry(self) -> StreamGeometry:
+        before, after = self._smooth_rows()
+        return StreamGeometry(period=1, history=self._window() + before, lookahead=after)

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from tsdiff.base import StreamGeometry
-from tsdiff.baselines.tsai_base import TsaiDetector
 from tsdiff.errors import ParameterError
 from tsdiff.frame import window_starts, windows_to_rows
+from tsdiff.tsai.base import TsaiDetector
 
 
 class TsaiReconstructionDetector(TsaiDetector):
@@ -36,7 +36,7 @@ class TsaiReconstructionDetector(TsaiDetector):
     stride
         Step between scored windows (None: ``window // 4``); smaller costs more and averages more.
     epochs, batch_size, learning_rate, weight_decay, max_train_windows, validation_fraction, smooth, clip
-        As for :class:`~tsdiff.baselines.tsai_forecast.TsaiForecastDetector`.
+        As for :class:`~tsdiff.tsai.forecast.TsaiForecastDetector`.
     threshold, risk
         Label threshold on the held-out rows' scores, see :class:`~tsdiff.base.BaseDetector`.
     random_state, device, n_threads, verbose
@@ -96,11 +96,11 @@ class TsaiReconstructionDetector(TsaiDetector):
     def _stride(self) -> int:
         return max(1, self._window() // 4) if self.stride is None else int(self.stride)
 
-    def _min_rows(self) -> int:
+    def min_rows(self) -> int:
         return self._window()
 
     def _head(self) -> Any:
-        from tsdiff.baselines._tsai_train import BottleneckHead
+        from tsdiff.tsai.training import BottleneckHead
 
         return partial(BottleneckHead, latent=int(self.latent))
 
@@ -139,11 +139,9 @@ class TsaiReconstructionDetector(TsaiDetector):
         per_window = np.abs(rebuilt - truth).transpose(0, 2, 1)  # (windows, w, metrics)
         return windows_to_rows(per_window, starts, values.shape[0], how="mean")
 
-    def _history_rows(self) -> int:
-        return self._window() + self._stride() + self._smooth_rows()[0]
-
-    def _stream_geometry(self) -> StreamGeometry:
+    def stream_geometry(self) -> StreamGeometry:
         # grid windows every `stride` rows from the stream start; the last, end-aligned window
         # reaches at most `window` rows back from the end, so rows `window` rows before it are final
-        ahead = self._window() + self._smooth_rows()[1]
-        return StreamGeometry(period=self._stride(), history=self._history_rows(), lookahead=ahead)
+        w, stride = self._window(), self._stride()
+        before, after = self._smooth_rows()
+        return StreamGeometry(period=stride, history=w + stride + before, lookahead=w + after)

@@ -1,6 +1,6 @@
 """tsai models trained by fastai's loop: architectures, heads, window batches, training and inference.
 
-Imported only once :func:`tsdiff.baselines._tsai_compat.load_tsai` has run (it imports fastai and
+Imported only once :func:`tsdiff.tsai.compat.load_tsai` has run (it imports fastai and
 tsai at module level).
 """
 
@@ -20,7 +20,7 @@ from fastai.learner import Learner
 from fastai.optimizer import Adam
 from torch import nn
 
-from tsdiff.baselines.tsai_base import ARCHS
+from tsdiff.tsai.compat import ARCHS
 
 Batch = tuple[torch.Tensor, ...]
 

@@ -1,0 +1,245 @@
+"""Several detectors fused into one score, each calibrated on the rows it never learned from.
+
+Detectors see anomalies differently (a forecaster asks "could this row be predicted from the last
+ones?", a causal model "does each metric still follow its own mechanism?"), and their raw scores
+live on unrelated scales. :class:`FusionDetector` fits each component on the same data, turns each
+component's score into a common unit with a calibrator fitted on the component's held-out
+training scores (``calibration_scores_``; surprise by default, see :mod:`tsdiff.calibration`),
+and adds the calibrated scores with fixed weights. The label-free threshold is fitted on the fused
+scores of the same held-out rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry
+from tsdiff.calibration import CALIBRATIONS, CALIBRATORS
+from tsdiff.errors import ModelFormatError, ParameterError
+
+logger = logging.getLogger(__name__)
+
+#: a component name: also its folder in a saved model and its column (``score_<name>``) in results
+COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class FusionDetector(BaseDetector):
+    """Any detectors, fused into one score with per-metric attribution and root causes.
+
+    Fitting clones and fits every component on the same data. Each component holds out its own
+    last training rows (its ``validation_fraction``; a component without one is calibrated on its
+    training rows); the calibrators are fitted on the rows that every component held out (the
+    common tail), and so is the label threshold of the fused score. ``detect`` returns the fused
+    score, each calibrated component score (``DetectionResult.components``), per-metric
+    attribution that adds up to the fused score (each component's weighted calibrated score shared
+    among the metrics in proportion to its own per-metric scores), and events whose
+    ``root_causes`` come from the first component that names root causes (a causal model).
+
+    Parameters
+    ----------
+    components
+        ``[(name, detector, weight), ...]``: a name (letters, digits, ``_`` and ``-``), a configured
+        detector (cloned at fit time; the fitted ones are ``components_``, by name) and a weight
+        >= 0. Weights are divided by their sum.
+    calibration
+        ``"tail"``: surprise, ``-log10`` of the normal rows' survival function (empirical body,
+        exponential tail); ``"zscore"``: robust z of each component score.
+    threshold, risk
+        Label threshold on the fused score, see :class:`~tsdiff.base.BaseDetector`.
+    random_state
+        Seed passed to every component (when not None, it replaces their own).
+    verbose
+        Log the fitting stages.
+    """
+
+    def __init__(
+        self,
+        components: Sequence[tuple[str, BaseDetector, float]] | None = None,
+        calibration: str = "tail",
+        threshold: str = "pot",
+        risk: float = 1e-3,
+        random_state: int | None = None,
+        verbose: bool = True,
+    ) -> None:
+        self.components = components
+        self.calibration = calibration
+        self.threshold = threshold
+        self.risk = risk
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------- components
+    def _component_specs(self) -> list[tuple[str, Any, float]]:
+        """(name, configured detector, weight) of each component, as given."""
+        if self.components is None or isinstance(self.components, (str, bytes)):
+            raise ParameterError("components must list (name, detector, weight) triples")
+        specs = []
+        for item in self.components:
+            if not isinstance(item, Sequence) or isinstance(item, str) or len(item) != 3:
+                raise ParameterError(f"a component must be (name, detector, weight), got {item!r}")
+            specs.append(tuple(item))
+        return specs
+
+    def _templates(self) -> list[tuple[str, BaseDetector, float]]:
+        """The components as unfitted clones (with this detector's seed), checked."""
+        from sklearn.base import clone
+
+        specs = self._component_specs()
+        if not specs:
+            raise ParameterError("components must list at least one (name, detector, weight)")
+        out, seen = [], set()
+        for name, detector, weight in specs:
+            if not isinstance(name, str) or not COMPONENT_NAME.fullmatch(name):
+                raise ParameterError(
+                    f"component name {name!r} must be letters, digits, '_' or '-' (at most 64, "
+                    "starting with a letter or digit)"
+                )
+            if name in seen:
+                raise ParameterError(f"two components are named {name!r}")
+            seen.add(name)
+            if not isinstance(detector, BaseDetector):
+                raise ParameterError(
+                    f"component {name!r} is not a tsdiff detector: {type(detector).__name__}"
+                )
+            ok = isinstance(weight, (int, float, np.number)) and not isinstance(weight, bool)
+            if not (ok and math.isfinite(float(weight)) and float(weight) >= 0.0):
+                raise ParameterError(
+                    f"the weight of component {name!r} must be a number >= 0, got {weight!r}"
+                )
+            template = clone(detector)
+            if self.random_state is not None:
+                template.set_params(random_state=self.random_state)
+            out.append((name, template, float(weight)))
+        if sum(w for _, _, w in out) <= 0.0:
+            raise ParameterError("the component weights add up to 0")
+        return out
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.calibration not in CALIBRATIONS:
+            raise ParameterError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        self._templates()
+
+    def min_rows(self) -> int:
+        return max(t.min_rows() for _, t, _ in self._templates())
+
+    def min_fit_rows(self) -> int:
+        return max(t.min_fit_rows() for _, t, _ in self._templates())
+
+    def _weights(self) -> dict[str, float]:
+        """Component name -> weight, the weights divided by their sum."""
+        weights = {name: w for name, _, w in self._component_specs()}
+        total = sum(float(w) for w in weights.values())
+        return {name: float(w) / total for name, w in weights.items()}
+
+    def _cause_component(self) -> str | None:
+        """The first component that names root causes (None: no component does)."""
+        return next((name for name, c in self.components_.items() if c.names_root_causes()), None)
+
+    def fitted_components(self) -> dict[str, BaseDetector]:
+        self.check_fitted()
+        return dict(self.components_)
+
+    def names_root_causes(self) -> bool:
+        return any(c.names_root_causes() for c in self.components_.values())
+
+    # ----------------------------------------------------------------- fit
+    def _fit(self, values: np.ndarray) -> None:
+        data = pd.DataFrame(values, columns=self.feature_names_in_)
+        fitted = {}
+        for name, template, _ in self._templates():
+            if self.verbose:
+                logger.info("fitting the %s component (%s)", name, type(template).__name__)
+            fitted[name] = template.fit(data)
+        self.components_ = fitted
+
+    def _calibrate(self, values: np.ndarray) -> np.ndarray:
+        """Calibrators fitted on the components' scores of the rows they all held out; the fused
+        scores of those rows."""
+        held = {name: c.calibration_scores_ for name, c in self.components_.items()}
+        n = min(len(h) for h in held.values())  # each covers the last training rows
+        calibrator = CALIBRATORS[self.calibration]
+        self.calibrators_ = {name: calibrator().fit(h[len(h) - n :]) for name, h in held.items()}
+        return self._fuse(
+            {name: self.calibrators_[name].transform(h[len(h) - n :]) for name, h in held.items()}
+        )
+
+    def _fuse(self, calibrated: dict[str, np.ndarray]) -> np.ndarray:
+        weights = self._weights()
+        return sum(weights[name] * part for name, part in calibrated.items())
+
+    # ----------------------------------------------------------------- score
+    def score_scaled(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> ScoreParts:
+        parts: dict[str, ScoreParts] = {}
+        for name, component in self.components_.items():
+            # the components were fitted on these columns in this order: no second validation
+            own = None if memo is None else memo.setdefault(name, {})
+            parts[name] = component.score_scaled(component.scaler_.transform(values), offset, own)
+        calibrated = {name: self.calibrators_[name].transform(p.scores) for name, p in parts.items()}
+        weights = self._weights()
+        attribution = np.zeros((len(values), self.n_features_in_), dtype=np.float64)
+        for name, surprise in calibrated.items():
+            evidence = np.clip(
+                np.nan_to_num(np.asarray(parts[name].feature_scores, dtype=np.float64)), 0.0, None
+            )
+            total = evidence.sum(axis=1, keepdims=True)
+            share = np.divide(evidence, total, out=np.zeros_like(evidence), where=total > 0)
+            attribution += weights[name] * surprise[:, None] * share
+        cause = self._cause_component()
+        return ScoreParts(
+            scores=self._fuse(calibrated),
+            feature_scores=attribution,
+            components=calibrated,
+            evidence=attribution if cause is None else parts[cause].evidence,
+        )
+
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.score_scaled(values, offset, memo)
+        return parts.scores, parts.feature_scores
+
+    def stream_geometry(self) -> StreamGeometry | None:
+        geometry: StreamGeometry | None = StreamGeometry()
+        for component in self.components_.values():
+            own = component.stream_geometry()
+            if own is None:
+                return None
+            geometry = geometry.combine(own)
+        return geometry
+
+    def root_causes(self, evidence: np.ndarray, positions: list[slice]) -> list[list]:
+        cause = self._cause_component()
+        if cause is None:
+            return super().root_causes(evidence, positions)
+        return self.components_[cause].root_causes(evidence, positions)
+
+    # ----------------------------------------------------------------- persistence
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {}
+        for name, calibrator in self.calibrators_.items():
+            arrays.update(calibrator.to_arrays(f"calibration.{name}"))
+        return {"components": list(self.calibrators_)}, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore the calibrators; the fitted components were loaded into ``components_`` first."""
+        names = [name for name, _, _ in self._templates()]
+        if state.get("components") != names or list(getattr(self, "components_", {})) != names:
+            raise ModelFormatError(f"a saved {type(self).__name__} must hold the components {names}")
+        for (name, template, _), component in zip(self._templates(), self.components_.values(), strict=True):
+            if type(component) is not type(template):
+                raise ModelFormatError(
+                    f"the saved component {name!r} is a {type(component).__name__}, "
+                    f"not a {type(template).__name__}"
+                )
+            if list(component.feature_names_in_) != list(self.feature_names_in_):
+                raise ModelFormatError(f"the saved component {name!r} was fitted on other columns")
+        calibrator = CALIBRATORS[self.calibration]
+        self.calibrators_ = {name: calibrator.from_arrays(arrays, f"calibration.{name}") for name in names}

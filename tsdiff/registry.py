@@ -1,0 +1,269 @@
+"""Every detector tsdiff ships, by name, with its presets: the one list the package reads.
+
+The package face (``tsdiff.ImDiffusionDetector``), persistence (which classes a model folder may
+name), the command line (``--detector``, ``--preset``), the contract tests and the benchmarks all
+read :data:`DETECTORS`. A new detector is one module plus one :class:`Entry` here.
+
+A preset is a set of constructor parameters. Every entry has ``"default"`` (the class's own
+defaults), ``"quick"`` (a faster configuration; the defaults where they are fast already) and
+``"tiny"`` (small enough to fit in about a second: for tests and examples); others are named where
+they are useful. A parameter that is itself a detector is written
+``Preset(name, preset)`` and built when the preset is.
+
+Importing this module imports no detector (and so neither torch nor scikit-learn).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from tsdiff.errors import MissingDependencyError, ParameterError
+
+#: presets every entry has, the class's defaults unless the entry gives them
+IMPLIED_PRESETS = ("default", "quick", "tiny")
+#: pip extra -> modules it provides (an entry that needs an extra is unavailable without them)
+EXTRAS = {"tsai": ("tsai", "fastai")}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A detector parameter that is itself a registered detector in one of its presets."""
+
+    name: str
+    preset: str = "default"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered detector.
+
+    Attributes
+    ----------
+    name
+        What users type (``tsdiff fit --detector NAME``), lower case.
+    module, class_name
+        Where the class lives; it is imported on first use.
+    presets
+        Preset name -> constructor parameters (``"default"``, ``"quick"`` and ``"tiny"`` are
+        ``{}`` unless given).
+    extra
+        The pip extra the detector needs (``pip install 'tsdiff[EXTRA]'``), or None.
+    summary
+        One line for listings.
+    """
+
+    name: str
+    module: str
+    class_name: str
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: str | None = None
+    summary: str = ""
+
+    @property
+    def preset_names(self) -> list[str]:
+        return [*IMPLIED_PRESETS, *(p for p in self.presets if p not in IMPLIED_PRESETS)]
+
+    def available(self) -> bool:
+        """Whether the modules of the entry's extra are installed (checked without importing them)."""
+        modules = EXTRAS.get(self.extra, ()) if self.extra else ()
+        return all(importlib.util.find_spec(m) is not None for m in modules)
+
+    def load_class(self) -> type:
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+    def params(self, preset: str = "default") -> dict[str, Any]:
+        """The preset's parameters, with nested detectors built."""
+        if preset not in self.preset_names:
+            raise ParameterError(f"{self.name} has no preset {preset!r}; it has {self.preset_names}")
+        return {key: _built(value) for key, value in self.presets.get(preset, {}).items()}
+
+
+def _built(value: Any) -> Any:
+    if isinstance(value, Preset):
+        return build(value.name, value.preset)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_built(v) for v in value)
+    return value
+
+
+TINY_DIFFUSION = {
+    "window": 16,
+    "grating_segments": 4,
+    "channels": 8,
+    "layers": 1,
+    "heads": 1,
+    "patch": 2,
+    "max_steps": 30,
+    "eval_every": 10,
+    "reverse_steps": 3,
+    "ensemble_steps": 3,
+    "batch_size": 16,
+    "verbose": False,
+}
+TINY_TSAI = {"window": 16, "epochs": 3, "n_threads": 1, "verbose": False}
+
+DETECTORS: dict[str, Entry] = {
+    e.name: e
+    for e in [
+        Entry(
+            "random",
+            "tsdiff.baselines.random_score",
+            "RandomDetector",
+            summary="uniform random scores: the floor every detector must clear",
+        ),
+        Entry(
+            "pca",
+            "tsdiff.baselines.pca",
+            "PCADetector",
+            {"tiny": {"n_components": 2}},
+            summary="distance from the principal subspace of the training rows",
+        ),
+        Entry(
+            "iforest",
+            "tsdiff.baselines.iforest",
+            "IsolationForestDetector",
+            {"tiny": {"n_estimators": 20, "max_samples": 64}},
+            summary="isolation forest on single rows",
+        ),
+        Entry(
+            "kmeans",
+            "tsdiff.baselines.kmeans",
+            "KMeansDetector",
+            {"tiny": {"window": 10, "n_clusters": 4}},
+            summary="distance of each window to the nearest of k typical training windows",
+        ),
+        Entry(
+            "causal",
+            "tsdiff.causal.detector",
+            "CausalDetector",
+            {"tiny": {"max_lag": 2, "max_rows": 500}},
+            summary="lagged causal graph and per-metric mechanisms; names root causes",
+        ),
+        Entry(
+            "imdiffusion",
+            "tsdiff.diffusion.detector",
+            "ImDiffusionDetector",
+            {
+                # shorter training, one denoising pass per recorded step instead of the chain
+                "quick": {"max_steps": 300, "scoring": "single", "ensemble_steps": 5},
+                "fast": {"scoring": "single", "ensemble_steps": 5},
+                # the previous default: the denoiser predicts the noise, as the reference does
+                "eps": {"prediction": "eps"},
+                "tiny": TINY_DIFFUSION,
+            },
+            summary="imputation diffusion: errors imputing masked parts of each window",
+        ),
+        Entry(
+            "hybrid",
+            "tsdiff.hybrid",
+            "HybridDetector",
+            {
+                "quick": {"diffusion": Preset("imdiffusion", "quick"), "causal": Preset("causal")},
+                "eps": {"diffusion": Preset("imdiffusion", "eps")},
+                "tiny": {
+                    "diffusion": Preset("imdiffusion", "tiny"),
+                    "causal": Preset("causal", "tiny"),
+                    "verbose": False,
+                },
+            },
+            summary="diffusion and causal detectors fused; names root causes",
+        ),
+        Entry(
+            "forecast-causal",
+            "tsdiff.fusion",
+            "FusionDetector",
+            {
+                "default": {
+                    "components": [
+                        ("forecast", Preset("tsai-forecast"), 0.5),
+                        ("causal", Preset("causal"), 0.5),
+                    ]
+                },
+                "tiny": {
+                    "components": [
+                        ("forecast", Preset("tsai-forecast", "tiny"), 0.5),
+                        ("causal", Preset("causal", "tiny"), 0.5),
+                    ],
+                    "verbose": False,
+                },
+            },
+            extra="tsai",
+            summary="tsai forecaster and causal detector fused; names root causes",
+        ),
+        Entry(
+            "tsai-forecast",
+            "tsdiff.tsai.forecast",
+            "TsaiForecastDetector",
+            {"tiny": {"arch_config": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}, **TINY_TSAI}},
+            extra="tsai",
+            summary="tsai model forecasting each row from the rows before it",
+        ),
+        Entry(
+            "tsai-recon",
+            "tsdiff.tsai.reconstruction",
+            "TsaiReconstructionDetector",
+            {"tiny": {"arch_config": {"nf": 4, "depth": 2}, "latent": 4, **TINY_TSAI}},
+            extra="tsai",
+            summary="tsai model rebuilding each window through a bottleneck",
+        ),
+    ]
+}
+
+#: detector classes that are not registered under a name of their own but may be saved and loaded
+OTHER_CLASSES = {"FusionDetector": "tsdiff.fusion"}
+
+
+def get(name: str) -> Entry:
+    """The entry called ``name``; :class:`ParameterError` listing the known names otherwise."""
+    try:
+        return DETECTORS[name]
+    except (KeyError, TypeError):
+        raise ParameterError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
+
+
+def build(name: str, preset: str = "default", **params: Any) -> Any:
+    """A configured (unfitted) detector: ``name`` in ``preset``, with ``params`` on top.
+
+    ``verbose`` goes to the detector and to the preset's nested detectors where they take it (and
+    is dropped where they do not).
+    """
+    entry = get(name)
+    if not entry.available():
+        raise MissingDependencyError(
+            f"the {name} detector needs the {entry.extra} extra: pip install 'tsdiff[{entry.extra}]'"
+        )
+    cls = entry.load_class()
+    preset_params = entry.params(preset)
+    if "verbose" in params:
+        for value in preset_params.values():
+            _set_verbose(value, params["verbose"])
+    accepted = inspect.signature(cls).parameters
+    if "verbose" not in accepted:
+        params.pop("verbose", None)
+    merged = {**preset_params, **params}
+    unknown = sorted(set(merged) - set(accepted))
+    if unknown:
+        raise ParameterError(f"{cls.__name__} has no parameter(s) {unknown}")
+    return cls(**merged)
+
+
+def _set_verbose(value: Any, verbose: bool) -> None:
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _set_verbose(v, verbose)
+    elif hasattr(value, "get_params") and "verbose" in value.get_params(deep=False):
+        value.set_params(verbose=verbose)
+
+
+def preset_names() -> list[str]:
+    """Every preset name of any entry."""
+    return list(dict.fromkeys(p for e in DETECTORS.values() for p in e.preset_names))
+
+
+def detector_classes() -> dict[str, str]:
+    """Class name -> module of every detector class a saved model may name."""
+    return {**{e.class_name: e.module for e in DETECTORS.values()}, **OTHER_CLASSES}

@@ -1,9 +1,10 @@
 """How to fuse the diffusion and causal scores: calibrations and weights, compared offline.
 
 Reads the test scores and held-out calibration scores that ``run.py --scores DIR`` saved for the
-``imdiffusion`` and ``causal`` detectors, applies each fusion rule exactly as ``HybridDetector``
-would (calibrators fitted on the held-out training scores only, never on test labels), and reports
-VUS-PR per dataset. Usage::
+``imdiffusion`` and ``causal`` detectors, applies each fusion rule with the functions
+``FusionDetector`` itself uses (:func:`tsdiff.fusion.fit_calibrators` on the held-out training
+scores only, never on test labels, then :func:`tsdiff.fusion.fuse`), and reports VUS-PR per
+dataset. Usage::
 
     python benchmarks/run.py --detectors causal,imdiffusion --scores benchmarks/out/scores
     python benchmarks/bench_fusion.py --scores benchmarks/out/scores [--out benchmarks/RESULTS.md]
@@ -26,25 +27,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
 from run import skab_series, smd_series, synthetic_series
 
-from tsdiff.hybrid import TailCalibrator, ZScoreCalibrator
+from tsdiff.fusion import fit_calibrators, fuse
 from tsdiff.metrics import choose_sliding_window, vus_pr
 
 WEIGHTS = (0.3, 0.5, 0.7)
 
 
 def rules(diff: dict, causal: dict, extra: dict | None = None, extra_name: str = "") -> dict[str, np.ndarray]:
-    parts = [diff, causal] if extra is None else [diff, causal, extra]
-    n = min(len(p["calibration"]) for p in parts)
+    """Test scores of each fusion rule, calibrated as ``FusionDetector`` does (same functions)."""
+    parts = {"diffusion": diff, "causal": causal, **({extra_name: extra} if extra is not None else {})}
     out = {"diffusion alone": diff["scores"], "causal alone": causal["scores"]}
-    for label, calibrator in (("surprise", TailCalibrator), ("robust z", ZScoreCalibrator)):
-        a, b, *c = (calibrator().fit(p["calibration"][-n:]).transform(p["scores"]) for p in parts)
+    for label, kind in (("surprise", "tail"), ("robust z", "zscore")):
+        calibrators = fit_calibrators({name: p["calibration"] for name, p in parts.items()}, kind)
+        cal = {name: calibrators[name].transform(p["scores"]) for name, p in parts.items()}
+        a, b = cal["diffusion"], cal["causal"]
         for w in WEIGHTS:
-            out[f"{label}, diffusion weight {w}"] = w * a + (1 - w) * b
+            out[f"{label}, diffusion weight {w}"] = fuse(
+                {"diffusion": a, "causal": b}, {"diffusion": w, "causal": 1 - w}
+            )
         out[f"{label}, max"] = np.maximum(a, b)
-        if c:  # a third component: each pair and all three, equal weights
-            out[f"{label}, diffusion + {extra_name}"] = (a + c[0]) / 2
-            out[f"{label}, causal + {extra_name}"] = (b + c[0]) / 2
-            out[f"{label}, diffusion + causal + {extra_name}"] = (a + b + c[0]) / 3
+        if extra is not None:  # a third component: each pair and all three, equal weights
+            equal = dict.fromkeys(cal, 1.0)
+            for names in (
+                ("diffusion", extra_name),
+                ("causal", extra_name),
+                ("diffusion", "causal", extra_name),
+            ):
+                out[f"{label}, {' + '.join(names)}"] = fuse({n: cal[n] for n in names}, equal)
     if extra is not None:
         out[f"{extra_name} alone"] = extra["scores"]
     return out

@@ -30,6 +30,7 @@ from report import write_section
 from run import SMD_MACHINES, skab_series, smd_series, synthetic_series
 
 import tsdiff
+from tsdiff.diffusion.voting import combine_steps, reduce_errors
 from tsdiff.frame import centered_mean
 from tsdiff.metrics import choose_sliding_window, vus_pr
 from tsdiff.thresholds import make_threshold
@@ -43,18 +44,15 @@ def collect(series, cache: Path, seed: int, params: dict) -> None:
             continue
         t0 = time.perf_counter()
         det = tsdiff.ImDiffusionDetector(random_state=seed, verbose=False, **params).fit(s.train)
-        _, train_values = det._prepare(s.train)
-        n = len(train_values)
-        n_val = max(int(det.window), round(n * float(det.validation_fraction)))
-        val = det._entry_errors(train_values[n - n_val :])
-        _, test_values = det._prepare(s.test)
-        test = det._entry_errors(test_values)
+        val = det.imputation_errors(s.train.iloc[det.n_train_rows_ :])  # the held-out rows
+        test = det.imputation_errors(s.test)
+        step_errors, _ = reduce_errors(test, det.config_.smooth_length())
         np.savez_compressed(
             path,
             val=val.astype(np.float32),
             test=test.astype(np.float32),
             labels=np.asarray(s.labels, dtype=np.int8),
-            reference=det._combine(det._reduce(test)[0]).astype(np.float32),
+            reference=combine_steps(step_errors, det.step_thresholds_, det.config_).astype(np.float32),
         )
         logging.info("%s cached in %.0f s", s.name, time.perf_counter() - t0)
 

@@ -23,29 +23,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import PeakMemory
 from report import write_section
 
-import tsdiff
 from tsdiff.datasets import load_bundled
 from tsdiff.stream import StreamScorer
 from tsdiff.torch_runtime import available_cpus
 
 
 def detectors(seed: int) -> dict[str, object]:
-    short = {"max_steps": 20, "verbose": False}
+    """The registered presets worth timing, with their diffusion training cut to a few steps."""
+    from tsdiff.registry import build
+
+    def short(preset: str) -> object:
+        return build("imdiffusion", preset, max_steps=20, verbose=False)
+
     return {
-        "imdiffusion (default: chain, 10 steps)": tsdiff.ImDiffusionDetector(random_state=seed, **short),
-        "imdiffusion fast (single step, 5 draws)": tsdiff.ImDiffusionDetector(
-            random_state=seed, scoring="single", ensemble_steps=5, **short
+        "imdiffusion (default: chain, 10 steps)": build(
+            "imdiffusion", max_steps=20, random_state=seed, verbose=False
         ),
-        "causal": tsdiff.CausalDetector(random_state=seed),
-        "hybrid (default components)": tsdiff.HybridDetector(
-            diffusion=tsdiff.ImDiffusionDetector(**short), random_state=seed, verbose=False
+        "imdiffusion fast (single step, 5 draws)": build(
+            "imdiffusion", "fast", max_steps=20, random_state=seed, verbose=False
         ),
-        "hybrid quick (fast diffusion)": tsdiff.HybridDetector(
-            diffusion=tsdiff.ImDiffusionDetector(scoring="single", ensemble_steps=5, **short),
-            random_state=seed,
-            verbose=False,
+        "causal": build("causal", random_state=seed),
+        "hybrid (default components)": build(
+            "hybrid", diffusion=short("default"), random_state=seed, verbose=False
         ),
-        "pca": tsdiff.PCADetector(random_state=seed),
+        "hybrid quick (fast diffusion)": build(
+            "hybrid", diffusion=short("fast"), random_state=seed, verbose=False
+        ),
+        "pca": build("pca", random_state=seed),
     }
 
 

@@ -13,7 +13,10 @@ agrees within ``--tolerance`` (absolute, default 1e-9) and the event lists are e
 
 ``--short`` caps training (diffusion 40 optimisation steps, tsai one epoch on 1,000 windows)
 and cuts both series to ``--rows`` rows: a check in a few minutes while the code changes. Runs
-without it use the presets exactly as a user gets them (about 30 minutes on 2 cores).
+without it use the presets as a user gets them (about 40 minutes on 2 cores), with one change:
+the diffusion detector's ``max_seconds`` safety net is lifted, so that a busy machine cannot cut
+training short and make two runs differ. torch runs on ``TSDIFF_NUM_THREADS`` threads (default
+2 here): a different thread count changes the last bits of every torch result.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,8 +32,10 @@ from typing import Any
 
 import numpy as np
 
+#: what every run changes: no wall-clock limit on training (it would make results machine-dependent)
+NO_TIME_LIMIT = {"ImDiffusionDetector": {"max_seconds": 1e9}}
 SHORT_CAPS = {
-    "ImDiffusionDetector": {"max_steps": 40, "eval_every": 20},
+    "ImDiffusionDetector": {"max_steps": 40, "eval_every": 20, "max_seconds": 1e9},
     "TsaiForecastDetector": {"epochs": 1, "max_train_windows": 1000},
     "TsaiReconstructionDetector": {"epochs": 1, "max_train_windows": 1000},
 }
@@ -50,15 +56,15 @@ def detector_specs(seed: int) -> dict[str, Any]:
     return out
 
 
-def capped(detector: Any) -> Any:
-    """``detector`` with its training shortened (components too), for ``--short``."""
+def adjusted(detector: Any, caps: dict[str, dict[str, Any]]) -> Any:
+    """``detector`` with the parameters in ``caps`` (by class name) set, in its components too."""
     from sklearn.base import clone
 
     import tsdiff
 
     def cap(value: Any) -> Any:
         if isinstance(value, tsdiff.BaseDetector):
-            return capped(value)
+            return adjusted(value, caps)
         if isinstance(value, (list, tuple)):
             return type(value)(cap(v) for v in value)
         return value
@@ -67,8 +73,8 @@ def capped(detector: Any) -> Any:
     params = detector.get_params(deep=False)
     nested = {k: cap(v) for k, v in params.items() if cap(v) is not v}
     if isinstance(detector, tsdiff.HybridDetector) and params.get("diffusion") is None:
-        nested["diffusion"] = capped(tsdiff.ImDiffusionDetector(verbose=False))
-    return detector.set_params(**SHORT_CAPS.get(type(detector).__name__, {}), **nested)
+        nested["diffusion"] = adjusted(tsdiff.ImDiffusionDetector(verbose=False), caps)
+    return detector.set_params(**caps.get(type(detector).__name__, {}), **nested)
 
 
 def series(rows: int | None, seed: int) -> dict[str, tuple[Any, Any]]:
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-9)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    os.environ.setdefault("TSDIFF_NUM_THREADS", "2")
 
     from tsdiff.registry import build
 
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{series_name}/{name}: skipped ({entry.extra} extra not installed)", flush=True)
                 continue
             detector = build(entry.name, preset, **params)
-            detector = capped(detector) if args.short else detector
+            detector = adjusted(detector, SHORT_CAPS if args.short else NO_TIME_LIMIT)
             key = f"{series_name}/{name}"
             started = time.perf_counter()
             arrays, record = outputs(detector, train, test)
@@ -171,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.compare and key not in records:
                 print(f"{key}: not in the saved run ({seconds:.1f}s)", flush=True)
             elif args.compare:
-                old = {k.split("/")[-1]: v for k, v in saved.items() if k.startswith(key + "/")}
+                # this run's arrays only: "imdiffusion/scores", not "imdiffusion/eps/scores"
+                old = {k.rsplit("/", 1)[1]: v for k, v in saved.items() if k.rsplit("/", 1)[0] == key}
                 new = {**arrays, "record": record}
                 old["record"] = records[key]
                 found = compare(key, new, old, args.tolerance)

@@ -129,12 +129,11 @@ def run_one(series: Series, name: str, factory: Callable[[], Any]) -> RunResult:
     pred = result.labels.to_numpy()
     if SCORES_DIR is not None:  # per-run scores, for studying score fusion offline
         SCORES_DIR.mkdir(parents=True, exist_ok=True)
-        calibration = getattr(detector, "_calibration_values_", None)
         np.savez_compressed(
             SCORES_DIR / f"{series.name.replace('/', '_')}__{name}.npz",
             scores=result.scores.to_numpy(np.float32),
             labels=np.asarray(series.labels, dtype=np.int8),
-            calibration=np.asarray(calibration if calibration is not None else [], dtype=np.float32),
+            calibration=np.asarray(detector.calibration_scores_, dtype=np.float32),
             threshold=np.float64(result.threshold),
         )
     m = evaluate(series.labels, result.scores.to_numpy(), window, pred=pred)

@@ -35,31 +35,18 @@ SMD_MACHINES = [f"1-{i}" for i in range(2, 9)]
 
 
 def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
-    """Every detector the benchmark knows, each with its defaults and a fixed seed."""
-    return {
-        "random": lambda: tsdiff.RandomDetector(random_state=seed),
-        "pca": lambda: tsdiff.PCADetector(random_state=seed),
-        "iforest": lambda: tsdiff.IsolationForestDetector(random_state=seed),
-        "kmeans": lambda: tsdiff.KMeansDetector(random_state=seed),
-        "causal": lambda: tsdiff.CausalDetector(random_state=seed),
-        "imdiffusion": lambda: tsdiff.ImDiffusionDetector(random_state=seed, verbose=False),
-        "imdiffusion-fast": lambda: tsdiff.ImDiffusionDetector(
-            random_state=seed, scoring="single", ensemble_steps=5, verbose=False
-        ),
-        "hybrid": lambda: tsdiff.HybridDetector(random_state=seed, verbose=False),
-        # the diffusion detector's previous default (noise prediction), alone and inside the hybrid
-        "imdiffusion-eps": lambda: tsdiff.ImDiffusionDetector(
-            random_state=seed, prediction="eps", verbose=False
-        ),
-        "hybrid-eps": lambda: tsdiff.HybridDetector(
-            diffusion=tsdiff.ImDiffusionDetector(prediction="eps", verbose=False),
-            random_state=seed,
-            verbose=False,
-        ),
-        # deep-learning yardsticks on tsai models (need the tsai extra)
-        "tsai-forecast": lambda: tsdiff.TsaiForecastDetector(random_state=seed, verbose=False),
-        "tsai-recon": lambda: tsdiff.TsaiReconstructionDetector(random_state=seed, verbose=False),
-    }
+    """Every registered detector and preset (``NAME`` for the defaults, ``NAME-PRESET`` for the
+    others; the tiny preset left out), each with a fixed seed."""
+    from tsdiff.registry import DETECTORS, build
+
+    def factory(name: str, preset: str) -> Callable[[], Any]:
+        return lambda: build(name, preset, random_state=seed, verbose=False)
+
+    out = {}
+    for entry in DETECTORS.values():
+        for preset in ["default", *(p for p in entry.presets if p not in ("default", "tiny"))]:
+            out[entry.name if preset == "default" else f"{entry.name}-{preset}"] = factory(entry.name, preset)
+    return out
 
 
 def smd_series(machines: list[str]) -> Iterator[Series]:

@@ -40,7 +40,7 @@ def test_console_script_version():
 
 
 def _files(tmp_path, anomaly=True):
-    from conftest import make_frame
+    from tests.helpers import make_frame
 
     train = make_frame(300, 4, seed=0)
     test = make_frame(200, 4, seed=1)

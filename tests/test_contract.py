@@ -7,13 +7,14 @@ import inspect
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_frame
-from detectors import DETECTORS, INFORMATIVE
 from sklearn.base import clone
 
 import tsdiff
 from tsdiff import errors
 from tsdiff.results import EVENT_COLUMNS, DetectionResult
+
+from tests.detectors import DETECTORS, INFORMATIVE
+from tests.helpers import make_frame
 
 ALL = sorted(DETECTORS)
 

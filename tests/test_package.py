@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import tsdiff
 
@@ -23,5 +27,45 @@ def test_public_names_resolve():
     for name in tsdiff.__all__:
         assert getattr(tsdiff, name) is not None
     assert tsdiff.PCADetector.__module__ == "tsdiff.baselines.pca"
+    assert tsdiff.TsaiForecastDetector.__module__ == "tsdiff.tsai.forecast"
     assert issubclass(tsdiff.TsdiffError, ValueError)
     assert callable(tsdiff.load) and callable(tsdiff.evaluate)
+
+
+PACKAGE = Path(tsdiff.__file__).resolve().parent
+COMMAND_LINE = {"tsdiff.cli", "tsdiff.fleet.cli"}
+#: private modules any module may import from (the version string, the bundled data)
+SHARED_PRIVATE = {"tsdiff._version", "tsdiff._bundled"}
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every tsdiff import in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tsdiff"):
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.startswith("tsdiff")]
+    return out
+
+
+def test_the_library_never_imports_its_command_line_nor_another_module_s_private_names():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(("tsdiff", *path.relative_to(PACKAGE).with_suffix("").parts))
+        for source, names in _imports(path):
+            if module not in COMMAND_LINE:
+                assert source not in COMMAND_LINE, f"{module} imports {source}"
+            private = [p for p in source.split(".") if p.startswith("_")]
+            assert not private or source in SHARED_PRIVATE, f"{module} imports the private module {source}"
+            hidden = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            assert not hidden, f"{module} imports {hidden} from {source}"
+
+
+def test_pyproject_lists_every_package():
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {
+        ".".join(("tsdiff", *p.parent.relative_to(PACKAGE).parts)) for p in PACKAGE.rglob("__init__.py")
+    }
+    assert set(config["packages"]) == folders | {"tsdiff._bundled"}
+    assert config["package-dir"] == {"tsdiff._bundled": "datasets"}

@@ -7,12 +7,13 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import make_frame
 
 import tsdiff
 from tsdiff import errors
 from tsdiff.baselines import KMeansDetector, PCADetector
 from tsdiff.persist import ARRAYS_FILE, CONFIG_FILE
+
+from tests.helpers import make_frame
 
 
 @pytest.fixture

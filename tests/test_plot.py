@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_frame
-from detectors import DETECTORS
 
 from tsdiff import errors
 from tsdiff.plot import plot_detection, plot_graph
+
+from tests.detectors import DETECTORS
+from tests.helpers import make_frame
 
 
 @pytest.fixture(scope="module")

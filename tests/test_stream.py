@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_frame
-from detectors import DETECTORS
 
 from tsdiff import errors
 from tsdiff.stream import StreamScorer
+
+from tests.detectors import DETECTORS
+from tests.helpers import make_frame
 
 STREAMABLE = [name for name in DETECTORS if name != "random"]
 _FITTED: dict[str, object] = {}

@@ -21,13 +21,31 @@ import numpy as np
 import pandas as pd
 
 from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry
-from tsdiff.calibration import CALIBRATIONS, CALIBRATORS
+from tsdiff.calibration import CALIBRATIONS, CALIBRATORS, Calibrator
 from tsdiff.errors import ModelFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 
 #: a component name: also its folder in a saved model and its column (``score_<name>``) in results
 COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def fit_calibrators(held_out: dict[str, np.ndarray], calibration: str = "tail") -> dict[str, Calibrator]:
+    """A calibrator per component, fitted on its scores of the rows every component held out.
+
+    ``held_out`` maps a component to its calibration scores; each covers the last rows of the same
+    training data (:attr:`BaseDetector.calibration_scores_`), so the rows all of them held out are
+    the common tail.
+    """
+    n = min(len(h) for h in held_out.values())
+    kind = CALIBRATORS[calibration]
+    return {name: kind().fit(h[len(h) - n :]) for name, h in held_out.items()}
+
+
+def fuse(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """The weighted sum of calibrated component scores, the weights divided by their sum."""
+    total = sum(float(weights[name]) for name in calibrated)
+    return sum(float(weights[name]) / total * part for name, part in calibrated.items())
 
 
 class FusionDetector(BaseDetector):
@@ -134,10 +152,8 @@ class FusionDetector(BaseDetector):
         return max(t.min_fit_rows() for _, t, _ in self._templates())
 
     def _weights(self) -> dict[str, float]:
-        """Component name -> weight, the weights divided by their sum."""
-        weights = {name: w for name, _, w in self._component_specs()}
-        total = sum(float(w) for w in weights.values())
-        return {name: float(w) / total for name, w in weights.items()}
+        """Component name -> weight, as given."""
+        return {name: float(w) for name, _, w in self._component_specs()}
 
     def _cause_component(self) -> str | None:
         """The first component that names root causes (None: no component does)."""
@@ -164,16 +180,10 @@ class FusionDetector(BaseDetector):
         """Calibrators fitted on the components' scores of the rows they all held out; the fused
         scores of those rows."""
         held = {name: c.calibration_scores_ for name, c in self.components_.items()}
-        n = min(len(h) for h in held.values())  # each covers the last training rows
-        calibrator = CALIBRATORS[self.calibration]
-        self.calibrators_ = {name: calibrator().fit(h[len(h) - n :]) for name, h in held.items()}
-        return self._fuse(
-            {name: self.calibrators_[name].transform(h[len(h) - n :]) for name, h in held.items()}
-        )
-
-    def _fuse(self, calibrated: dict[str, np.ndarray]) -> np.ndarray:
-        weights = self._weights()
-        return sum(weights[name] * part for name, part in calibrated.items())
+        self.calibrators_ = fit_calibrators(held, self.calibration)
+        n = min(len(h) for h in held.values())
+        calibrated = {name: self.calibrators_[name].transform(h[len(h) - n :]) for name, h in held.items()}
+        return fuse(calibrated, self._weights())
 
     # ----------------------------------------------------------------- score
     def score_scaled(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> ScoreParts:
@@ -183,7 +193,8 @@ class FusionDetector(BaseDetector):
             own = None if memo is None else memo.setdefault(name, {})
             parts[name] = component.score_scaled(component.scaler_.transform(values), offset, own)
         calibrated = {name: self.calibrators_[name].transform(p.scores) for name, p in parts.items()}
-        weights = self._weights()
+        total = sum(self._weights().values())
+        weights = {name: w / total for name, w in self._weights().items()}
         attribution = np.zeros((len(values), self.n_features_in_), dtype=np.float64)
         for name, surprise in calibrated.items():
             evidence = np.clip(
@@ -194,7 +205,7 @@ class FusionDetector(BaseDetector):
             attribution += weights[name] * surprise[:, None] * share
         cause = self._cause_component()
         return ScoreParts(
-            scores=self._fuse(calibrated),
+            scores=fuse(calibrated, self._weights()),
             feature_scores=attribution,
             components=calibrated,
             evidence=attribution if cause is None else parts[cause].evidence,

@@ -121,7 +121,9 @@ class FlatTrees:
     def from_sklearn(cls, model: Any) -> FlatTrees:
         parts: dict[str, list[np.ndarray]] = {f: [] for f in cls.FIELDS}
         roots, offset = [], 0
-        for iteration in model._predictors:
+        # scikit-learn keeps the fitted trees only in private attributes; reading them is what lets a
+        # boosted mechanism be saved as plain arrays instead of a pickle
+        for iteration in model._predictors:  # noqa: SLF001
             tree = iteration[0].nodes
             roots.append(offset)
             leaf = tree["is_leaf"].astype(bool)
@@ -134,7 +136,7 @@ class FlatTrees:
             parts["is_leaf"].append(leaf.astype(np.uint8))
             offset += len(tree)
         nodes = {f: np.concatenate(v) if v else np.zeros(0) for f, v in parts.items()}
-        baseline = float(np.ravel(model._baseline_prediction)[0])
+        baseline = float(np.ravel(model._baseline_prediction)[0])  # noqa: SLF001
         return cls(nodes, np.asarray(roots, dtype=np.int64), baseline)
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -1,23 +1,21 @@
-"""ImDiffusionDetector: anomalies are where a diffusion model trained on normal windows imputes badly."""
+"""ImDiffusionDetector: anomalies are where a diffusion model trained on normal windows imputes badly.
+
+The detector holds the parameters and the fitted state; the work is done one layer down, one job a
+module: :mod:`~tsdiff.diffusion.config` (settings, checked once), :mod:`~tsdiff.diffusion.training`,
+:mod:`~tsdiff.diffusion.scoring` (batched imputation of every window) and
+:mod:`~tsdiff.diffusion.voting` (from errors to a score).
+"""
 
 from __future__ import annotations
 
-import logging
-import math
-import warnings
 from dataclasses import asdict
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tsdiff.base import BaseDetector, StreamGeometry
-from tsdiff.errors import ParameterError
-from tsdiff.frame import centered_mean, window_starts, windows_to_rows
-from tsdiff.torch_runtime import cpu_threads, load_module_arrays, make_seed, module_arrays, resolve_device
-
-logger = logging.getLogger(__name__)
-
-COMBINE = ("vote", "mean")
+from tsdiff.diffusion.config import DiffusionConfig
+from tsdiff.torch_runtime import load_module_arrays, make_seed, module_arrays, resolve_device
 
 
 class ImDiffusionDetector(BaseDetector):
@@ -188,293 +186,84 @@ class ImDiffusionDetector(BaseDetector):
         self.verbose = verbose
 
     # ----------------------------------------------------------------- configuration
-    def _clip(self) -> float | None:
-        return float(self.clip) if self.clip is not None else None
+    def _settings(self) -> DiffusionConfig:
+        """The parameters as a checked :class:`DiffusionConfig` (the fitted one is ``config_``)."""
+        return DiffusionConfig.from_params(self.get_params(deep=False))
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._settings()
 
     def min_rows(self) -> int:
         return int(self.window)
 
     def min_fit_rows(self) -> int:
-        # a validation part of at least one window, and a training part of at least one window
-        return max(2 * int(self.window), math.ceil(int(self.window) / float(self.validation_fraction)))
+        return self._settings().min_fit_rows()
 
     def _holdout_bounds(self) -> tuple[int, int]:
         return int(self.window), int(self.window)
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        from tsdiff.diffusion.imputation import CONDITIONING, PREDICTIONS, SCORING_MODES
-        from tsdiff.diffusion.masks import LAYOUTS
-
-        checks = [
-            (int(self.window) >= 4, "window must be >= 4"),
-            (2 <= int(self.grating_segments) <= int(self.window), "grating_segments must be in [2, window]"),
-            (self.grating_layout in LAYOUTS, f"grating_layout must be one of {LAYOUTS}"),
-            (0.0 < float(self.mask_ratio) < 1.0, "mask_ratio must be in (0, 1)"),
-            (0.0 <= float(self.grating_fraction) <= 1.0, "grating_fraction must be in [0, 1]"),
-            (self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
-            (self.scoring in SCORING_MODES, f"scoring must be one of {SCORING_MODES}"),
-            (self.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}"),
-            (self.combine in COMBINE, f"combine must be one of {COMBINE}"),
-            (0.0 < float(self.vote_fraction) <= 1.0, "vote_fraction must be in (0, 1]"),
-            (
-                1 <= int(self.ensemble_steps) <= int(self.reverse_steps),
-                "need 1 <= ensemble_steps <= reverse_steps",
-            ),
-            (
-                int(self.reverse_steps) <= int(self.diffusion_steps),
-                "reverse_steps must be <= diffusion_steps",
-            ),
-            (int(self.channels) % int(self.heads) == 0, "channels must be a multiple of heads"),
-            (
-                int(self.patch) >= 1 and int(self.window) % int(self.patch) == 0,
-                "window must be a multiple of patch",
-            ),
-            (int(self.batch_size) >= 1 and int(self.max_steps) >= 1, "batch_size and max_steps must be >= 1"),
-            (
-                float(self.max_seconds) > 0 and int(self.eval_every) >= 1,
-                "max_seconds, eval_every must be > 0",
-            ),
-            (int(self.patience) >= 1, "patience must be >= 1"),
-            (float(self.max_epochs) > 0, "max_epochs must be > 0"),
-            (self.smooth is None or int(self.smooth) >= 0, "smooth must be None or >= 0"),
-            (self.clip is None or float(self.clip) > 0, "clip must be positive or None"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ParameterError(message)
-
-    def _steps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Steps visited by the chain (decreasing) and steps whose errors are recorded."""
-        from tsdiff.diffusion.schedule import NoiseSchedule
-
-        sched = NoiseSchedule(int(self.diffusion_steps), self.schedule)
-        visit = sched.ddim_steps(int(self.reverse_steps))
-        if self.scoring == "chain":
-            record = visit[len(visit) - int(self.ensemble_steps) :]
-        else:
-            record = sched.ddim_steps(int(self.ensemble_steps) + 1)[:-1]  # evenly spaced, step 0 left out
-        return visit, record
-
-    def _votes_needed(self) -> int:
-        return max(1, math.ceil(float(self.vote_fraction) * len(self._steps()[1])))
-
     # ----------------------------------------------------------------- fit
     def _fit(self, values: np.ndarray) -> None:
-        import torch
+        from tsdiff.diffusion.training import fit_denoiser
 
-        from tsdiff.diffusion.training import TrainingConfig, ValidationSet, WindowSource, train_denoiser
-
+        self.config_ = self._settings()
         self.seed_ = make_seed(self.random_state)
         device = resolve_device(self.device)
-        train_part, val_part = values[: self.n_train_rows_], values[self.n_train_rows_ :]
-        with cpu_threads(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed_)
-            model = self._build_model(values.shape[1]).to(device)
-            generator = torch.Generator(device=device).manual_seed(self.seed_)
-            process = self._process(device)
-            config = TrainingConfig(
-                window=int(self.window),
-                batch_size=int(self.batch_size),
-                learning_rate=float(self.learning_rate),
-                max_steps=self._train_steps(len(train_part)),
-                max_seconds=float(self.max_seconds),
-                eval_every=int(self.eval_every),
-                patience=int(self.patience),
-                mask_ratio=float(self.mask_ratio),
-                grating_fraction=float(self.grating_fraction),
-                grating_segments=int(self.grating_segments),
-                grating_layout=self.grating_layout,
-                conditioning=self.conditioning,
-            )
-            train_src = WindowSource(*self._tensors(train_part, device), int(self.window))
-            val_src = WindowSource(*self._tensors(val_part, device), int(self.window))
-            validation = ValidationSet(
-                val_src,
-                process,
-                self._steps()[1],
-                int(self.grating_segments),
-                self.conditioning,
-                256,
-                generator,
-                self.grating_layout,
-            )
-            self.history_ = train_denoiser(
-                model, process, train_src, validation, config, generator, self.verbose
-            )
-        self.model_ = model.cpu()
-
-    def _train_steps(self, n_rows: int) -> int:
-        """Optimisation steps: ``max_steps``, or fewer when ``max_epochs`` passes come first."""
-        n_windows = max(1, n_rows - int(self.window) + 1)
-        per_epoch = n_windows / int(self.batch_size)
-        return max(1, min(int(self.max_steps), math.ceil(float(self.max_epochs) * per_epoch)))
-
-    def _build_model(self, n_metrics: int) -> Any:
-        from tsdiff.diffusion.denoiser import Denoiser
-        from tsdiff.diffusion.masks import N_STRATEGIES
-
-        return Denoiser(
-            n_metrics,
-            int(self.diffusion_steps),
-            channels=int(self.channels),
-            layers=int(self.layers),
-            heads=int(self.heads),
-            patch=int(self.patch),
-            n_strategies=N_STRATEGIES,
+        self.model_, self.history_ = fit_denoiser(
+            values, self.n_train_rows_, self.config_, self.seed_, device, bool(self.verbose)
         )
-
-    def _process(self, device: Any) -> Any:
-        from tsdiff.diffusion.imputation import DiffusionProcess
-        from tsdiff.diffusion.schedule import NoiseSchedule
-
-        schedule = NoiseSchedule(int(self.diffusion_steps), self.schedule)
-        return DiffusionProcess(schedule, device, self._clip(), self.prediction)
-
-    def _tensors(self, values: np.ndarray, device: Any, clip: bool = True) -> tuple[Any, Any]:
-        """(K, n) float32 values (NaN -> 0; clipped to the model's range) and the present-mask."""
-        import torch
-
-        present = ~np.isnan(values)
-        x = np.where(present, values, 0.0)
-        if clip and self.clip is not None:
-            x = np.clip(x, -float(self.clip), float(self.clip))
-        x = torch.from_numpy(x.T.astype(np.float32).copy()).to(device)
-        return x, torch.from_numpy(present.T.copy()).to(device)
 
     def _calibrate(self, values: np.ndarray) -> np.ndarray:
         """Per-step thresholds from the held-out rows' errors (the steps' votes are set here).
 
         The held-out rows are scored on their own, windows starting at their first row.
         """
-        from tsdiff.thresholds import make_threshold
+        from tsdiff.diffusion.voting import combine_steps, fit_step_thresholds, reduce_errors
 
-        step_errors, _ = self._reduce(self._entry_errors(values[self.n_train_rows_ :]))
-        models = [make_threshold(self.threshold, risk=float(self.risk)).fit(e) for e in step_errors.T]
-        self.step_threshold_models_ = models
-        tiny = np.finfo(np.float64).tiny
-        self.step_thresholds_ = np.array([max(float(m.threshold_), tiny) for m in models])
-        return self._combine(step_errors)
-
-    # ----------------------------------------------------------------- score
-    def _entry_errors(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> np.ndarray:
-        """Imputation error of every entry at each recorded step: (n, S, K), NaN where missing.
-
-        Errors compare the imputation with the unclipped scaled value, so a value far outside the
-        model's range still counts at its full size. ``offset`` is the row number of ``values[0]``
-        in a longer stream (it keys the noise, so a window's noise does not depend on the call).
-        ``memo`` maps a window's stream position to its errors: a stream rescoring its buffer
-        computes only the windows it has not seen (a window's rows never change once received).
-        """
-        import torch
-        from tqdm.auto import tqdm
-
-        from tsdiff.diffusion.imputation import imputation_errors, noise_draws, window_noise
-        from tsdiff.diffusion.masks import GratingMask
-
-        w = int(self.window)
-        n, k = values.shape
-        stride = max(1, w // 2)
-        starts = window_starts(n, w, stride)
-        visit, record = self._steps()
-        device = resolve_device(self.device)
-        model = self.model_.to(device).eval()
-        process = self._process(device)
-        grating = GratingMask(w, int(self.grating_segments), self.grating_layout)
-        draws = noise_draws(self.scoring, len(visit), len(record))
-        x_all, present_all = self._tensors(values, device)
-        truth_all, _ = self._tensors(values, device, clip=False)
-        per_window = np.empty((len(starts), w, len(record), k), dtype=np.float32)
-        todo = np.arange(len(starts))
-        if memo is not None:
-            known = np.array([offset + int(s) in memo for s in starts], dtype=bool)
-            for i in np.flatnonzero(known):
-                per_window[i] = memo[offset + int(starts[i])]
-            todo = np.flatnonzero(~known)
-        batch = max(1, int(self.batch_size) * 2)
-        progress = tqdm(total=len(todo), desc="scoring", unit="window", disable=not self.verbose, leave=False)
-        with cpu_threads(), torch.inference_mode():
-            for b in range(0, len(todo), batch):
-                rows = todo[b : b + batch]
-                chunk = starts[rows]
-                idx = torch.as_tensor(chunk, device=device)[:, None] + torch.arange(w, device=device)
-                x0 = x_all[:, idx].transpose(0, 1)  # (B, K, L)
-                truth = truth_all[:, idx].transpose(0, 1)
-                present = present_all[:, idx].transpose(0, 1)
-                noise = window_noise(self.seed_, chunk + offset, (2, draws, k, w), device)
-                err = imputation_errors(
-                    model,
-                    process,
-                    x0,
-                    present,
-                    grating,
-                    visit,
-                    record,
-                    noise,
-                    self.scoring,
-                    self.conditioning,
-                    truth,
-                )  # (S, B, K, L)
-                per_window[rows] = err.permute(1, 3, 0, 2).cpu().numpy()
-                if memo is not None:  # grid windows only: the last, end-aligned one moves each call
-                    for i in rows:
-                        if (offset + int(starts[i])) % stride == 0:
-                            memo[offset + int(starts[i])] = per_window[i].copy()
-                progress.update(len(chunk))
-        progress.close()
-        self.model_ = model.cpu()
-        return windows_to_rows(per_window, starts, n, how="center")  # (n, S, K)
-
-    def _reduce(self, entry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-row error at each step (n, S) and per-row, per-metric error (n, K), in robust units.
-
-        Means over the metrics present in a row (and over the steps, for a metric); a row with no
-        value at all gets 0 (no evidence). Both are then smoothed over time (``smooth``).
-        """
-        with warnings.catch_warnings():  # rows entirely missing give NaN means, replaced below
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            step_errors = np.nanmean(entry, axis=2)
-            metric_errors = np.nanmean(entry, axis=1)
-        length = self._smooth_length()
-        step_errors = centered_mean(np.nan_to_num(step_errors, nan=0.0), length)
-        return step_errors, centered_mean(np.nan_to_num(metric_errors, nan=0.0), length)
-
-    def _smooth_length(self) -> int:
-        if self.smooth is None:
-            return max(1, int(self.window) // int(self.grating_segments))
-        return int(self.smooth)
-
-    def _combine(self, step_errors: np.ndarray) -> np.ndarray:
-        ratios = step_errors / self.step_thresholds_[None, :]
-        if self.combine == "mean":
-            return ratios.mean(axis=1)
-        m = self._votes_needed()
-        return -np.partition(-ratios, m - 1, axis=1)[:, m - 1]  # the m-th largest ratio
-
-    def _score(
-        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        step_errors, metric_errors = self._reduce(self._entry_errors(values, offset, memo))
-        return self._combine(step_errors), metric_errors
-
-    def stream_geometry(self) -> StreamGeometry:
-        # windows every window//2 rows from the stream start; a row takes its errors from the window
-        # it is most central in (reaching window - window//4 rows ahead, plus the last window's
-        # shift), then the centred smoothing reaches length - length//2 - 1 rows further
-        w, length = int(self.window), self._smooth_length()
-        ahead = length - length // 2 - 1
-        return StreamGeometry(period=max(1, w // 2), history=2 * w + length, lookahead=w + ahead)
+        entry = self._entry_errors(values[self.n_train_rows_ :])
+        step_errors, _ = reduce_errors(entry, self.config_.smooth_length())
+        self.step_threshold_models_, self.step_thresholds_ = fit_step_thresholds(step_errors, self.config_)
+        return combine_steps(step_errors, self.step_thresholds_, self.config_)
 
     def _fit_threshold(self, calibration_scores: np.ndarray) -> None:
-        if self.combine == "mean":
+        if self.config_.combine == "mean":
             super()._fit_threshold(calibration_scores)
             return
         self.threshold_model_ = None
         self.threshold_ = 1.0
         self.threshold_method_ = (
-            f"vote: at least {self._votes_needed()} of {len(self.step_thresholds_)} denoising steps "
-            f"above their own {self.threshold} thresholds"
+            f"vote: at least {self.config_.votes_needed()} of {len(self.step_thresholds_)} denoising "
+            f"steps above their own {self.config_.threshold} thresholds"
         )
+
+    # ----------------------------------------------------------------- score
+    def _entry_errors(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> np.ndarray:
+        from tsdiff.diffusion.scoring import entry_errors
+
+        device = resolve_device(self.device)
+        return entry_errors(
+            self.model_, values, self.config_, self.seed_, device, offset, memo, bool(self.verbose)
+        )
+
+    def imputation_errors(self, X: Any) -> np.ndarray:
+        """Imputation error of every entry of ``X`` at each recorded step, (n_rows, steps, n_metrics)
+        in robust units, NaN where a value is missing: the evidence before it is reduced to a score
+        (see :mod:`tsdiff.diffusion.voting`)."""
+        _, values = self._prepare(X)
+        return self._entry_errors(values)
+
+    def _score(
+        self, values: np.ndarray, offset: int = 0, memo: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from tsdiff.diffusion.voting import combine_steps, reduce_errors
+
+        entry = self._entry_errors(values, offset, memo)
+        step_errors, metric_errors = reduce_errors(entry, self.config_.smooth_length())
+        return combine_steps(step_errors, self.step_thresholds_, self.config_), metric_errors
+
+    def stream_geometry(self) -> StreamGeometry:
+        return self.config_.stream_geometry()
 
     # ----------------------------------------------------------------- persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -492,8 +281,9 @@ class ImDiffusionDetector(BaseDetector):
         from tsdiff.diffusion.training import TrainingHistory
         from tsdiff.thresholds import BaseThreshold
 
+        self.config_ = self._settings()
         self.seed_ = int(state["seed"])
-        self.model_ = load_module_arrays(self._build_model(int(state["n_metrics"])), arrays).eval()
+        self.model_ = load_module_arrays(self.config_.build_model(int(state["n_metrics"])), arrays).eval()
         self.step_thresholds_ = np.asarray(arrays["step_thresholds"], dtype=np.float64)
         self.step_threshold_models_ = [BaseThreshold.from_dict(d) for d in state["step_threshold_models"]]
         self.history_ = TrainingHistory(**state["history"])

@@ -15,18 +15,19 @@ Two ways to get the error, both under the two complementary grating masks:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from tsdiff.diffusion.config import PREDICTIONS
 from tsdiff.diffusion.denoiser import Denoiser
-from tsdiff.diffusion.masks import GRATING, GratingMask
+from tsdiff.diffusion.masks import GRATING
 from tsdiff.diffusion.schedule import NoiseSchedule
 from tsdiff.errors import ParameterError
 
-SCORING_MODES = ("chain", "single")
-CONDITIONING = ("unconditional", "conditional")
-PREDICTIONS = ("x0", "eps")
+if TYPE_CHECKING:  # pragma: no cover
+    from tsdiff.diffusion.config import DiffusionConfig
 
 
 class DiffusionProcess:
@@ -84,6 +85,19 @@ class DiffusionProcess:
         return x0.clamp(-self.clip, self.clip) if self.clip is not None else x0
 
 
+def window_tensors(
+    values: np.ndarray, clip: float | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled rows (n, K) as the model reads them: (K, n) float32 values (NaN -> 0, clipped to
+    ``[-clip, clip]`` unless ``clip`` is None) and the (K, n) mask of present entries."""
+    present = ~np.isnan(values)
+    x = np.where(present, values, 0.0)
+    if clip is not None:
+        x = np.clip(x, -clip, clip)
+    x = torch.from_numpy(x.T.astype(np.float32).copy()).to(device)
+    return x, torch.from_numpy(present.T.copy()).to(device)
+
+
 def noise_draws(mode: str, n_visit: int, n_record: int) -> int:
     """Standard-normal draws per window and pass that :func:`imputation_errors` consumes."""
     return 1 + n_visit if mode == "chain" else n_record
@@ -110,15 +124,15 @@ def imputation_errors(
     process: DiffusionProcess,
     x0: torch.Tensor,
     present: torch.Tensor,
-    grating: GratingMask,
-    visit: Sequence[int],
-    record: Sequence[int],
     noise: torch.Tensor,
-    mode: str = "chain",
-    conditioning: str = "unconditional",
+    config: DiffusionConfig,
     truth: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Absolute imputation error of every present entry at each recorded step.
+
+    The config gives the two complementary grating masks (each entry is a target in exactly one
+    pass), the steps the chain visits and those whose errors are recorded (:meth:`DiffusionConfig.
+    steps`), the scoring mode and the conditioning (see the module docstring).
 
     Parameters
     ----------
@@ -126,16 +140,8 @@ def imputation_errors(
         Windows (B, K, L) of scaled values; missing entries may hold anything.
     present
         (B, K, L) boolean, True where an entry holds a value.
-    grating
-        The complementary masks; each entry is a target in exactly one of the two passes.
-    visit
-        Steps the chain visits, in decreasing order (chain mode).
-    record
-        Steps at which the error is recorded; each must be in ``visit`` for the chain mode.
     noise
         (B, 2, D, K, L) standard normal draws, D from :func:`noise_draws` (one set per pass).
-    mode, conditioning
-        See the module docstring.
     truth
         Values (B, K, L) the imputations are compared with; default ``x0``. Passing the unclipped
         values while ``x0`` is clipped keeps the size of extreme values in the error.
@@ -145,10 +151,8 @@ def imputation_errors(
     torch.Tensor
         (len(record), B, K, L) errors; NaN where the entry is missing.
     """
-    if mode not in SCORING_MODES:
-        raise ParameterError(f"scoring mode must be one of {SCORING_MODES}, got {mode!r}")
-    if conditioning not in CONDITIONING:
-        raise ParameterError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}")
+    grating, (visit, record) = config.grating(), config.steps()
+    mode, conditioning = config.scoring, config.conditioning
     b = x0.shape[0]
     device = x0.device
     zero = torch.zeros((), device=device)

@@ -14,34 +14,18 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from tsdiff.diffusion.config import VALIDATION_WINDOWS, DiffusionConfig
 from tsdiff.diffusion.denoiser import Denoiser
-from tsdiff.diffusion.imputation import DiffusionProcess
+from tsdiff.diffusion.imputation import DiffusionProcess, window_tensors
 from tsdiff.diffusion.masks import GRATING, grating_pattern, training_targets
+from tsdiff.torch_runtime import cpu_threads
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingConfig:
-    """Knobs of :func:`train_denoiser` (the detector's parameters, gathered)."""
-
-    window: int
-    batch_size: int
-    learning_rate: float
-    max_steps: int
-    max_seconds: float
-    eval_every: int
-    patience: int
-    mask_ratio: float
-    grating_fraction: float
-    grating_segments: int
-    conditioning: str
-    grating_layout: str = "time"
 
 
 @dataclass
@@ -92,33 +76,30 @@ class ValidationSet:
 
     Each window is masked by one of the two grating masks and noised at one of the steps whose
     errors are scored, so the validation error tracks the quantity the detector uses, and a fixed
-    draw keeps evaluations comparable.
+    draw keeps evaluations comparable. At most ``max_windows`` windows, evenly spaced.
     """
 
     def __init__(
         self,
         source: WindowSource,
         process: DiffusionProcess,
-        steps: Sequence[int],
-        grating_segments: int,
-        conditioning: str,
-        max_windows: int,
+        config: DiffusionConfig,
         generator: torch.Generator,
-        layout: str = "time",
+        max_windows: int = VALIDATION_WINDOWS,
     ) -> None:
         stride = max(1, source.n_windows // max_windows)
         starts = torch.arange(0, source.n_windows, stride)[:max_windows]
         self.x0, self.present = source.take(starts)
         _, k, length = self.x0.shape
         phase = torch.arange(len(starts)) % 2
-        pattern = grating_pattern(length, k, grating_segments, layout)
+        pattern = grating_pattern(length, k, config.grating_segments, config.grating_layout)
         self.targets = pattern[phase].to(self.present.device) & self.present
         self.strategy = torch.full((len(starts),), GRATING, dtype=torch.long, device=self.present.device)
-        steps_t = torch.as_tensor(list(steps), dtype=torch.long)
+        steps_t = torch.as_tensor(list(config.steps()[1]), dtype=torch.long)
         self.t = steps_t[torch.arange(len(starts)) // 2 % len(steps_t)].to(self.present.device)
         self.eps = torch.randn(self.x0.shape, generator=generator, device=generator.device)
         self.process = process
-        self.conditioning = conditioning
+        self.conditioning = config.conditioning
 
     @torch.inference_mode()
     def error(self, model: Denoiser, batch_size: int) -> float:
@@ -137,26 +118,52 @@ class ValidationSet:
         return total / max(count, 1)
 
 
+def fit_denoiser(
+    values: np.ndarray,
+    n_train_rows: int,
+    config: DiffusionConfig,
+    seed: int,
+    device: torch.device,
+    verbose: bool,
+) -> tuple[Denoiser, TrainingHistory]:
+    """A denoiser trained on the first ``n_train_rows`` rows of scaled ``values`` (NaN: missing),
+    stopped early on the rest; its weights on the CPU, and what happened."""
+    train_part, val_part = values[:n_train_rows], values[n_train_rows:]
+    with cpu_threads(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = config.build_model(values.shape[1]).to(device)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        process = config.process(device)
+        train_src = WindowSource(*window_tensors(train_part, config.clip, device), config.window)
+        val_src = WindowSource(*window_tensors(val_part, config.clip, device), config.window)
+        validation = ValidationSet(val_src, process, config, generator)
+        max_steps = config.train_steps(len(train_part))
+        history = train_denoiser(model, process, train_src, validation, config, max_steps, generator, verbose)
+    return model.cpu(), history
+
+
 def train_denoiser(
     model: Denoiser,
     process: DiffusionProcess,
     train: WindowSource,
     validation: ValidationSet,
-    config: TrainingConfig,
+    config: DiffusionConfig,
+    max_steps: int,
     generator: torch.Generator,
     verbose: bool = False,
 ) -> TrainingHistory:
-    """Fit ``model`` in place and leave it holding the weights with the best validation error."""
+    """Fit ``model`` in place for at most ``max_steps`` steps and leave it holding the weights with
+    the best validation error."""
     from tqdm.auto import tqdm
 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    warmup = max(1, min(100, config.max_steps // 10))
+    warmup = max(1, min(100, max_steps // 10))
 
     def lr_factor(step: int) -> float:
         # linear warm-up, then a cosine decay to a tenth of the step size at max_steps
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, config.max_steps - warmup)
+        progress = (step - warmup) / max(1, max_steps - warmup)
         return 0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
@@ -165,10 +172,10 @@ def train_denoiser(
     n_steps = process.schedule.n_steps
     stale = 0
     started = time.perf_counter()
-    bar = tqdm(total=config.max_steps, desc="training", unit="step", disable=not verbose, leave=False)
+    bar = tqdm(total=max_steps, desc="training", unit="step", disable=not verbose, leave=False)
     running = 0.0
     history.stopped_because = "max_steps"
-    for step in range(1, config.max_steps + 1):
+    for step in range(1, max_steps + 1):
         model.train()
         starts = torch.randint(0, train.n_windows, (config.batch_size,), generator=generator)
         x0, present = train.take(starts)
@@ -195,7 +202,7 @@ def train_denoiser(
         bar.update(1)
         history.steps = step
         out_of_time = time.perf_counter() - started > config.max_seconds
-        if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
+        if step % config.eval_every == 0 or out_of_time or step == max_steps:
             model.eval()
             val = validation.error(model, config.batch_size * 2)
             history.train_loss.append(running)
@@ -218,7 +225,7 @@ def train_denoiser(
                 "machine's speed (raise max_seconds or lower max_steps for reproducible fits)",
                 config.max_seconds,
                 step,
-                config.max_steps,
+                max_steps,
             )
             break
     bar.close()

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tsdiff.metrics._common import (
+from tsdiff.metrics.base import (
     LabelInfo,
     PredBlock,
     check_inputs,

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tsdiff.metrics._common import check_inputs, check_window, tsbad_runs
+from tsdiff.metrics.base import check_inputs, check_window, tsbad_runs
 
 #: Number of thresholds TSB-AD's VUS ('opt' version) samples from the sorted scores.
 VUS_THRESHOLDS = 250
@@ -32,7 +32,7 @@ def ranking_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return tps, fps, s_sorted[last]
 
 
-def _auc_roc(y: np.ndarray, s: np.ndarray) -> float:
+def auc_roc_values(y: np.ndarray, s: np.ndarray) -> float:
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -43,7 +43,7 @@ def _auc_roc(y: np.ndarray, s: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def _auc_pr(y: np.ndarray, s: np.ndarray) -> float:
+def auc_pr_values(y: np.ndarray, s: np.ndarray) -> float:
     n_pos = int(y.sum())
     if n_pos == 0:
         return math.nan
@@ -71,7 +71,7 @@ def auc_roc(labels: ArrayLike, scores: ArrayLike) -> float:
         only one class (the ROC curve is undefined then).
     """
     y, s, _ = check_inputs(labels, scores)
-    return _auc_roc(y, s)
+    return auc_roc_values(y, s)
 
 
 def auc_pr(labels: ArrayLike, scores: ArrayLike) -> float:
@@ -91,7 +91,7 @@ def auc_pr(labels: ArrayLike, scores: ArrayLike) -> float:
         ``average_precision_score``; NaN when there is no anomaly (recall is undefined).
     """
     y, s, _ = check_inputs(labels, scores)
-    return _auc_pr(y, s)
+    return auc_pr_values(y, s)
 
 
 # -------------------------------------------------------------------------------------------- VUS
@@ -109,7 +109,7 @@ def _count_ge(sorted_asc: np.ndarray, t: np.ndarray) -> np.ndarray:
     return len(sorted_asc) - np.searchsorted(sorted_asc, t, side="left")
 
 
-def _vus(
+def vus_values(
     y: np.ndarray, s: np.ndarray, window: int, n_thresholds: int = VUS_THRESHOLDS
 ) -> tuple[float, float]:
     """VUS-ROC and VUS-PR of TSB-AD's ``RangeAUC_volume_opt``, vectorised over thresholds.
@@ -205,7 +205,7 @@ def vus(labels: ArrayLike, scores: ArrayLike, sliding_window: int = 100) -> tupl
     """
     window = check_window(sliding_window)
     y, s, _ = check_inputs(labels, scores)
-    return _vus(y, s, window)
+    return vus_values(y, s, window)
 
 
 def vus_roc(labels: ArrayLike, scores: ArrayLike, sliding_window: int = 100) -> float:

@@ -4,7 +4,7 @@ Each public function scores given 0/1 predictions (``pred``) or, when none are g
 best value over TSB-AD 1.5's candidate thresholds. That second mode is an **oracle**: it looks at
 the labels to pick the threshold, so it is an upper bound of what a deployed detector would get.
 
-The ``*_rows`` helpers take a :class:`~tsdiff.metrics._common.PredBlock` (one prediction row per
+The ``*_rows`` helpers take a :class:`~tsdiff.metrics.base.PredBlock` (one prediction row per
 threshold) and return one value per row, so every threshold is scored in one numpy pass.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tsdiff.errors import InputError
-from tsdiff.metrics._common import (
+from tsdiff.metrics.base import (
     LabelInfo,
     PredBlock,
     check_inputs,

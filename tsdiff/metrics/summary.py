@@ -9,7 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tsdiff.errors import ParameterError
-from tsdiff.metrics._common import (
+from tsdiff.metrics.affiliation import affiliation_f_rows
+from tsdiff.metrics.base import (
     LabelInfo,
     check_inputs,
     check_window,
@@ -19,8 +20,7 @@ from tsdiff.metrics._common import (
     py_max,
     threshold_blocks,
 )
-from tsdiff.metrics.affiliation import affiliation_f_rows
-from tsdiff.metrics.curves import _auc_pr, _auc_roc, _vus
+from tsdiff.metrics.curves import auc_pr_values, auc_roc_values, vus_values
 from tsdiff.metrics.f1 import (
     best_point_f1,
     event_f1_rows,
@@ -98,9 +98,9 @@ def evaluate(
     if info.n_pos == 0:
         return out
 
-    out["AUC-PR"] = _auc_pr(y, s)
-    out["AUC-ROC"] = _auc_roc(y, s)
-    out["VUS-ROC"], out["VUS-PR"] = _vus(y, s, window)
+    out["AUC-PR"] = auc_pr_values(y, s)
+    out["AUC-ROC"] = auc_roc_values(y, s)
+    out["VUS-ROC"], out["VUS-PR"] = vus_values(y, s, window)
 
     if p is not None:
         block = pred_block(p)

@@ -8,10 +8,11 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_frame
 
 from tsdiff import errors
 from tsdiff.baselines import KMeansDetector, PCADetector
+
+from tests.helpers import make_frame
 
 distributed = pytest.importorskip("distributed", reason="the fleet extra (dask.distributed) is not installed")
 

@@ -35,17 +35,10 @@ from tsdiff.datasets import (
     skab_experiments,
 )
 from tsdiff.datasets.bundled import bundled_smd_root
-from tsdiff.datasets.paths import default_root_candidates
 from tsdiff.datasets.synthetic import ar1_filter
 from tsdiff.errors import DatasetError, ParameterError
 
-
-def _has_root(name: str) -> bool:
-    return any(p.is_dir() for p in default_root_candidates(name))
-
-
-needs_smd = pytest.mark.skipif(not _has_root("SMD"), reason="no shared SMD data (default root absent)")
-needs_skab = pytest.mark.skipif(not _has_root("SKAB"), reason="no shared SKAB data (default root absent)")
+from tests.helpers import needs_shared
 
 
 # --------------------------------------------------------------------------------------------- base
@@ -303,8 +296,7 @@ SMD_ROWS = {  # machine: (train rows, test rows, anomalous test rows)
 }
 
 
-@needs_smd
-@pytest.mark.shared_data
+@needs_shared("SMD")
 @pytest.mark.parametrize("machine", sorted(SMD_ROWS))
 def test_shared_smd_machines(machine):
     ds = load_smd(machine)
@@ -320,8 +312,7 @@ def test_shared_smd_machines(machine):
         assert check["exact_matches"] == check["segments"] == check["label_runs"]
 
 
-@needs_skab
-@pytest.mark.shared_data
+@needs_shared("SKAB")
 def test_shared_skab_all_experiments():
     names = skab_experiments()
     assert len(names) == 34
@@ -349,8 +340,7 @@ def test_shared_skab_all_experiments():
     assert total == 13067
 
 
-@needs_skab
-@pytest.mark.shared_data
+@needs_shared("SKAB")
 def test_shared_skab_arguments():
     ds = load_skab("valve1/0.csv", train_rows=100)
     assert len(ds.train) == 100 and len(ds.test) == 1047

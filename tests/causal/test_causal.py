@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_frame
 
 import tsdiff
 from tsdiff import errors
@@ -20,6 +19,8 @@ from tsdiff.causal import (
 from tsdiff.causal.discovery import choose_lag, discover_granger, discover_pc, screen_metrics
 from tsdiff.causal.mechanisms import BoostedModel, FlatTrees, LinearModel
 from tsdiff.datasets import make_synthetic
+
+from tests.helpers import make_frame
 
 
 def chain(n: int = 4000, seed: int = 0) -> np.ndarray:

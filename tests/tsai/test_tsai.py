@@ -10,13 +10,14 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_frame
-from detectors import DETECTORS
 
 import tsdiff
 from tsdiff import errors
 from tsdiff.registry import DETECTORS as REGISTRY
 from tsdiff.tsai import TsaiForecastDetector, TsaiReconstructionDetector, compat
+
+from tests.detectors import DETECTORS
+from tests.helpers import make_frame
 
 needs_tsai = pytest.mark.skipif(not compat.tsai_installed(), reason="tsai is not installed")
 TSAI = ["tsai-forecast", "tsai-recon"]

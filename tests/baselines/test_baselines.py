@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_frame
 from sklearn.ensemble import IsolationForest
 
 from tsdiff import errors
 from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
 from tsdiff.baselines.iforest import average_path_length
 from tsdiff.frame import RobustScaler
+
+from tests.helpers import make_frame
 
 
 def test_flattened_forest_scores_exactly_like_scikit_learn():

@@ -1,0 +1,127 @@
+"""ImDiffusionDetector: votes, scoring modes, missing data, parameters and saved models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsdiff import errors
+from tsdiff.diffusion import ImDiffusionDetector
+from tsdiff.diffusion.voting import reduce_errors
+from tsdiff.registry import TINY_DIFFUSION
+
+from tests.helpers import make_frame
+
+
+# ----------------------------------------------------------------- detector
+@pytest.fixture(scope="module")
+def fitted():
+    train = make_frame(400, 4, seed=0)
+    return ImDiffusionDetector(random_state=0, **TINY_DIFFUSION).fit(train)
+
+
+def test_vote_threshold_is_one_and_labels_are_votes(fitted):
+    test = make_frame(200, 4, seed=1)
+    test.iloc[100:110, 1] += 10.0
+    result = fitted.detect(test)
+    assert result.threshold == 1.0 and result.threshold_method.startswith("vote: at least 2 of 3")
+    steps, _ = reduce_errors(fitted.imputation_errors(test), fitted.config_.smooth_length())
+    votes = (steps / fitted.step_thresholds_ > 1).sum(axis=1)
+    np.testing.assert_array_equal(result.labels.to_numpy(), (votes >= 2).astype(int))
+    assert result.labels.iloc[100:110].any()
+
+
+def test_mean_combination_fits_one_threshold():
+    det = ImDiffusionDetector(random_state=0, combine="mean", **TINY_DIFFUSION).fit(make_frame(400, 4))
+    # one POT threshold on the combined score (quantile when too few held-out rows for a tail fit)
+    assert det.threshold_model_ is not None and det.threshold_method_ in ("pot", "quantile")
+    assert det.threshold_ == det.threshold_model_.threshold_
+
+
+def test_noise_prediction_variant_trains_and_scores():
+    frame = make_frame(300, 4)
+    det = ImDiffusionDetector(**TINY_DIFFUSION, prediction="eps", random_state=0).fit(frame)
+    assert np.isfinite(det.score(frame)).all()
+
+
+def test_fast_single_step_mode_runs_and_differs(fitted):
+    test = make_frame(200, 4, seed=1)
+    fast = ImDiffusionDetector(random_state=0, scoring="single", **{**TINY_DIFFUSION, "ensemble_steps": 2})
+    fast.fit(make_frame(400, 4, seed=0))
+    record = fast.config_.steps()[1]
+    assert len(record) == 2 and 0 not in record  # one-step errors at step 0 would carry no information
+    assert not np.allclose(fast.score(test), fitted.score(test))
+
+
+def test_missing_cells_never_count(fitted):
+    test = make_frame(200, 4, seed=1)
+    test.iloc[50:70, 2] = np.nan
+    test.iloc[150] = np.nan  # a row with nothing at all
+    result = fitted.detect(test)
+    assert np.isfinite(result.scores).all()
+    assert (result.feature_scores.iloc[50:70]["m2"] < result.feature_scores["m2"].max() + 1).all()
+    assert np.isfinite(result.feature_scores.to_numpy()).all()
+
+
+def test_history_and_step_cap(fitted):
+    h = fitted.history_
+    assert h.steps <= TINY_DIFFUSION["max_steps"] and h.val_steps and h.best_step in h.val_steps
+
+
+def test_checker_layout_detector_scores_every_row():
+    frame = make_frame(300, 4)
+    det = ImDiffusionDetector(**TINY_DIFFUSION, grating_layout="checker", random_state=0).fit(frame)
+    scores = det.score(frame)
+    assert scores.index.equals(frame.index) and np.isfinite(scores).all()
+
+
+def test_too_short_for_train_and_validation_parts():
+    # 16-row windows and a 20 % validation part need 80 rows
+    with pytest.raises(errors.TooFewRowsError, match="at least 80"):
+        ImDiffusionDetector(**TINY_DIFFUSION).fit(make_frame(40, 4))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"window": 15},  # not a multiple of patch 2
+        {"scoring": "fast"},
+        {"conditioning": "both"},
+        {"grating_layout": "diagonal"},
+        {"prediction": "v"},
+        {"ensemble_steps": 9},  # more than reverse_steps
+        {"channels": 9, "heads": 2},  # not a multiple of heads
+        {"vote_fraction": 0.0},
+        {"device": "tpu"},
+    ],
+)
+def test_bad_parameters_are_named(bad):
+    with pytest.raises(errors.ParameterError):
+        ImDiffusionDetector(**{**TINY_DIFFUSION, **bad}).fit(make_frame(400, 4))
+
+
+def test_saved_model_keeps_weights_thresholds_and_history(fitted, tmp_path):
+    import tsdiff
+
+    fitted.save(tmp_path / "m")
+    back = tsdiff.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.step_thresholds_, fitted.step_thresholds_)
+    assert back.history_.best_step == fitted.history_.best_step
+    test = make_frame(120, 4, seed=5)
+    pd.testing.assert_series_equal(back.score(test), fitted.score(test))
+
+
+def test_a_model_saved_before_a_parameter_existed_keeps_its_old_behaviour(fitted, tmp_path):
+    import json
+
+    import tsdiff
+
+    fitted.save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config["params"]["prediction"] == "x0"
+    del config["params"]["prediction"], config["params"]["grating_layout"]
+    config_path.write_text(json.dumps(config))
+    back = tsdiff.load(tmp_path / "m")
+    assert back.prediction == "eps" and back.grating_layout == "time"

@@ -1,0 +1,196 @@
+"""The diffusion detector's settings, checked once and shared by training, scoring and voting.
+
+:class:`DiffusionConfig` holds what the model is (window, masks, schedule, denoiser size), how it
+is trained and how its errors are scored and voted on; everything derived from those settings
+(the steps the chain visits, the votes a row needs, the smoothing length, the denoiser, the stream
+reach) is computed here, in one place. Run-time choices that do not change results (device,
+progress bars) are not part of it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from tsdiff.base import StreamGeometry
+from tsdiff.errors import ParameterError
+
+COMBINE = ("vote", "mean")
+SCORING_MODES = ("chain", "single")
+CONDITIONING = ("unconditional", "conditional")
+PREDICTIONS = ("x0", "eps")
+#: held-out windows (at most) whose one-step imputation error decides when training stops
+VALIDATION_WINDOWS = 256
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The :class:`~tsdiff.diffusion.ImDiffusionDetector` parameters that shape a fit and its scores
+    (see that class for what each means)."""
+
+    window: int
+    grating_segments: int
+    grating_layout: str
+    mask_ratio: float
+    grating_fraction: float
+    diffusion_steps: int
+    schedule: str
+    prediction: str
+    scoring: str
+    reverse_steps: int
+    ensemble_steps: int
+    conditioning: str
+    combine: str
+    vote_fraction: float
+    smooth: int | None
+    channels: int
+    layers: int
+    heads: int
+    patch: int
+    batch_size: int
+    learning_rate: float
+    max_steps: int
+    max_epochs: float
+    max_seconds: float
+    eval_every: int
+    patience: int
+    validation_fraction: float
+    clip: float | None
+    threshold: str
+    risk: float
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> DiffusionConfig:
+        """The settings among a detector's parameters, converted and checked (:class:`ParameterError`)."""
+        from tsdiff.diffusion.masks import LAYOUTS
+
+        p = {f.name: params[f.name] for f in fields(cls)}
+        ints = ("window", "grating_segments", "diffusion_steps", "reverse_steps", "ensemble_steps")
+        ints += ("channels", "layers", "heads", "patch", "batch_size", "max_steps", "eval_every", "patience")
+        floats = ("mask_ratio", "grating_fraction", "vote_fraction", "learning_rate", "max_epochs")
+        floats += ("max_seconds", "validation_fraction", "risk")
+        try:
+            p.update({k: int(p[k]) for k in ints})
+            p.update({k: float(p[k]) for k in floats})
+            p["smooth"] = None if p["smooth"] is None else int(p["smooth"])
+            p["clip"] = None if p["clip"] is None else float(p["clip"])
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"a diffusion parameter is not a number: {exc}") from None
+        c = cls(**p)
+        checks = [
+            (c.window >= 4, "window must be >= 4"),
+            (2 <= c.grating_segments <= c.window, "grating_segments must be in [2, window]"),
+            (c.grating_layout in LAYOUTS, f"grating_layout must be one of {LAYOUTS}"),
+            (0.0 < c.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
+            (0.0 <= c.grating_fraction <= 1.0, "grating_fraction must be in [0, 1]"),
+            (c.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
+            (c.scoring in SCORING_MODES, f"scoring must be one of {SCORING_MODES}"),
+            (c.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}"),
+            (c.combine in COMBINE, f"combine must be one of {COMBINE}"),
+            (0.0 < c.vote_fraction <= 1.0, "vote_fraction must be in (0, 1]"),
+            (1 <= c.ensemble_steps <= c.reverse_steps, "need 1 <= ensemble_steps <= reverse_steps"),
+            (c.reverse_steps <= c.diffusion_steps, "reverse_steps must be <= diffusion_steps"),
+            (c.channels % c.heads == 0, "channels must be a multiple of heads"),
+            (c.patch >= 1 and c.window % c.patch == 0, "window must be a multiple of patch"),
+            (c.batch_size >= 1 and c.max_steps >= 1, "batch_size and max_steps must be >= 1"),
+            (c.max_seconds > 0 and c.eval_every >= 1, "max_seconds, eval_every must be > 0"),
+            (c.patience >= 1, "patience must be >= 1"),
+            (c.max_epochs > 0, "max_epochs must be > 0"),
+            (c.smooth is None or c.smooth >= 0, "smooth must be None or >= 0"),
+            (c.clip is None or c.clip > 0, "clip must be positive or None"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ParameterError(message)
+        return c
+
+    @classmethod
+    def of(cls, **changes: Any) -> DiffusionConfig:
+        """The detector's defaults with ``changes`` (e.g. for a study of one part)."""
+        from tsdiff.diffusion.detector import ImDiffusionDetector
+
+        return cls.from_params(ImDiffusionDetector(**changes).get_params(deep=False))
+
+    # ----------------------------------------------------------------- rows
+    @property
+    def stride(self) -> int:
+        """Rows between scored windows (half a window)."""
+        return max(1, self.window // 2)
+
+    def min_fit_rows(self) -> int:
+        """A training part and a held-out part of at least one window each."""
+        return max(2 * self.window, math.ceil(self.window / self.validation_fraction))
+
+    def smooth_length(self) -> int:
+        """Rows of the centred moving mean over the errors (None: one grating segment)."""
+        if self.smooth is None:
+            return max(1, self.window // self.grating_segments)
+        return self.smooth
+
+    def train_steps(self, n_rows: int) -> int:
+        """Optimisation steps on ``n_rows`` training rows: ``max_steps``, or fewer when
+        ``max_epochs`` passes over the training windows come first."""
+        n_windows = max(1, n_rows - self.window + 1)
+        per_epoch = n_windows / self.batch_size
+        return max(1, min(self.max_steps, math.ceil(self.max_epochs * per_epoch)))
+
+    def stream_geometry(self) -> StreamGeometry:
+        # windows every stride rows from the stream start; a row takes its errors from the window
+        # it is most central in (reaching window - window//4 rows ahead, plus the last window's
+        # shift), then the centred smoothing reaches length - length//2 - 1 rows further
+        length = self.smooth_length()
+        ahead = length - length // 2 - 1
+        return StreamGeometry(
+            period=self.stride, history=2 * self.window + length, lookahead=self.window + ahead
+        )
+
+    # ----------------------------------------------------------------- steps
+    def noise_schedule(self) -> Any:
+        from tsdiff.diffusion.schedule import NoiseSchedule
+
+        return NoiseSchedule(self.diffusion_steps, self.schedule)
+
+    def steps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Steps visited by the chain (decreasing) and steps whose errors are recorded."""
+        schedule = self.noise_schedule()
+        visit = schedule.ddim_steps(self.reverse_steps)
+        if self.scoring == "chain":
+            record = visit[len(visit) - self.ensemble_steps :]
+        else:
+            record = schedule.ddim_steps(self.ensemble_steps + 1)[:-1]  # evenly spaced, step 0 left out
+        return visit, record
+
+    def votes_needed(self) -> int:
+        """Steps that must flag a row (``vote_fraction`` of the recorded steps, at least one)."""
+        return max(1, math.ceil(self.vote_fraction * len(self.steps()[1])))
+
+    # ----------------------------------------------------------------- parts
+    def process(self, device: Any) -> Any:
+        """The forward process and clean estimates on ``device``."""
+        from tsdiff.diffusion.imputation import DiffusionProcess
+
+        return DiffusionProcess(self.noise_schedule(), device, self.clip, self.prediction)
+
+    def build_model(self, n_metrics: int) -> Any:
+        """An untrained denoiser for ``n_metrics`` metrics."""
+        from tsdiff.diffusion.denoiser import Denoiser
+        from tsdiff.diffusion.masks import N_STRATEGIES
+
+        return Denoiser(
+            n_metrics,
+            self.diffusion_steps,
+            channels=self.channels,
+            layers=self.layers,
+            heads=self.heads,
+            patch=self.patch,
+            n_strategies=N_STRATEGIES,
+        )
+
+    def grating(self) -> Any:
+        """The two complementary scoring masks."""
+        from tsdiff.diffusion.masks import GratingMask
+
+        return GratingMask(self.window, self.grating_segments, self.grating_layout)

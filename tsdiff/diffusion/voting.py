@@ -1,0 +1,54 @@
+"""From imputation errors to a score: per-row errors, per-step thresholds, and the steps' vote.
+
+Each recorded denoising step is one voter. A step's per-row error (the mean absolute error over the
+metrics present, in robust units, smoothed over time) gets its own threshold, fitted on held-out
+normal rows; dividing by it puts every step on one scale, where 1 is "this step flags the row".
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from tsdiff.diffusion.config import DiffusionConfig
+from tsdiff.frame import centered_mean
+
+
+def reduce_errors(entry: np.ndarray, smooth_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row error at each step (n, S) and per-row, per-metric error (n, K) from entry errors
+    (n, S, K).
+
+    Means over the metrics present in a row (and over the steps, for a metric); a row with no
+    value at all gets 0 (no evidence). Both are then smoothed over ``smooth_length`` rows.
+    """
+    with warnings.catch_warnings():  # rows entirely missing give NaN means, replaced below
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        step_errors = np.nanmean(entry, axis=2)
+        metric_errors = np.nanmean(entry, axis=1)
+    step_errors = centered_mean(np.nan_to_num(step_errors, nan=0.0), smooth_length)
+    return step_errors, centered_mean(np.nan_to_num(metric_errors, nan=0.0), smooth_length)
+
+
+def fit_step_thresholds(step_errors: np.ndarray, config: DiffusionConfig) -> tuple[list[Any], np.ndarray]:
+    """One threshold model per step (``config.threshold`` at ``config.risk``) fitted on held-out
+    rows' step errors (n, S), and the thresholds (floored above 0)."""
+    from tsdiff.thresholds import make_threshold
+
+    models = [make_threshold(config.threshold, risk=config.risk).fit(e) for e in step_errors.T]
+    tiny = np.finfo(np.float64).tiny
+    return models, np.array([max(float(m.threshold_), tiny) for m in models])
+
+
+def combine_steps(step_errors: np.ndarray, thresholds: np.ndarray, config: DiffusionConfig) -> np.ndarray:
+    """One score per row from its step errors over the step thresholds.
+
+    ``"vote"``: the ``m``-th largest ratio (``m`` = :meth:`DiffusionConfig.votes_needed`), which
+    is above 1 exactly when at least ``m`` steps flag the row; ``"mean"``: the mean ratio.
+    """
+    ratios = step_errors / thresholds[None, :]
+    if config.combine == "mean":
+        return ratios.mean(axis=1)
+    m = config.votes_needed()
+    return -np.partition(-ratios, m - 1, axis=1)[:, m - 1]  # the m-th largest ratio

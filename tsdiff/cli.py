@@ -356,7 +356,6 @@ def _numeric_cells(frame: object) -> object:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import json
 
     import numpy as np
 
@@ -379,9 +378,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     window = args.sliding_window or choose_sliding_window(s)
     metrics = evaluate(y, s, window, pred=pred)
     if args.json:
-        from tsdiff.serialize import json_ready
+        from tsdiff.serialize import to_json
 
-        print(json.dumps({k: json_ready(v) for k, v in metrics.items()}))
+        print(to_json(metrics, "the metrics"))
     else:
         for key, value in metrics.items():
             print(f"{key:>16}  {value:.4f}" if isinstance(value, float) else f"{key:>16}  {value}")

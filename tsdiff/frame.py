@@ -7,6 +7,7 @@ errors from :mod:`tsdiff.errors`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -334,6 +335,13 @@ def fill_missing(values: np.ndarray, fill_value: float | np.ndarray = 0.0) -> np
     filled = values[np.maximum(last, 0), cols]
     fill = np.broadcast_to(np.asarray(fill_value, dtype=np.float64), (values.shape[1],))
     return np.where(last < 0, fill[None, :], filled)
+
+
+def mean_over_present(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean along ``axis`` over the cells that hold a value; 0 (no evidence) where none does."""
+    with warnings.catch_warnings():  # an all-missing slice gives NaN, replaced below
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.nan_to_num(np.nanmean(values, axis=axis), nan=0.0)
 
 
 def window_starts(n_rows: int, window: int, stride: int) -> np.ndarray:

@@ -10,7 +10,6 @@ saves each fitted component in a folder of its own, named after the component.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import platform
 import warnings
@@ -22,7 +21,7 @@ import numpy as np
 from tsdiff._version import __version__
 from tsdiff.errors import MissingDependencyError, ModelFormatError, ParameterError
 from tsdiff.registry import detector_classes
-from tsdiff.serialize import envelope, json_ready, open_envelope, to_json
+from tsdiff.serialize import envelope, json_ready, read_document, to_json
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +89,7 @@ def load(path: str | Path) -> Any:
         raise ModelFormatError(f"{path} is not a directory holding a saved tsdiff model")
     if not config_path.is_file():
         raise ModelFormatError(f"{path} has no {CONFIG_FILE}; it is not a saved tsdiff model")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{config_path} is not valid JSON: {exc}") from None
-    open_envelope(config, FORMAT, FORMAT_VERSION, ModelFormatError, "tsdiff model config", str(config_path))
+    config = read_document(config_path, FORMAT, FORMAT_VERSION, ModelFormatError, "tsdiff model config")
     saved_by = config.get("versions", {}).get("tsdiff")
     if saved_by != __version__:
         warnings.warn(

@@ -45,23 +45,27 @@ class Entry:
     ----------
     name
         What users type (``tsdiff fit --detector NAME``), lower case.
-    module, class_name
-        Where the class lives; it is imported on first use.
+    target
+        ``"module:ClassName"``: where the class lives; it is imported on first use.
     presets
         Preset name -> constructor parameters (``"default"``, ``"quick"`` and ``"tiny"`` are
         ``{}`` unless given).
     extra
         The pip extra the detector needs (``pip install 'tsdiff[EXTRA]'``), or None.
-    summary
-        One line for listings.
     """
 
     name: str
-    module: str
-    class_name: str
+    target: str
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: str | None = None
-    summary: str = ""
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
+
+    @property
+    def class_name(self) -> str:
+        return self.target.partition(":")[2]
 
     @property
     def preset_names(self) -> list[str]:
@@ -105,117 +109,57 @@ TINY_DIFFUSION = {
     "verbose": False,
 }
 TINY_TSAI = {"window": 16, "epochs": 3, "n_threads": 1, "verbose": False}
+DIFFUSION_PRESETS = {
+    # shorter training, one denoising pass per recorded step instead of the chain
+    "quick": {"max_steps": 300, "scoring": "single", "ensemble_steps": 5},
+    "fast": {"scoring": "single", "ensemble_steps": 5},
+    # the previous default: the denoiser predicts the noise, as the reference does
+    "eps": {"prediction": "eps"},
+    "tiny": TINY_DIFFUSION,
+}
+HYBRID_PRESETS = {
+    "quick": {"diffusion": Preset("imdiffusion", "quick"), "causal": Preset("causal")},
+    "eps": {"diffusion": Preset("imdiffusion", "eps")},
+    "tiny": {
+        "diffusion": Preset("imdiffusion", "tiny"),
+        "causal": Preset("causal", "tiny"),
+        "verbose": False,
+    },
+}
+FORECAST_CAUSAL_PRESETS = {
+    "default": {
+        "components": [("forecast", Preset("tsai-forecast"), 0.5), ("causal", Preset("causal"), 0.5)]
+    },
+    "tiny": {
+        "components": [
+            ("forecast", Preset("tsai-forecast", "tiny"), 0.5),
+            ("causal", Preset("causal", "tiny"), 0.5),
+        ],
+        "verbose": False,
+    },
+}
+FORECAST_PRESETS = {
+    "tiny": {"arch_config": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}, **TINY_TSAI}
+}
+RECON_PRESETS = {"tiny": {"arch_config": {"nf": 4, "depth": 2}, "latent": 4, **TINY_TSAI}}
+IFOREST_TINY = {"n_estimators": 20, "max_samples": 64}
 
+#: every detector, one entry each (name, "module:Class", presets, extra)
 DETECTORS: dict[str, Entry] = {
     e.name: e
     for e in [
-        Entry(
-            "random",
-            "tsdiff.baselines.random_score",
-            "RandomDetector",
-            summary="uniform random scores: the floor every detector must clear",
-        ),
-        Entry(
-            "pca",
-            "tsdiff.baselines.pca",
-            "PCADetector",
-            {"tiny": {"n_components": 2}},
-            summary="distance from the principal subspace of the training rows",
-        ),
-        Entry(
-            "iforest",
-            "tsdiff.baselines.iforest",
-            "IsolationForestDetector",
-            {"tiny": {"n_estimators": 20, "max_samples": 64}},
-            summary="isolation forest on single rows",
-        ),
-        Entry(
-            "kmeans",
-            "tsdiff.baselines.kmeans",
-            "KMeansDetector",
-            {"tiny": {"window": 10, "n_clusters": 4}},
-            summary="distance of each window to the nearest of k typical training windows",
-        ),
-        Entry(
-            "causal",
-            "tsdiff.causal.detector",
-            "CausalDetector",
-            {"tiny": {"max_lag": 2, "max_rows": 500}},
-            summary="lagged causal graph and per-metric mechanisms; names root causes",
-        ),
-        Entry(
-            "imdiffusion",
-            "tsdiff.diffusion.detector",
-            "ImDiffusionDetector",
-            {
-                # shorter training, one denoising pass per recorded step instead of the chain
-                "quick": {"max_steps": 300, "scoring": "single", "ensemble_steps": 5},
-                "fast": {"scoring": "single", "ensemble_steps": 5},
-                # the previous default: the denoiser predicts the noise, as the reference does
-                "eps": {"prediction": "eps"},
-                "tiny": TINY_DIFFUSION,
-            },
-            summary="imputation diffusion: errors imputing masked parts of each window",
-        ),
-        Entry(
-            "hybrid",
-            "tsdiff.hybrid",
-            "HybridDetector",
-            {
-                "quick": {"diffusion": Preset("imdiffusion", "quick"), "causal": Preset("causal")},
-                "eps": {"diffusion": Preset("imdiffusion", "eps")},
-                "tiny": {
-                    "diffusion": Preset("imdiffusion", "tiny"),
-                    "causal": Preset("causal", "tiny"),
-                    "verbose": False,
-                },
-            },
-            summary="diffusion and causal detectors fused; names root causes",
-        ),
-        Entry(
-            "forecast-causal",
-            "tsdiff.fusion",
-            "FusionDetector",
-            {
-                "default": {
-                    "components": [
-                        ("forecast", Preset("tsai-forecast"), 0.5),
-                        ("causal", Preset("causal"), 0.5),
-                    ]
-                },
-                "tiny": {
-                    "components": [
-                        ("forecast", Preset("tsai-forecast", "tiny"), 0.5),
-                        ("causal", Preset("causal", "tiny"), 0.5),
-                    ],
-                    "verbose": False,
-                },
-            },
-            extra="tsai",
-            summary="tsai forecaster and causal detector fused; names root causes",
-        ),
-        Entry(
-            "tsai-forecast",
-            "tsdiff.tsai.forecast",
-            "TsaiForecastDetector",
-            {"tiny": {"arch_config": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}, **TINY_TSAI}},
-            extra="tsai",
-            summary="tsai model forecasting each row from the rows before it",
-        ),
-        Entry(
-            "tsai-recon",
-            "tsdiff.tsai.reconstruction",
-            "TsaiReconstructionDetector",
-            {"tiny": {"arch_config": {"nf": 4, "depth": 2}, "latent": 4, **TINY_TSAI}},
-            extra="tsai",
-            summary="tsai model rebuilding each window through a bottleneck",
-        ),
+        Entry("random", "tsdiff.baselines.random_score:RandomDetector"),
+        Entry("pca", "tsdiff.baselines.pca:PCADetector", {"tiny": {"n_components": 2}}),
+        Entry("iforest", "tsdiff.baselines.iforest:IsolationForestDetector", {"tiny": IFOREST_TINY}),
+        Entry("kmeans", "tsdiff.baselines.kmeans:KMeansDetector", {"tiny": {"window": 10, "n_clusters": 4}}),
+        Entry("causal", "tsdiff.causal.detector:CausalDetector", {"tiny": {"max_lag": 2, "max_rows": 500}}),
+        Entry("imdiffusion", "tsdiff.diffusion.detector:ImDiffusionDetector", DIFFUSION_PRESETS),
+        Entry("hybrid", "tsdiff.hybrid:HybridDetector", HYBRID_PRESETS),
+        Entry("forecast-causal", "tsdiff.fusion:FusionDetector", FORECAST_CAUSAL_PRESETS, extra="tsai"),
+        Entry("tsai-forecast", "tsdiff.tsai.forecast:TsaiForecastDetector", FORECAST_PRESETS, "tsai"),
+        Entry("tsai-recon", "tsdiff.tsai.reconstruction:TsaiReconstructionDetector", RECON_PRESETS, "tsai"),
     ]
 }
-
-#: detector classes that are not registered under a name of their own but may be saved and loaded
-OTHER_CLASSES = {"FusionDetector": "tsdiff.fusion"}
-
 
 def get(name: str) -> Entry:
     """The entry called ``name``; :class:`ParameterError` listing the known names otherwise."""
@@ -266,4 +210,4 @@ def preset_names() -> list[str]:
 
 def detector_classes() -> dict[str, str]:
     """Class name -> module of every detector class a saved model may name."""
-    return {**{e.class_name: e.module for e in DETECTORS.values()}, **OTHER_CLASSES}
+    return {e.class_name: e.module for e in DETECTORS.values()}

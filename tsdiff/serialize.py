@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,18 @@ def open_envelope(
             f"{at}{what} in format version {found!r}; this tsdiff reads up to {version}: upgrade tsdiff"
         )
     return document
+
+
+def read_document(
+    path: Path, kind: str, version: int, error: type[TsdiffError], what: str
+) -> dict[str, Any]:
+    """The JSON file ``path`` checked by :func:`open_envelope`; ``error`` naming the file when it
+    cannot be read or is not JSON."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path} is not valid JSON: {exc}") from None
+    return open_envelope(document, kind, version, error, what, str(path))
 
 
 def prefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

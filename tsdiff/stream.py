@@ -301,9 +301,9 @@ class StreamScorer:
             {
                 "index": [t.isoformat() for t in index]
                 if timestamps
-                else [json_ready(v) for v in self._index],
+                else json_ready(self._index),
                 "index_is_time": timestamps,
-                "values": [[None if np.isnan(v) else float(v) for v in row] for row in self._values],
+                "values": json_ready(self._values.tolist()),
                 "gap": list(self._gap),
                 "start": self._start,
                 "received": self._received,

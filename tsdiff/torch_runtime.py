@@ -1,4 +1,4 @@
-"""Device choice, CPU threads and seeds for the torch-based detectors."""
+"""What the torch-based detectors share: device, CPU threads, seeds, weights, and windows as tensors."""
 
 from __future__ import annotations
 
@@ -80,3 +80,31 @@ def load_module_arrays(module: Any, arrays: dict[str, np.ndarray], prefix: str =
     weights = {k: torch.from_numpy(v.copy()) for k, v in unprefixed(arrays, prefix).items()}
     module.load_state_dict(weights, strict=True)
     return module
+
+
+def network_input(values: np.ndarray, clip: float | None, fill: str = "zero") -> tuple[Any, Any]:
+    """Scaled rows (n, k) as a network reads them: float32 values and the bool mask of present cells.
+
+    A missing cell becomes 0 (``fill="zero"``: the training median, with the mask telling the
+    model it is missing) or the last value seen in its column (``"carry"``, see
+    :func:`tsdiff.frame.fill_missing`); values are then clipped to ``[-clip, clip]`` (None: not
+    clipped), so rare huge values cannot dominate a network, while errors can still be measured
+    against the unclipped values.
+    """
+    import torch
+
+    from tsdiff.frame import fill_missing
+
+    present = ~np.isnan(values)
+    x = np.where(present, values, 0.0) if fill == "zero" else fill_missing(values)
+    if clip is not None:
+        x = np.clip(x, -clip, clip)
+    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(present)
+
+
+def window_batch(x: Any, starts: Any, window: int) -> Any:
+    """The windows of ``x`` (n, k) that begin at rows ``starts``, as (len(starts), k, window)."""
+    import torch
+
+    first = torch.as_tensor(np.asarray(starts, dtype=np.int64), device=x.device)
+    return x[first[:, None] + torch.arange(window, device=x.device)].transpose(1, 2)

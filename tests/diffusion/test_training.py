@@ -16,7 +16,7 @@ from tsdiff.registry import TINY_DIFFUSION
 def test_training_lowers_the_validation_error():
     torch.manual_seed(0)
     t = torch.arange(2000, dtype=torch.float32)
-    series = torch.stack([torch.sin(t / 8), torch.cos(t / 8), torch.sin(t / 8 + 1)])  # (K, n)
+    series = torch.stack([torch.sin(t / 8), torch.cos(t / 8), torch.sin(t / 8 + 1)], dim=1)  # (n, K)
     present = torch.ones_like(series, dtype=torch.bool)
     config = DiffusionConfig.of(
         window=16,
@@ -31,9 +31,9 @@ def test_training_lowers_the_validation_error():
     process = config.process(torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     model = Denoiser(3, 20, channels=16, layers=1, heads=2, patch=2)
-    val = ValidationSet(WindowSource(series[:, 1500:], present[:, 1500:], 16), process, config, gen, 32)
+    val = ValidationSet(WindowSource(series[1500:], present[1500:], 16), process, config, gen, 32)
     before = val.error(model.eval(), 32)
-    train = WindowSource(series[:, :1500], present[:, :1500], 16)
+    train = WindowSource(series[:1500], present[:1500], 16)
     history = train_denoiser(model, process, train, val, config, 150, gen)
     assert history.steps == 150 and history.stopped_because == "max_steps"
     assert history.best_val_error < 0.7 * before

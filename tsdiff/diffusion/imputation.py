@@ -85,19 +85,6 @@ class DiffusionProcess:
         return x0.clamp(-self.clip, self.clip) if self.clip is not None else x0
 
 
-def window_tensors(
-    values: np.ndarray, clip: float | None, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled rows (n, K) as the model reads them: (K, n) float32 values (NaN -> 0, clipped to
-    ``[-clip, clip]`` unless ``clip`` is None) and the (K, n) mask of present entries."""
-    present = ~np.isnan(values)
-    x = np.where(present, values, 0.0)
-    if clip is not None:
-        x = np.clip(x, -clip, clip)
-    x = torch.from_numpy(x.T.astype(np.float32).copy()).to(device)
-    return x, torch.from_numpy(present.T.copy()).to(device)
-
-
 def noise_draws(mode: str, n_visit: int, n_record: int) -> int:
     """Standard-normal draws per window and pass that :func:`imputation_errors` consumes."""
     return 1 + n_visit if mode == "chain" else n_record

@@ -13,9 +13,9 @@ import torch
 
 from tsdiff.diffusion.config import DiffusionConfig
 from tsdiff.diffusion.denoiser import Denoiser
-from tsdiff.diffusion.imputation import imputation_errors, noise_draws, window_noise, window_tensors
+from tsdiff.diffusion.imputation import imputation_errors, noise_draws, window_noise
 from tsdiff.frame import window_starts, windows_to_rows
-from tsdiff.torch_runtime import cpu_threads
+from tsdiff.torch_runtime import cpu_threads, network_input, window_batch
 
 
 def entry_errors(
@@ -46,8 +46,8 @@ def entry_errors(
     model = model.to(device).eval()
     process = config.process(device)
     draws = noise_draws(config.scoring, len(visit), len(record))
-    x_all, present_all = window_tensors(values, config.clip, device)
-    truth_all, _ = window_tensors(values, None, device)
+    x_all, present_all = (t.to(device) for t in network_input(values, config.clip))
+    truth_all = network_input(values, None)[0].to(device)
     per_window = np.empty((len(starts), w, len(record), k), dtype=np.float32)
     todo = np.arange(len(starts))
     if memo is not None:
@@ -62,10 +62,9 @@ def entry_errors(
             for b in range(0, len(todo), batch):
                 rows = todo[b : b + batch]
                 chunk = starts[rows]
-                idx = torch.as_tensor(chunk, device=device)[:, None] + torch.arange(w, device=device)
-                x0 = x_all[:, idx].transpose(0, 1)  # (B, K, L)
-                truth = truth_all[:, idx].transpose(0, 1)
-                present = present_all[:, idx].transpose(0, 1)
+                x0 = window_batch(x_all, chunk, w)  # (B, K, L)
+                truth = window_batch(truth_all, chunk, w)
+                present = window_batch(present_all, chunk, w)
                 noise = window_noise(seed, chunk + offset, (2, draws, k, w), device)
                 err = imputation_errors(model, process, x0, present, noise, config, truth)  # (S, B, K, L)
                 per_window[rows] = err.permute(1, 3, 0, 2).cpu().numpy()

@@ -21,9 +21,9 @@ import torch
 
 from tsdiff.diffusion.config import VALIDATION_WINDOWS, DiffusionConfig
 from tsdiff.diffusion.denoiser import Denoiser
-from tsdiff.diffusion.imputation import DiffusionProcess, window_tensors
+from tsdiff.diffusion.imputation import DiffusionProcess
 from tsdiff.diffusion.masks import GRATING, grating_pattern, training_targets
-from tsdiff.torch_runtime import cpu_threads
+from tsdiff.torch_runtime import cpu_threads, network_input
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,16 @@ class TrainingHistory:
 
 
 class WindowSource:
-    """Windows of a (K, n) series, drawn by start row without copying the series."""
+    """Windows of an (n, K) series, drawn by start row without copying the series."""
 
     def __init__(self, values: torch.Tensor, present: torch.Tensor, window: int) -> None:
-        self.values = values.unfold(1, window, 1)  # (K, n_windows, L) view
-        self.present = present.unfold(1, window, 1)
-        self.n_windows = self.values.shape[1]
+        self.values = values.unfold(0, window, 1)  # (n_windows, K, L) view
+        self.present = present.unfold(0, window, 1)
+        self.n_windows = self.values.shape[0]
 
     def take(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows (B, K, L) and their present-masks for the given start rows."""
-        return self.values[:, starts].transpose(0, 1), self.present[:, starts].transpose(0, 1)
+        return self.values[starts], self.present[starts]
 
 
 def noised_input(
@@ -118,6 +118,10 @@ class ValidationSet:
         return total / max(count, 1)
 
 
+def _on(device: torch.device, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(t.to(device) for t in tensors)
+
+
 def fit_denoiser(
     values: np.ndarray,
     n_train_rows: int,
@@ -134,8 +138,8 @@ def fit_denoiser(
         model = config.build_model(values.shape[1]).to(device)
         generator = torch.Generator(device=device).manual_seed(seed)
         process = config.process(device)
-        train_src = WindowSource(*window_tensors(train_part, config.clip, device), config.window)
-        val_src = WindowSource(*window_tensors(val_part, config.clip, device), config.window)
+        train_src = WindowSource(*_on(device, network_input(train_part, config.clip)), config.window)
+        val_src = WindowSource(*_on(device, network_input(val_part, config.clip)), config.window)
         validation = ValidationSet(val_src, process, config, generator)
         max_steps = config.train_steps(len(train_part))
         history = train_denoiser(model, process, train_src, validation, config, max_steps, generator, verbose)

@@ -7,13 +7,12 @@ normal rows; dividing by it puts every step on one scale, where 1 is "this step 
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 
 from tsdiff.diffusion.config import DiffusionConfig
-from tsdiff.frame import centered_mean
+from tsdiff.frame import centered_mean, mean_over_present
 
 
 def reduce_errors(entry: np.ndarray, smooth_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,12 +22,8 @@ def reduce_errors(entry: np.ndarray, smooth_length: int) -> tuple[np.ndarray, np
     Means over the metrics present in a row (and over the steps, for a metric); a row with no
     value at all gets 0 (no evidence). Both are then smoothed over ``smooth_length`` rows.
     """
-    with warnings.catch_warnings():  # rows entirely missing give NaN means, replaced below
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        step_errors = np.nanmean(entry, axis=2)
-        metric_errors = np.nanmean(entry, axis=1)
-    step_errors = centered_mean(np.nan_to_num(step_errors, nan=0.0), smooth_length)
-    return step_errors, centered_mean(np.nan_to_num(metric_errors, nan=0.0), smooth_length)
+    step_errors = centered_mean(mean_over_present(entry, axis=2), smooth_length)
+    return step_errors, centered_mean(mean_over_present(entry, axis=1), smooth_length)
 
 
 def fit_step_thresholds(step_errors: np.ndarray, config: DiffusionConfig) -> tuple[list[Any], np.ndarray]:

@@ -13,7 +13,6 @@ entity again, never read from the index, so an edited index cannot point elsewhe
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import urllib.parse
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tsdiff.errors import InputError, ModelFormatError
-from tsdiff.serialize import envelope, open_envelope, to_json
+from tsdiff.serialize import envelope, read_document, to_json
 
 INDEX_FILE = "fleet.json"
 ENTITIES_DIR = "entities"
@@ -58,11 +57,7 @@ def read_index(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / INDEX_FILE
     if not path.is_file():
         raise ModelFormatError(f"{model_dir} has no {INDEX_FILE}: it is not a fleet model directory")
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path} is not valid JSON: {exc}") from None
-    return open_envelope(index, FORMAT, FORMAT_VERSION, ModelFormatError, "tsdiff fleet index", str(path))
+    return read_document(path, FORMAT, FORMAT_VERSION, ModelFormatError, "tsdiff fleet index")
 
 
 def update_index(

@@ -196,21 +196,9 @@ def affiliation_precision_recall(labels: ArrayLike, pred: ArrayLike) -> tuple[fl
 def affiliation_f(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike | None = None) -> float:
     """Affiliation F-score (Huet et al., 2022): a distance-aware F1 that tolerates near misses.
 
-    Parameters
-    ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores; used only when ``pred`` is None.
-    pred
-        0/1 predictions. When None, the result is the **oracle** best value over TSB-AD's 100
-        thresholds ``linspace(min, max, 100)`` with predictions ``scores > t``.
-
-    Returns
-    -------
-    float
-        2PR / (P + R + 1e-15). NaN when the labels hold no anomaly, when ``pred`` predicts nothing
-        (affiliation precision is undefined), and - as in TSB-AD, whose ``max`` keeps a leading NaN -
-        for constant scores, where the first threshold predicts nothing.
+    Arguments as for the functions of :mod:`tsdiff.metrics.f1` (``pred``, or the oracle over
+    ``scores``). Returns 2PR / (P + R + 1e-15); NaN when the labels hold no anomaly, when ``pred``
+    predicts nothing (affiliation precision is undefined), and - as in TSB-AD, whose ``max`` keeps a
+    leading NaN - for constant scores, where the first threshold predicts nothing.
     """
     return f1_family(affiliation_f_rows, labels, scores, pred)

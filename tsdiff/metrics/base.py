@@ -212,8 +212,15 @@ def safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 RowsFn = Callable[[PredBlock, LabelInfo], np.ndarray]
 
 
-def f1_family(rows_fn: RowsFn, labels: ArrayLike, scores: ArrayLike | None, pred: ArrayLike | None) -> float:
-    """One F1-family metric: at ``pred`` when given, else the oracle best over TSB-AD's thresholds."""
+def f1_family(
+    rows_fn: RowsFn,
+    labels: ArrayLike,
+    scores: ArrayLike | None,
+    pred: ArrayLike | None,
+    oracle: Callable[[np.ndarray, np.ndarray], float] | None = None,
+) -> float:
+    """One F1-family metric: at ``pred`` when given, else the oracle best over TSB-AD's thresholds
+    (or ``oracle(labels, scores)``, for a metric whose oracle searches other thresholds)."""
     y, s, p = check_inputs(labels, scores, pred)
     info = LabelInfo.from_labels(y)
     if info.n_pos == 0:
@@ -222,5 +229,7 @@ def f1_family(rows_fn: RowsFn, labels: ArrayLike, scores: ArrayLike | None, pred
         return float(rows_fn(pred_block(p), info)[0])
     if s is None:
         raise InputError("give scores or pred")
+    if oracle is not None:
+        return oracle(y, s)
     values = np.concatenate([rows_fn(b, info) for b in threshold_blocks(s, oracle_thresholds(s))])
     return py_max(values)

@@ -3,7 +3,8 @@
 The numbers match TSB-AD 1.5 (``metric_ROC``/``metric_PR``, which are scikit-learn's
 ``roc_auc_score``/``average_precision_score``, and ``generate_curve(..., version='opt', thre=250)``),
 but the code is vectorised: one sort of the scores, then cumulative sums, instead of a Python loop
-over thresholds and windows.
+over thresholds and windows. Each function takes ``labels`` (0/1 ground truth, one per point) and
+``scores`` (higher means more anomalous; finite).
 """
 
 from __future__ import annotations
@@ -55,43 +56,16 @@ def auc_pr_values(y: np.ndarray, s: np.ndarray) -> float:
 
 
 def auc_roc(labels: ArrayLike, scores: ArrayLike) -> float:
-    """Area under the ROC curve of the point-wise scores.
-
-    Parameters
-    ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores, higher means more anomalous; must be finite.
-
-    Returns
-    -------
-    float
-        Trapezoidal area under (FPR, TPR) over all distinct thresholds; NaN when the labels hold
-        only one class (the ROC curve is undefined then).
-    """
-    y, s, _ = check_inputs(labels, scores)
-    return auc_roc_values(y, s)
+    """Area under the ROC curve of the point-wise scores: the trapezoidal area under (FPR, TPR)
+    over all distinct thresholds; NaN when the labels hold only one class."""
+    return auc_roc_values(*check_inputs(labels, scores)[:2])
 
 
 def auc_pr(labels: ArrayLike, scores: ArrayLike) -> float:
-    """Area under the precision-recall curve (average precision) of the point-wise scores.
-
-    Parameters
-    ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores, higher means more anomalous; must be finite.
-
-    Returns
-    -------
-    float
-        Sum over distinct thresholds of (recall increase) x precision, like scikit-learn's
-        ``average_precision_score``; NaN when there is no anomaly (recall is undefined).
-    """
-    y, s, _ = check_inputs(labels, scores)
-    return auc_pr_values(y, s)
+    """Area under the precision-recall curve (average precision) of the point-wise scores: the sum
+    over distinct thresholds of (recall increase) x precision, like scikit-learn's
+    ``average_precision_score``; NaN when there is no anomaly."""
+    return auc_pr_values(*check_inputs(labels, scores)[:2])
 
 
 # -------------------------------------------------------------------------------------------- VUS
@@ -190,10 +164,6 @@ def vus(labels: ArrayLike, scores: ArrayLike, sliding_window: int = 100) -> tupl
 
     Parameters
     ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores, higher means more anomalous; must be finite.
     sliding_window
         Largest buffer length (TSB-AD passes the detector's sliding window, see
         :func:`~tsdiff.metrics.choose_sliding_window`).

@@ -1,8 +1,12 @@
 """Threshold-dependent F1 scores: point-wise, point-adjusted, event-based and range-based.
 
-Each public function scores given 0/1 predictions (``pred``) or, when none are given, reports the
-best value over TSB-AD 1.5's candidate thresholds. That second mode is an **oracle**: it looks at
-the labels to pick the threshold, so it is an upper bound of what a deployed detector would get.
+Each public function takes ``labels`` (0/1 ground truth, one per point) and either ``pred`` (0/1
+predictions, scored as they are) or ``scores`` (anomaly scores, used only without ``pred``). With
+scores alone it reports the best value over TSB-AD 1.5's candidate thresholds (100 thresholds
+``linspace(min, max, 100)``, predicting ``scores > t``, unless a function says otherwise). That
+second mode is an **oracle**: it looks at the labels to pick the threshold, so it is an upper
+bound of what a deployed detector would get. Each returns an F1 in [0, 1], NaN when the labels
+hold no anomaly.
 
 The ``*_rows`` helpers take a :class:`~tsdiff.metrics.base.PredBlock` (one prediction row per
 threshold) and return one value per row, so every threshold is scored in one numpy pass.
@@ -15,15 +19,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tsdiff.errors import InputError
-from tsdiff.metrics.base import (
-    LabelInfo,
-    PredBlock,
-    check_inputs,
-    f1_family,
-    pred_block,
-    safe_div,
-)
+from tsdiff.metrics.base import LabelInfo, PredBlock, f1_family, safe_div
 from tsdiff.metrics.curves import ranking_curve
 
 #: TSB-AD adds this to the denominator of the oracle point-wise F1 (``metric_PointF1``).
@@ -150,94 +146,24 @@ def best_point_f1(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
 
 
 def standard_f1(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike | None = None) -> float:
-    """Point-wise F1 of the anomaly class.
-
-    Parameters
-    ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores; used only when ``pred`` is None.
-    pred
-        0/1 predictions. When None, the result is the **oracle** best F1 over all distinct score
-        thresholds (TSB-AD's ``metric_PointF1``, with its +1e-5 in the denominator).
-
-    Returns
-    -------
-    float
-        F1 in [0, 1]; NaN when the labels hold no anomaly (recall is undefined).
-    """
-    y, s, p = check_inputs(labels, scores, pred)
-    info = LabelInfo.from_labels(y)
-    if info.n_pos == 0:
-        return math.nan
-    if p is not None:
-        return float(standard_f1_rows(pred_block(p), info)[0])
-    if s is None:
-        raise InputError("give scores or pred")
-    return best_point_f1(y, s)[0]
+    """Point-wise F1 of the anomaly class. Without ``pred``, the **oracle** best F1 over all distinct
+    score thresholds (TSB-AD's ``metric_PointF1``, with its +1e-5 in the denominator)."""
+    return f1_family(standard_f1_rows, labels, scores, pred, oracle=lambda y, s: best_point_f1(y, s)[0])
 
 
 def point_adjusted_f1(
     labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike | None = None
 ) -> float:
-    """Point-adjusted F1 (Xu et al., 2018): one hit in an anomaly segment counts the whole segment.
-
-    Parameters
-    ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores; used only when ``pred`` is None.
-    pred
-        0/1 predictions. When None, the result is the **oracle** best value over TSB-AD's 100
-        thresholds ``linspace(min, max, 100)`` with predictions ``scores > t``.
-
-    Returns
-    -------
-    float
-        F1 in [0, 1]; NaN when the labels hold no anomaly.
-    """
+    """Point-adjusted F1 (Xu et al., 2018): one hit in an anomaly segment counts the whole segment."""
     return f1_family(point_adjusted_f1_rows, labels, scores, pred)
 
 
 def event_f1(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike | None = None) -> float:
-    """Event-based F1: recall counts anomaly events with at least one hit, precision is point-wise.
-
-    Parameters
-    ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores; used only when ``pred`` is None.
-    pred
-        0/1 predictions. When None, the result is the **oracle** best value over TSB-AD's 100
-        thresholds ``linspace(min, max, 100)`` with predictions ``scores > t``.
-
-    Returns
-    -------
-    float
-        F1 in [0, 1], computed as 2PR / (P + R + 1e-15) like TSB-AD; NaN without anomalies.
-    """
+    """Event-based F1: recall counts anomaly events with at least one hit, precision is point-wise
+    (2PR / (P + R + 1e-15), like TSB-AD)."""
     return f1_family(event_f1_rows, labels, scores, pred)
 
 
 def range_f1(labels: ArrayLike, scores: ArrayLike | None = None, pred: ArrayLike | None = None) -> float:
-    """Range-based F1 (Tatbul et al., 2018) with alpha = 0.2, flat bias and 1/x cardinality.
-
-    Parameters
-    ----------
-    labels
-        0/1 ground truth, one per point.
-    scores
-        Anomaly scores; used only when ``pred`` is None.
-    pred
-        0/1 predictions. When None, the result is the **oracle** best value over TSB-AD's 100
-        thresholds ``linspace(min, max, 100)`` with predictions ``scores > t``.
-
-    Returns
-    -------
-    float
-        F1 in [0, 1]; NaN without anomalies.
-    """
+    """Range-based F1 (Tatbul et al., 2018) with alpha = 0.2, flat bias and 1/x cardinality."""
     return f1_family(range_f1_rows, labels, scores, pred)

@@ -8,7 +8,6 @@ loaded, so ``import tsdiff`` never pays for them. A subclass says what one train
 
 from __future__ import annotations
 
-import warnings
 from abc import abstractmethod
 from typing import Any
 
@@ -16,8 +15,15 @@ import numpy as np
 
 from tsdiff.base import BaseDetector
 from tsdiff.errors import ParameterError
-from tsdiff.frame import centered_mean, fill_missing
-from tsdiff.torch_runtime import cpu_threads, load_module_arrays, make_seed, module_arrays, resolve_device
+from tsdiff.frame import centered_mean, mean_over_present
+from tsdiff.torch_runtime import (
+    cpu_threads,
+    load_module_arrays,
+    make_seed,
+    module_arrays,
+    network_input,
+    resolve_device,
+)
 from tsdiff.tsai.compat import ARCHS
 
 ARCH_NAMES = tuple(ARCHS)
@@ -92,11 +98,7 @@ class TsaiDetector(BaseDetector):
 
     def _network_input(self, values: np.ndarray) -> tuple[Any, Any]:
         """float32 tensors (n, k): values with gaps filled and clipped, and the present-mask."""
-        import torch
-
-        clip = float(self.clip)
-        x = np.clip(fill_missing(values), -clip, clip).astype(np.float32)
-        return torch.from_numpy(x), torch.from_numpy(~np.isnan(values))
+        return network_input(values, float(self.clip), fill="carry")
 
     # ----------------------------------------------------------------- fit
     def _build(self, n_metrics: int) -> Any:
@@ -157,10 +159,7 @@ class TsaiDetector(BaseDetector):
         self, values: np.ndarray, offset: int = 0, memo: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         errors = self._entry_errors(values)
-        with warnings.catch_warnings():  # a row without any value has no evidence: 0 below
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            row = np.nanmean(errors, axis=1)
-        row = centered_mean(np.nan_to_num(row, nan=0.0), int(self.smooth))
+        row = centered_mean(mean_over_present(errors, axis=1), int(self.smooth))
         feature = centered_mean(np.nan_to_num(errors, nan=0.0), int(self.smooth))
         return row, feature
 

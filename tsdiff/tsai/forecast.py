@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from tsdiff.base import StreamGeometry
+from tsdiff.torch_runtime import window_batch
 from tsdiff.tsai.base import TsaiDetector
 
 
@@ -111,12 +113,7 @@ class TsaiForecastDetector(TsaiDetector):
         import torch
 
         padded = torch.cat([x[:1].expand(window, -1), x])
-        offsets = torch.arange(window)
-
-        def make_input(rows: np.ndarray) -> Any:
-            return padded[torch.from_numpy(rows)[:, None] + offsets].transpose(1, 2)
-
-        return make_input
+        return partial(window_batch, padded, window=window)  # row r's history starts at r in padded
 
     def _batches(self, x: Any, present: Any) -> tuple[Any, np.ndarray, np.ndarray]:
         import torch

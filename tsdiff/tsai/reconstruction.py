@@ -9,7 +9,8 @@ import numpy as np
 
 from tsdiff.base import StreamGeometry
 from tsdiff.errors import ParameterError
-from tsdiff.frame import window_starts, windows_to_rows
+from tsdiff.frame import sliding_windows, window_starts, windows_to_rows
+from tsdiff.torch_runtime import window_batch
 from tsdiff.tsai.base import TsaiDetector
 
 
@@ -107,15 +108,8 @@ class TsaiReconstructionDetector(TsaiDetector):
     @staticmethod
     def _window_input(x: Any, window: int, starts: np.ndarray) -> Any:
         """``make_input(i)``: windows number ``i`` (starting at ``starts[i]``) as (batch, metrics, window)."""
-        import torch
-
-        offsets = torch.arange(window)
-        first = torch.from_numpy(np.asarray(starts, dtype=np.int64))
-
-        def make_input(i: np.ndarray) -> Any:
-            return x[first[torch.from_numpy(i)][:, None] + offsets].transpose(1, 2)
-
-        return make_input
+        starts = np.asarray(starts, dtype=np.int64)
+        return lambda i: window_batch(x, starts[i], window)
 
     def _batches(self, x: Any, present: Any) -> tuple[Any, np.ndarray, np.ndarray]:
         w, n_train = self._window(), self.n_train_rows_
@@ -135,8 +129,9 @@ class TsaiReconstructionDetector(TsaiDetector):
         starts = window_starts(values.shape[0], w, self._stride())
         x, _ = self._network_input(values)
         rebuilt = self._predict(self._window_input(x, w, starts), len(starts))  # (windows, metrics, w)
-        truth = np.lib.stride_tricks.sliding_window_view(values, w, axis=0)[starts]  # (windows, metrics, w)
-        per_window = np.abs(rebuilt - truth).transpose(0, 2, 1)  # (windows, w, metrics)
+        per_window = np.abs(
+            rebuilt.transpose(0, 2, 1) - sliding_windows(values, w, starts)
+        )  # (windows, w, metrics)
         return windows_to_rows(per_window, starts, values.shape[0], how="mean")
 
     def stream_geometry(self) -> StreamGeometry:

@@ -222,3 +222,12 @@ def test_zscore_calibration_fuses_robust_z(data):
     z = det.detect(data[1]).components["causal"]
     raw = inner_scores(det, "causal", data[1])
     np.testing.assert_allclose(z, (raw - np.median(held)) / det.calibrators_["causal"].scale_)
+
+
+def test_a_component_name_that_leaves_the_folder_is_refused(fused, tmp_path):
+    fused.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["components"] = ["../elsewhere", "causal"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(errors.ModelFormatError, match="not a component name"):
+        tsdiff.load(tmp_path / "m")

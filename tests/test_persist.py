@@ -6,6 +6,7 @@ import json
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import tsdiff
@@ -101,3 +102,22 @@ def test_random_state_must_be_a_plain_seed():
     # a seed, unlike a generator object, can be saved and gives the same scores after loading
     with pytest.raises(errors.ParameterError, match="random_state"):
         KMeansDetector(random_state=np.random.default_rng(0)).fit(make_frame(100, 2))
+
+
+def test_a_model_saved_before_calibration_scores_were_kept_loads_and_saves_again(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    det = PCADetector(n_components=2).fit(make_frame(200, 3))
+    det.save(tmp_path / "old")
+    config_path, arrays_path = tmp_path / "old" / CONFIG_FILE, tmp_path / "old" / ARRAYS_FILE
+    config = json.loads(config_path.read_text())
+    del config["n_train_rows"], config["components"]
+    config_path.write_text(json.dumps(config))
+    arrays = load_file(str(arrays_path))
+    del arrays["calibration_scores"]
+    save_file(arrays, str(arrays_path))
+    back = tsdiff.load(tmp_path / "old")
+    assert back.calibration_scores_ is None and back.n_train_rows_ is None
+    back.save(tmp_path / "again")
+    test = make_frame(50, 3, seed=2)
+    pd.testing.assert_series_equal(tsdiff.load(tmp_path / "again").score(test), det.score(test))

@@ -24,6 +24,7 @@ def test_without_a_time_column_rows_keep_a_plain_index(tmp_path):
     assert isinstance(read_table(path).index, pd.RangeIndex)
 
 
+@pytest.mark.filterwarnings("ignore:Could not infer format")
 def test_bad_files_and_time_columns_are_named(tmp_path):
     with pytest.raises(errors.InputError, match="no such file"):
         read_table(tmp_path / "missing.csv")

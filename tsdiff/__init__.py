@@ -46,30 +46,16 @@ _SUBMODULES = {
     "tsai",
 }
 
-__all__ = [
-    "BaseDetector",
-    "CausalDetector",
-    "DetectionResult",
-    "FusionDetector",
-    "HybridDetector",
-    "ImDiffusionDetector",
-    "IsolationForestDetector",
-    "KMeansDetector",
-    "PCADetector",
-    "RandomDetector",
-    "StreamScorer",
-    "TsaiForecastDetector",
-    "TsaiReconstructionDetector",
-    "TsdiffError",
-    "__version__",
-    "build",
-    "evaluate",
-    "load",
-]
+__all__ = sorted({*_LAZY, "TsdiffError", "__version__"})
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover  (for static analysis; at run time __getattr__ resolves them)
     from tsdiff.base import BaseDetector, DetectionResult
-    from tsdiff.baselines import IsolationForestDetector, KMeansDetector, PCADetector, RandomDetector
+    from tsdiff.baselines import (
+        IsolationForestDetector,
+        KMeansDetector,
+        PCADetector,
+        RandomDetector,
+    )
     from tsdiff.causal import CausalDetector
     from tsdiff.diffusion import ImDiffusionDetector
     from tsdiff.fusion import FusionDetector
@@ -78,7 +64,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from tsdiff.persist import load
     from tsdiff.registry import build
     from tsdiff.stream import StreamScorer
-    from tsdiff.tsai import TsaiForecastDetector, TsaiReconstructionDetector
+    from tsdiff.tsai import (
+        TsaiForecastDetector,
+        TsaiReconstructionDetector,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -293,10 +293,12 @@ class BaseDetector(BaseEstimator):
                 "method": self.threshold_method_,
                 "model": None if model is None else model.to_dict(),
             },
-            "n_train_rows": int(self.n_train_rows_),
+            "n_train_rows": None if self.n_train_rows_ is None else int(self.n_train_rows_),
             "state": state,
         }
-        return config, {**arrays, CALIBRATION_ARRAY: self.calibration_scores_}
+        if self.calibration_scores_ is not None:  # None: loaded from a model saved without them
+            arrays = {**arrays, CALIBRATION_ARRAY: self.calibration_scores_}
+        return config, arrays
 
     def import_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`export_state` returned (the parameters are already set)."""

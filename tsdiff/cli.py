@@ -103,8 +103,8 @@ def _preset(parser: argparse.ArgumentParser, default: str, help: str = "") -> No
         choices=preset_names(),
         default=default,
         help=help
-        or "the detector's preset (see tsdiff.registry; quick is the default where a detector "
-        "has no quick preset)",
+        or "the detector's preset (see tsdiff.registry); a detector without a quick preset of its own "
+        "is quick with its defaults",
     )
 
 
@@ -190,7 +190,8 @@ def run_demo(args: argparse.Namespace) -> int:
     names = [args.detector] + ([] if args.no_baselines else [b for b in BASELINES if b != args.detector])
     rows = []
     for name in names:
-        detector = build(name, args.preset, random_state=args.random_state)
+        preset = args.preset if args.preset in DETECTORS[name].preset_names else "default"
+        detector = build(name, preset, random_state=args.random_state)
         _progress(f"  {name}: fitting ...")
         t0 = time.perf_counter()
         detector.fit(data.train)
@@ -356,7 +357,6 @@ def _numeric_cells(frame: object) -> object:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-
     import numpy as np
 
     from tsdiff.errors import InputError

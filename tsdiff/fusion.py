@@ -30,22 +30,32 @@ logger = logging.getLogger(__name__)
 COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-def fit_calibrators(held_out: dict[str, np.ndarray], calibration: str = "tail") -> dict[str, Calibrator]:
-    """A calibrator per component, fitted on its scores of the rows every component held out.
+def common_tail(held_out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each component's scores of the rows every component held out.
 
     ``held_out`` maps a component to its calibration scores; each covers the last rows of the same
-    training data (:attr:`BaseDetector.calibration_scores_`), so the rows all of them held out are
-    the common tail.
+    training data (:attr:`BaseDetector.calibration_scores_`), so those rows are the common tail.
     """
     n = min(len(h) for h in held_out.values())
+    return {name: h[len(h) - n :] for name, h in held_out.items()}
+
+
+def fit_calibrators(held_out: dict[str, np.ndarray], calibration: str = "tail") -> dict[str, Calibrator]:
+    """A calibrator per component, fitted on its scores of the rows every component held out."""
     kind = CALIBRATORS[calibration]
-    return {name: kind().fit(h[len(h) - n :]) for name, h in held_out.items()}
+    return {name: kind().fit(h) for name, h in common_tail(held_out).items()}
+
+
+def normalised(weights: dict[str, float]) -> dict[str, float]:
+    """The weights divided by their sum."""
+    total = sum(float(w) for w in weights.values())
+    return {name: float(w) / total for name, w in weights.items()}
 
 
 def fuse(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """The weighted sum of calibrated component scores, the weights divided by their sum."""
-    total = sum(float(weights[name]) for name in calibrated)
-    return sum(float(weights[name]) / total * part for name, part in calibrated.items())
+    share = normalised({name: weights[name] for name in calibrated})
+    return sum(share[name] * part for name, part in calibrated.items())
 
 
 class FusionDetector(BaseDetector):
@@ -179,10 +189,9 @@ class FusionDetector(BaseDetector):
     def _calibrate(self, values: np.ndarray) -> np.ndarray:
         """Calibrators fitted on the components' scores of the rows they all held out; the fused
         scores of those rows."""
-        held = {name: c.calibration_scores_ for name, c in self.components_.items()}
+        held = common_tail({name: c.calibration_scores_ for name, c in self.components_.items()})
         self.calibrators_ = fit_calibrators(held, self.calibration)
-        n = min(len(h) for h in held.values())
-        calibrated = {name: self.calibrators_[name].transform(h[len(h) - n :]) for name, h in held.items()}
+        calibrated = {name: self.calibrators_[name].transform(h) for name, h in held.items()}
         return fuse(calibrated, self._weights())
 
     # ----------------------------------------------------------------- score
@@ -193,8 +202,8 @@ class FusionDetector(BaseDetector):
             own = None if memo is None else memo.setdefault(name, {})
             parts[name] = component.score_scaled(component.scaler_.transform(values), offset, own)
         calibrated = {name: self.calibrators_[name].transform(p.scores) for name, p in parts.items()}
-        total = sum(self._weights().values())
-        weights = {name: w / total for name, w in self._weights().items()}
+        given = self._weights()
+        weights = normalised(given)
         attribution = np.zeros((len(values), self.n_features_in_), dtype=np.float64)
         for name, surprise in calibrated.items():
             evidence = np.clip(
@@ -205,7 +214,7 @@ class FusionDetector(BaseDetector):
             attribution += weights[name] * surprise[:, None] * share
         cause = self._cause_component()
         return ScoreParts(
-            scores=fuse(calibrated, self._weights()),
+            scores=fuse(calibrated, given),
             feature_scores=attribution,
             components=calibrated,
             evidence=attribution if cause is None else parts[cause].evidence,
@@ -237,14 +246,15 @@ class FusionDetector(BaseDetector):
         arrays: dict[str, np.ndarray] = {}
         for name, calibrator in self.calibrators_.items():
             arrays.update(calibrator.to_arrays(f"calibration.{name}"))
-        return {"components": list(self.calibrators_)}, arrays
+        return {}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore the calibrators; the fitted components were loaded into ``components_`` first."""
-        names = [name for name, _, _ in self._templates()]
-        if state.get("components") != names or list(getattr(self, "components_", {})) != names:
+        templates = self._templates()
+        names = [name for name, _, _ in templates]
+        if list(getattr(self, "components_", {})) != names:
             raise ModelFormatError(f"a saved {type(self).__name__} must hold the components {names}")
-        for (name, template, _), component in zip(self._templates(), self.components_.values(), strict=True):
+        for (name, template, _), component in zip(templates, self.components_.values(), strict=True):
             if type(component) is not type(template):
                 raise ModelFormatError(
                     f"the saved component {name!r} is a {type(component).__name__}, "

@@ -95,14 +95,12 @@ class HybridDetector(FusionDetector):
 
     @property
     def diffusion_(self) -> Any:
-        """The fitted diffusion component."""
-        self.check_fitted()
+        """The fitted diffusion component (an AttributeError before ``fit``, as any fitted attribute)."""
         return self.components_["diffusion"]
 
     @property
     def causal_(self) -> Any:
         """The fitted causal component."""
-        self.check_fitted()
         return self.components_["causal"]
 
     @property

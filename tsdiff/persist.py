@@ -81,7 +81,7 @@ def load(path: str | Path) -> Any:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from tsdiff.fusion import FusionDetector
+    from tsdiff.fusion import COMPONENT_NAME, FusionDetector
 
     path = Path(path)
     config_path = path / CONFIG_FILE
@@ -107,7 +107,10 @@ def load(path: str | Path) -> Any:
         if names:
             if not isinstance(detector, FusionDetector):
                 raise ModelFormatError(f"{path}: a {cls.__name__} has no components")
-            detector.components_ = {name: load(path / str(name)) for name in names}
+            bad = [n for n in names if not isinstance(n, str) or not COMPONENT_NAME.fullmatch(n)]
+            if bad:  # a name is a folder inside this one: nothing else may be read
+                raise ModelFormatError(f"{path}: {bad[0]!r} is not a component name")
+            detector.components_ = {name: load(path / name) for name in names}
         detector.import_state(config, arrays)
     except (ModelFormatError, MissingDependencyError):
         raise

@@ -23,7 +23,7 @@ from typing import Any
 
 from tsdiff.errors import MissingDependencyError, ParameterError
 
-#: presets every entry has, the class's defaults unless the entry gives them
+#: presets every entry has, the entry's defaults unless it gives them
 IMPLIED_PRESETS = ("default", "quick", "tiny")
 #: pip extra -> modules it provides (an entry that needs an extra is unavailable without them)
 EXTRAS = {"tsai": ("tsai", "fastai")}
@@ -48,8 +48,8 @@ class Entry:
     target
         ``"module:ClassName"``: where the class lives; it is imported on first use.
     presets
-        Preset name -> constructor parameters (``"default"``, ``"quick"`` and ``"tiny"`` are
-        ``{}`` unless given).
+        Preset name -> constructor parameters (``"quick"`` and ``"tiny"`` are the ``"default"``
+        parameters unless given; ``"default"`` is ``{}``, the class's own defaults, unless given).
     extra
         The pip extra the detector needs (``pip install 'tsdiff[EXTRA]'``), or None.
     """
@@ -83,7 +83,8 @@ class Entry:
         """The preset's parameters, with nested detectors built."""
         if preset not in self.preset_names:
             raise ParameterError(f"{self.name} has no preset {preset!r}; it has {self.preset_names}")
-        return {key: _built(value) for key, value in self.presets.get(preset, {}).items()}
+        given = self.presets.get(preset, self.presets.get("default", {}))  # implied: the defaults
+        return {key: _built(value) for key, value in given.items()}
 
 
 def _built(value: Any) -> Any:
@@ -160,6 +161,7 @@ DETECTORS: dict[str, Entry] = {
         Entry("tsai-recon", "tsdiff.tsai.reconstruction:TsaiReconstructionDetector", RECON_PRESETS, "tsai"),
     ]
 }
+
 
 def get(name: str) -> Entry:
     """The entry called ``name``; :class:`ParameterError` listing the known names otherwise."""

@@ -66,9 +66,7 @@ def open_envelope(
     return document
 
 
-def read_document(
-    path: Path, kind: str, version: int, error: type[TsdiffError], what: str
-) -> dict[str, Any]:
+def read_document(path: Path, kind: str, version: int, error: type[TsdiffError], what: str) -> dict[str, Any]:
     """The JSON file ``path`` checked by :func:`open_envelope`; ``error`` naming the file when it
     cannot be read or is not JSON."""
     try:

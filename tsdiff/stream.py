@@ -299,9 +299,7 @@ class StreamScorer:
             STATE_FORMAT,
             STATE_VERSION,
             {
-                "index": [t.isoformat() for t in index]
-                if timestamps
-                else json_ready(self._index),
+                "index": [t.isoformat() for t in index] if timestamps else json_ready(self._index),
                 "index_is_time": timestamps,
                 "values": json_ready(self._values.tolist()),
                 "gap": list(self._gap),

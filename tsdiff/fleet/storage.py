@@ -78,7 +78,8 @@ def update_index(
         if (model_dir / INDEX_FILE).exists():
             raise
         index = envelope(FORMAT, FORMAT_VERSION, {"entities": {}, "failed": {}})
-    index.update(settings)
+    index.pop("version", None)  # an index written before the envelope had its own version key
+    index.update({"format_version": FORMAT_VERSION, **settings})
     index["entities"].update(fitted)
     index["failed"] = {k: v for k, v in {**index.get("failed", {}), **failed}.items() if k not in fitted}
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -170,4 +170,8 @@ class TsaiDetector(BaseDetector):
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.seed_ = int(state["seed"])
         self.history_ = list(state["history"])
+        if self.n_train_rows_ is None and "n_train_rows" in state:  # saved before the base class kept it
+            self.n_train_rows_ = int(state["n_train_rows"])
+        if self.calibration_scores_ is None and "calibration" in arrays:
+            self.calibration_scores_ = np.asarray(arrays["calibration"], dtype=np.float64)
         self.model_ = load_module_arrays(self._build(len(self.feature_names_in_)), arrays).eval()

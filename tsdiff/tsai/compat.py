@@ -85,7 +85,9 @@ def ensure_torchvision() -> bool:
 
 def tsai_installed() -> bool:
     """Whether tsai and fastai are installed (without importing them)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("tsai", "fastai"))
+    from tsdiff.registry import DETECTORS
+
+    return DETECTORS["tsai-forecast"].available()
 
 
 def load_tsai() -> None:

@@ -67,5 +67,12 @@ def test_pyproject_lists_every_package():
     folders = {
         ".".join(("tsdiff", *p.parent.relative_to(PACKAGE).parts)) for p in PACKAGE.rglob("__init__.py")
     }
-    assert set(config["packages"]) == folders | {"tsdiff._bundled"}
+    data = PACKAGE.parent / "datasets"
+    data_packages = {
+        ".".join(("tsdiff._bundled", *d.relative_to(data).parts))
+        for d in [data, *data.rglob("*")]
+        if d.is_dir()
+    }
+    assert set(config["packages"]) == folders | data_packages
     assert config["package-dir"] == {"tsdiff._bundled": "datasets"}
+    assert all(config["package-data"][name] == ["*"] for name in data_packages)

@@ -112,7 +112,9 @@ def outputs(detector: Any, train: Any, test: Any) -> tuple[dict[str, np.ndarray]
     return arrays, {"events": events, "threshold_method": result.threshold_method}
 
 
-def compare(name: str, new: dict, old: dict, tolerance: float) -> list[str]:
+def compare(name: str, new: dict, old: dict, tolerance: float, largest: list[float]) -> list[str]:
+    """Differences beyond ``tolerance`` between two runs' outputs; ``largest`` collects each array's
+    largest absolute difference."""
     problems = []
     if set(new) != set(old):
         problems.append(f"{name}: outputs {sorted(new)} against {sorted(old)} saved")
@@ -128,6 +130,7 @@ def compare(name: str, new: dict, old: dict, tolerance: float) -> list[str]:
         both_nan = np.isnan(a) & np.isnan(b)
         diff = np.where(both_nan, 0.0, np.abs(a - b))
         worst = float(np.nanmax(diff)) if diff.size else 0.0
+        largest.append(worst)
         if not worst <= tolerance:
             problems.append(f"{name}.{key}: max |diff| {worst:.3g}")
     return problems
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     arrays_out: dict[str, np.ndarray] = {}
     records_out: dict[str, Any] = {}
     problems: list[str] = []
+    largest: list[float] = []
     for series_name, (train, test) in data.items():
         for name in names:
             entry, preset, params = specs[name]
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 old = {k.rsplit("/", 1)[1]: v for k, v in saved.items() if k.rsplit("/", 1)[0] == key}
                 new = {**arrays, "record": record}
                 old["record"] = records[key]
-                found = compare(key, new, old, args.tolerance)
+                found = compare(key, new, old, args.tolerance, largest)
                 problems += found
                 print(f"{key}: {'DIFFERS' if found else 'same'} ({seconds:.1f}s)", flush=True)
             else:
@@ -195,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for line in problems:
         print(line)
+    print(f"largest |difference| over {len(largest)} compared arrays: {max(largest, default=0.0):.3g}")
     print("all outputs unchanged" if not problems else f"{len(problems)} differences")
     return 1 if problems else 0
 

@@ -4,8 +4,8 @@ Fits every registered detector (each of its presets) with a fixed seed on SMD ma
 bundled copy) and on a synthetic series, runs ``detect`` on the test part, and either saves
 what came out or compares it with a saved run::
 
-    python benchmarks/check_scores.py --save benchmarks/out/before.npz      # on the old code
-    python benchmarks/check_scores.py --compare benchmarks/out/before.npz   # on the new code
+    python benchmarks/check_scores.py --save benchmarks/out/before.npz      # before a change
+    python benchmarks/check_scores.py --compare benchmarks/out/before.npz   # after it
 
 Compared per detector: scores, per-metric scores, labels, the threshold, calibrated component
 scores, and each event's top metrics and root causes. The comparison passes when every value

@@ -174,7 +174,7 @@ class FusionDetector(BaseDetector):
         return dict(self.components_)
 
     def names_root_causes(self) -> bool:
-        return any(c.names_root_causes() for c in self.components_.values())
+        return self._cause_component() is not None
 
     # ----------------------------------------------------------------- fit
     def _fit(self, values: np.ndarray) -> None:

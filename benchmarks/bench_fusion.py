@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import write_section
-from run import skab_series, smd_series, synthetic_series
+from splits import SPLITS, Split
 
 from tsdiff.fusion import fit_calibrators, fuse
 from tsdiff.metrics import choose_sliding_window, vus_pr
@@ -66,11 +66,13 @@ def main() -> None:
         "--extra", default="", help="a third component's saved scores to fuse as well, e.g. tsai-forecast"
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--split", choices=SPLITS, default="dev", help="see benchmarks/splits.py")
+    parser.add_argument("--datasets", default="smd,skab,synthetic,msl")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     table: dict[str, dict[str, list[float]]] = {}
     datasets: list[str] = []
-    series = [*smd_series([f"1-{i}" for i in range(2, 9)]), *skab_series(), *synthetic_series(0)]
+    series = Split(args.split).series(args.datasets.split(","))
     for s in series:
         stem = s.name.replace("/", "_")
         names = ("imdiffusion", "causal", args.extra) if args.extra else ("imdiffusion", "causal")

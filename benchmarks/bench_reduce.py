@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import write_section
-from run import SMD_MACHINES, skab_series, smd_series, synthetic_series
+from splits import SPLITS, Split
 
 import tsdiff
 from tsdiff.diffusion.voting import combine_steps, reduce_errors
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--collect", action="store_true")
     parser.add_argument("--params", default="{}", help="detector parameters for --collect, as JSON")
     parser.add_argument("--datasets", default="synthetic,skab,smd")
+    parser.add_argument("--split", choices=SPLITS, default="dev", help="see benchmarks/splits.py")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--rules", default="", help="comma-separated substrings of rule names")
     args = parser.parse_args()
@@ -148,13 +149,7 @@ def main() -> None:
     chosen = args.datasets.split(",")
 
     def series():
-        for ds in chosen:
-            if ds == "synthetic":
-                yield from synthetic_series(0)
-            elif ds == "skab":
-                yield from skab_series()
-            elif ds == "smd":
-                yield from smd_series(SMD_MACHINES)
+        return Split(args.split).series(chosen)
 
     if args.collect:
         collect(series(), args.cache, 0, json.loads(args.params))

@@ -3,12 +3,14 @@
 Usage (from the project root)::
 
     python benchmarks/run.py                               # every detector, every dataset
+    python benchmarks/run.py --split dev                   # the series every choice is made on
+    python benchmarks/run.py --split report --out benchmarks/RESULTS.md  # the published figures
     python benchmarks/run.py --detectors pca,kmeans --datasets smd --machines 1-2,1-3
     python benchmarks/run.py --out benchmarks/RESULTS.md   # also write the markdown report
     python benchmarks/run.py --resume --out benchmarks/RESULTS.md  # keep finished runs, add the rest
 
-SMD and SKAB are read from ``../shared/datasets`` (or ``$TSDIFF_DATA``); when they are absent
-those datasets are skipped with a note, and the bundled SMD machine is used instead.
+SMD, SKAB and MSL are read from ``../shared/datasets`` (or ``$TSDIFF_DATA``); when they are absent
+those datasets are skipped with a note (``--datasets bundled`` runs the bundled SMD machine).
 """
 
 from __future__ import annotations
@@ -18,20 +20,18 @@ import logging
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
-from harness import Series, load_raw, markdown_report, merge_results, run_all, save_raw
+from harness import load_raw, markdown_report, merge_results, run_all, save_raw
 from report import write_section
+from splits import DATASETS, SPLITS, Split
 
 import tsdiff
-from tsdiff.errors import DatasetError
-
-SMD_MACHINES = [f"1-{i}" for i in range(2, 9)]
 
 
 def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
@@ -49,53 +49,23 @@ def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
     return out
 
 
-def smd_series(machines: list[str]) -> Iterator[Series]:
-    from tsdiff.datasets import load_smd
-
-    for machine in machines:
-        try:
-            data = load_smd(machine)
-        except DatasetError as exc:
-            logging.warning("skipping SMD %s: %s", machine, exc)
-            continue
-        yield Series("SMD", data.name, data.train, data.test, data.labels.to_numpy())
-
-
-def bundled_series() -> Iterator[Series]:
-    from tsdiff.datasets import load_bundled
-
-    data = load_bundled()
-    yield Series("SMD-bundled", data.name, data.train, data.test, data.labels.to_numpy())
-
-
-def skab_series() -> Iterator[Series]:
-    from tsdiff.datasets import load_skab, skab_experiments
-
-    try:
-        experiments = skab_experiments()
-    except DatasetError as exc:
-        logging.warning("skipping SKAB: %s", exc)
-        return
-    for name in experiments:
-        data = load_skab(name)
-        yield Series("SKAB", name, data.train, data.test, data.labels.to_numpy())
-
-
-def synthetic_series(seed: int) -> Iterator[Series]:
-    from tsdiff.datasets import make_synthetic
-
-    data = make_synthetic(n_metrics=20, n_rows=20000, random_state=seed)
-    yield Series("synthetic", data.name, data.train, data.test, data.labels.to_numpy())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--detectors", default="all", help="comma-separated detector names, or 'all'")
     parser.add_argument(
-        "--datasets", default="smd,skab,synthetic", help="comma-separated: smd, skab, synthetic, bundled"
+        "--datasets",
+        default=",".join(DATASETS),
+        help=f"comma-separated: {', '.join(DATASETS)}, bundled",
     )
-    parser.add_argument("--machines", default=",".join(SMD_MACHINES), help="SMD machines, e.g. 1-2,1-3")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="dev: the series every choice is made on; report: the series published figures come "
+        "from; all: both (see benchmarks/splits.py)",
+    )
+    parser.add_argument("--machines", help="only these SMD machines of the split, e.g. 1-2,1-3")
+    parser.add_argument("--seed", type=int, default=0, help="the detectors' random_state")
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument(
         "--raw", type=Path, default=Path("benchmarks/out/results.json"), help="raw per-run results"
@@ -123,23 +93,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown detector(s) {unknown}; known: {sorted(factories)}")
     chosen = {n: factories[n] for n in names}
 
-    def series() -> Iterator[Series]:
-        for ds in args.datasets.split(","):
-            if ds == "smd":
-                yield from smd_series(args.machines.split(","))
-            elif ds == "skab":
-                yield from skab_series()
-            elif ds == "synthetic":
-                yield from synthetic_series(args.seed)
-            elif ds == "bundled":
-                yield from bundled_series()
-            else:
-                parser.error(f"unknown dataset {ds!r}")
+    datasets = args.datasets.split(",")
+    unknown = [d for d in datasets if d not in (*DATASETS, "bundled")]
+    if unknown:
+        parser.error(f"unknown dataset(s) {unknown}; known: {', '.join((*DATASETS, 'bundled'))}")
+    split = Split(args.split)
+    machines = args.machines.split(",") if args.machines else None
+    if machines and set(machines) - set(split.smd_machines()):
+        parser.error(
+            f"--machines outside the {args.split} split: {sorted(set(machines) - set(split.smd_machines()))}"
+        )
 
     started = time.time()
     reuse = load_raw(args.raw) if args.resume else []
     results = run_all(
-        series(),
+        split.series(datasets, machines),
         chosen,
         reuse=reuse,
         raw_path=None if args.report_only else args.raw,
@@ -158,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Command: `{command.strip()}`  ",
             f"tsdiff {tsdiff.__version__}, Python {platform.python_version()}, {platform.machine()}, "
-            f"run took {(time.time() - started) / 60:.1f} min"
+            f"split {args.split} (benchmarks/splits.py), run took {(time.time() - started) / 60:.1f} min"
             + (" (finished runs reused, see --resume)" if args.resume else "")
             + ".  ",
             "VUS-PR/AUC-PR/VUS-ROC are threshold-free. F1, event F1 and PA-F1 use each detector's own "

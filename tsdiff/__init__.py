@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover  (for static analysis; at run time __getat
         KMeansDetector,
         PCADetector,
         RandomDetector,
+        WindowPCADetector,
     )
     from tsdiff.causal import CausalDetector
     from tsdiff.diffusion import ImDiffusionDetector

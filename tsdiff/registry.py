@@ -144,6 +144,11 @@ FORECAST_PRESETS = {
 }
 RECON_PRESETS = {"tiny": {"arch_config": {"nf": 4, "depth": 2}, "latent": 4, **TINY_TSAI}}
 IFOREST_TINY = {"n_estimators": 20, "max_samples": 64}
+KMEANS_PRESETS = {
+    "tiny": {"window": 10, "n_clusters": 4},
+    # TSB-AD's tuned multivariate setting (its HP_list: 30 clusters, 40-row windows)
+    "tsbad": {"window": 40, "n_clusters": 30},
+}
 
 #: every detector, one entry each (name, "module:Class", presets, extra)
 DETECTORS: dict[str, Entry] = {
@@ -152,7 +157,8 @@ DETECTORS: dict[str, Entry] = {
         Entry("random", "tsdiff.baselines.random_score:RandomDetector"),
         Entry("pca", "tsdiff.baselines.pca:PCADetector", {"tiny": {"n_components": 2}}),
         Entry("iforest", "tsdiff.baselines.iforest:IsolationForestDetector", {"tiny": IFOREST_TINY}),
-        Entry("kmeans", "tsdiff.baselines.kmeans:KMeansDetector", {"tiny": {"window": 10, "n_clusters": 4}}),
+        Entry("window-pca", "tsdiff.baselines.window_pca:WindowPCADetector", {"tiny": {"window": 8}}),
+        Entry("kmeans", "tsdiff.baselines.kmeans:KMeansDetector", KMEANS_PRESETS),
         Entry("causal", "tsdiff.causal.detector:CausalDetector", {"tiny": {"max_lag": 2, "max_rows": 500}}),
         Entry("imdiffusion", "tsdiff.diffusion.detector:ImDiffusionDetector", DIFFUSION_PRESETS),
         Entry("hybrid", "tsdiff.hybrid:HybridDetector", HYBRID_PRESETS),

@@ -33,6 +33,7 @@ from tsdiff.datasets import (
     make_synthetic,
     segments,
     skab_experiments,
+    telemanom_channels,
 )
 from tsdiff.datasets.bundled import bundled_smd_root
 from tsdiff.datasets.synthetic import ar1_filter
@@ -442,6 +443,34 @@ def test_msl_smap_format(tmp_path):
     table.to_csv(root / "labeled_anomalies.csv", index=False)
     with pytest.raises(DatasetError, match="num_values"):
         load_smap("A-1", root)
+
+
+def test_telemanom_reads_gzip_files(tmp_path):
+    import gzip
+
+    root = _telemanom(tmp_path)
+    plain = load_msl("C-1", root)
+    for part in ("train", "test"):
+        npy = root / part / "C-1.npy"
+        with gzip.open(root / part / "C-1.npy.gz", "wb") as fh:
+            fh.write(npy.read_bytes())
+        npy.unlink()
+    packed = load_msl("C-1", root)
+    pd.testing.assert_frame_equal(packed.test, plain.test)
+    assert packed.metadata["files"]["train"].endswith("C-1.npy.gz")
+    assert telemanom_channels("MSL", root) == ["A-1", "C-1", "P-2"]  # every channel with a test file
+    (root / "test" / "C-1.npy.gz").write_bytes(b"not gzip")
+    with pytest.raises(DatasetError, match=r"C-1\.npy\.gz"):
+        load_msl("C-1", root)
+
+
+@needs_shared("MSL")
+def test_shared_msl_channels_load():
+    channels = telemanom_channels("MSL")
+    assert len(channels) == 27
+    ds = load_msl(channels[0])
+    assert ds.train.shape[1] == ds.test.shape[1] == 55
+    assert 0 < ds.labels.mean() < 1
 
 
 class _Evil:

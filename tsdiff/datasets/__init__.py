@@ -9,7 +9,7 @@ from __future__ import annotations
 from tsdiff.datasets.base import Dataset, labels_from_segments, segments
 from tsdiff.datasets.bundled import load_bundled, load_demo
 from tsdiff.datasets.paths import default_root
-from tsdiff.datasets.public import load_asd, load_msl, load_psm, load_smap, load_tsbad
+from tsdiff.datasets.public import load_asd, load_msl, load_psm, load_smap, load_tsbad, telemanom_channels
 from tsdiff.datasets.safe_pickle import load_array_pickle
 from tsdiff.datasets.skab import load_skab, skab_experiments
 from tsdiff.datasets.smd import load_smd
@@ -33,4 +33,5 @@ __all__ = [
     "make_synthetic",
     "segments",
     "skab_experiments",
+    "telemanom_channels",
 ]

@@ -6,6 +6,7 @@ SMD and SKAB, which the project stages locally, live in :mod:`tsdiff.datasets.sm
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -126,7 +127,8 @@ def load_smap(channel: str = "A-1", root: str | os.PathLike[str] | None = None) 
     Expected layout under ``root`` (the data of ``khundman/telemanom``; MSL and SMAP share it)::
 
         train/<chan>.npy          float array (rows, 1 + k): column 0 the telemetry value, then k one-hot
-        test/<chan>.npy           command flags (25 columns for SMAP, 55 for MSL)
+        test/<chan>.npy           command flags (25 columns for SMAP, 55 for MSL); either file may
+                                  instead be its gzip, <chan>.npy.gz
         labeled_anomalies.csv     header "chan_id,spacecraft,anomaly_sequences,class,num_values";
                                   anomaly_sequences like "[[a, b], [c, d]]" with INCLUSIVE test row ends,
                                   class like "[point, contextual]", num_values = number of test rows
@@ -154,8 +156,8 @@ def _load_telemanom(spacecraft: str, channel: str, root: str | os.PathLike[str] 
     if not _CHANNEL.match(channel):
         raise ParameterError(f"channel must look like 'A-1' or 'P-10', got {channel!r}")
     folder = resolve_root(root, spacecraft)
-    train_path = require_file(folder / "train" / f"{channel}.npy", f"{spacecraft} train")
-    test_path = require_file(folder / "test" / f"{channel}.npy", f"{spacecraft} test")
+    train_path = _npy_file(folder / "train", channel, f"{spacecraft} train")
+    test_path = _npy_file(folder / "test", channel, f"{spacecraft} test")
     csv_path = require_file(folder / "labeled_anomalies.csv", f"{spacecraft} labels")
     train_values = _load_npy(train_path)
     test_values = _load_npy(test_path)
@@ -223,9 +225,38 @@ def _parse_sequences(text: object, path: Path, channel: str) -> list[tuple[int, 
     return pairs
 
 
+def telemanom_channels(spacecraft: str, root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Channels of ``"MSL"`` or ``"SMAP"`` that have a test file under ``root``, sorted by subsystem
+    letter and number (``C-1``, ``C-2``, ``D-14``, ...)."""
+    folder = resolve_root(root, spacecraft)
+    names = {
+        p.name.split(".npy")[0]
+        for p in (folder / "test").glob("*.npy*")
+        if p.name.endswith((".npy", ".npy.gz"))
+    }
+    channels = [c for c in names if _CHANNEL.match(c)]
+    if not channels:
+        raise DatasetError(f"no {spacecraft} channel found under {folder / 'test'}")
+    return sorted(channels, key=lambda c: (c.split("-")[0], int(c.split("-")[1])))
+
+
+def _npy_file(folder: Path, channel: str, what: str) -> Path:
+    """``<channel>.npy``, or its gzip ``<channel>.npy.gz`` when only that is there."""
+    plain = folder / f"{channel}.npy"
+    packed = folder / f"{channel}.npy.gz"
+    if not plain.is_file() and packed.is_file():
+        return packed
+    return require_file(plain, what)
+
+
 def _load_npy(path: Path) -> np.ndarray:
+    """A numeric 2-d array from a ``.npy`` file, or from its gzip (``.npy.gz``)."""
     try:
-        values = np.load(path, allow_pickle=False)
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                values = np.load(fh, allow_pickle=False)
+        else:
+            values = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"cannot read {path} as a numeric .npy array: {exc}") from exc
     if values.dtype.kind not in "biuf":

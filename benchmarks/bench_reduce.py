@@ -1,13 +1,19 @@
-"""How the diffusion detector turns entry errors into a row score: reduction rules compared offline.
+"""How the diffusion detector's evidence becomes a row score: training variants and evidence rules,
+compared on the development split.
 
-``ImDiffusionDetector`` measures an imputation error for every (row, denoising step, metric). This
-script fits the detector once per series (benchmark defaults, seed 0), caches the entry errors of
-the held-out training rows and of the test rows, and then applies each reduction rule to the
-cache. Every rule is calibrated on the held-out training rows only (never on test labels) and is
-scored by VUS-PR. Usage::
+``ImDiffusionDetector`` measures an imputation error for every (row, denoising step, metric). For
+each *variant* (a set of detector parameters) this script fits the detector once per series (seed
+0), caches the entry errors of the held-out training rows and of the test rows at every visited
+step (and, with ``--draws 2``, under a second noise draw), and then applies each *rule* (which
+steps vote, how metrics and steps are reduced, how long the smoothing is) to the cache. Every rule
+is calibrated on the held-out training rows only, never on test labels, and is scored by VUS-PR.
+Usage::
 
-    python benchmarks/bench_reduce.py --collect           # fit and cache (slow: one fit a series)
-    python benchmarks/bench_reduce.py [--out benchmarks/RESULTS.md]   # compare the rules
+    python benchmarks/bench_reduce.py --collect --variant default            # fit and cache (slow)
+    python benchmarks/bench_reduce.py --collect --variant cond --params '{"conditioning": "conditional"}'
+    python benchmarks/bench_reduce.py --variants default,cond [--out benchmarks/RESULTS.md]
+
+Choices are made on ``--split dev`` (the default); see benchmarks/splits.py.
 """
 
 from __future__ import annotations
@@ -19,45 +25,73 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import PeakMemory
 from report import write_section
 from splits import SPLITS, Split
 
 import tsdiff
-from tsdiff.diffusion.voting import combine_steps, reduce_errors
+from tsdiff.diffusion.config import DiffusionConfig
 from tsdiff.frame import centered_mean
 from tsdiff.metrics import choose_sliding_window, vus_pr
 from tsdiff.thresholds import make_threshold
 
 
-def collect(series, cache: Path, seed: int, params: dict) -> None:
+def collect(series, cache: Path, seed: int, params: dict, draws: int = 1) -> None:
+    """Fit once per series; cache held-out and test entry errors at every visited step."""
     cache.mkdir(parents=True, exist_ok=True)
+    (cache / "params.json").write_text(json.dumps(params, indent=1))
     for s in series:
         path = cache / f"{s.name.replace('/', '_')}.npz"
         if path.exists():
             continue
-        t0 = time.perf_counter()
-        det = tsdiff.ImDiffusionDetector(random_state=seed, verbose=False, **params).fit(s.train)
-        val = det.imputation_errors(s.train.iloc[det.n_train_rows_ :])  # the held-out rows
-        test = det.imputation_errors(s.test)
-        step_errors, _ = reduce_errors(test, det.config_.smooth_length())
-        np.savez_compressed(
-            path,
-            val=val.astype(np.float32),
-            test=test.astype(np.float32),
-            labels=np.asarray(s.labels, dtype=np.int8),
-            reference=combine_steps(step_errors, det.step_thresholds_, det.config_).astype(np.float32),
-        )
-        logging.info("%s cached in %.0f s", s.name, time.perf_counter() - t0)
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            det = tsdiff.ImDiffusionDetector(random_state=seed, verbose=False, **params).fit(s.train)
+            t1 = time.perf_counter()
+            result = det.detect(s.test)  # the detector's own score, for the reference rule
+            t2 = time.perf_counter()
+        arrays = {
+            "labels": np.asarray(s.labels, dtype=np.int8),
+            "reference": result.scores.to_numpy(np.float32),
+            "fit_s": np.float64(t1 - t0),
+            "score_s": np.float64(t2 - t1),
+            "peak_mib": np.float64(mem.mib),
+            "history_steps": np.int64(det.history_.steps),
+        }
+        # every visited step recorded, so rules can choose among them
+        visit, _ = det.config_.steps()
+        det.set_params(ensemble_steps=len(visit))
+        det.config_ = DiffusionConfig.from_params(det.get_params(deep=False))  # the same model
+        arrays["steps"] = np.asarray(det.config_.steps()[1], dtype=np.int64)
+        for d in range(draws):
+            det.seed_ = det.seed_ + d  # another noise draw for the same model and windows
+            suffix = "" if d == 0 else str(d + 1)
+            arrays["val" + suffix] = det.imputation_errors(s.train.iloc[det.n_train_rows_ :]).astype(
+                np.float32
+            )
+            arrays["test" + suffix] = det.imputation_errors(s.test).astype(np.float32)
+            det.seed_ -= d
+        np.savez_compressed(path, **arrays)
+        logging.info("%s cached (fit %.0f s, score %.0f s)", s.name, t1 - t0, t2 - t1)
 
 
-# ----------------------------------------------------------------------------- reduction rules
+# ----------------------------------------------------------------------------- evidence rules
+def snr(steps: np.ndarray, params: dict) -> np.ndarray:
+    """The context's signal-to-noise ratio alpha_bar / (1 - alpha_bar) at each step."""
+    from tsdiff.diffusion.schedule import NoiseSchedule
+
+    sched = NoiseSchedule(int(params.get("diffusion_steps", 50)), params.get("schedule", "quad"))
+    ab = sched.alpha_bar[steps]
+    return ab / (1.0 - ab)
+
+
 def metric_scale(val: np.ndarray) -> np.ndarray:
     """Per (step, metric) error scale on held-out rows, floored so quiet metrics cannot explode."""
     with warnings.catch_warnings():
@@ -93,7 +127,8 @@ def smooth_entries(entry: np.ndarray, length: int) -> np.ndarray:
 
 
 def over_steps(val_rows: np.ndarray, test_rows: np.ndarray, how: str) -> np.ndarray:
-    """(n, S) -> (n,): vote (5th largest threshold ratio, as the detector) or mean ratio."""
+    """(n, S) -> (n,): vote (the m-th largest threshold ratio, m = half the steps, as the detector)
+    or the mean ratio."""
     thresholds = np.array(
         [max(make_threshold("pot", risk=1e-3).fit(col).threshold_, 1e-12) for col in val_rows.T]
     )
@@ -104,91 +139,144 @@ def over_steps(val_rows: np.ndarray, test_rows: np.ndarray, how: str) -> np.ndar
     return -np.partition(-ratios, m - 1, axis=1)[:, m - 1]
 
 
-def rule(normalise: bool, metrics: str, smooth_first: bool, steps: str = "vote", length: int = 16):
-    def apply(val: np.ndarray, test: np.ndarray) -> np.ndarray:
-        if normalise:
+@dataclass(frozen=True)
+class Rule:
+    """Which steps vote, and how entry errors become one score a row."""
+
+    steps: str = "all"  # "all" | "snr" (context SNR >= 1) | "ref" (t <= 27, the reference's ensemble)
+    normalise: bool = False
+    metrics: str = "mean"
+    smooth_first: bool = False
+    combine: str = "vote"
+    length: int | None = None  # None: one grating segment, as the detector
+    draws: int = 1
+
+    def keep(self, steps: np.ndarray, params: dict) -> np.ndarray:
+        if self.steps == "all" or (params.get("conditioning") == "conditional" and self.steps == "snr"):
+            return np.ones(len(steps), dtype=bool)
+        if self.steps == "snr":
+            return snr(steps, params) >= 1.0
+        if self.steps == "ref":
+            return steps <= 27
+        raise ValueError(self.steps)
+
+    def __call__(self, data: dict, params: dict) -> np.ndarray:
+        keep = self.keep(data["steps"], params)
+        val = np.mean([data["val" + s][:, keep] for s in ["", "2"][: self.draws]], axis=0, dtype=np.float64)
+        test = np.mean([data["test" + s][:, keep] for s in ["", "2"][: self.draws]], axis=0, dtype=np.float64)
+        window = int(params.get("window", 64))
+        length = self.length or max(1, window // int(params.get("grating_segments", 4)))
+        if self.normalise:
             scale = metric_scale(val)
             val, test = val / scale[None], test / scale[None]
-        if smooth_first:  # smooth each metric, then reduce (a sustained one-metric shift stands out)
-            v = over_metrics(smooth_entries(val, length), metrics)
-            t = over_metrics(smooth_entries(test, length), metrics)
-        else:  # reduce, then smooth the row error (the detector's current order)
-            v = centered_mean(over_metrics(val, metrics), length)
-            t = centered_mean(over_metrics(test, metrics), length)
-        return over_steps(v, t, steps)
-
-    return apply
+        if self.smooth_first:  # smooth each metric, then reduce (a sustained one-metric shift stands out)
+            v = over_metrics(smooth_entries(val, length), self.metrics)
+            t = over_metrics(smooth_entries(test, length), self.metrics)
+        else:  # reduce, then smooth the row error (the detector's order)
+            v = centered_mean(over_metrics(val, self.metrics), length)
+            t = centered_mean(over_metrics(test, self.metrics), length)
+        return over_steps(v, t, self.combine)
 
 
-RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "raw, mean, reduce then smooth (current)": rule(False, "mean", False),
-    "raw, mean, steps mean": rule(False, "mean", False, "mean"),
-    "normalised, mean": rule(True, "mean", False),
-    "normalised, mean, smooth first": rule(True, "mean", True),
-    "normalised, top3": rule(True, "top3", False),
-    "normalised, top3, smooth first": rule(True, "top3", True),
-    "normalised, max, smooth first": rule(True, "max", True),
-    "normalised, blend top3, smooth first": rule(True, "blendtop3", True),
-    "normalised, blend max, smooth first": rule(True, "blendmax", True),
-    "raw, blend top3, smooth first": rule(False, "blendtop3", True),
-    "raw, top3, smooth first": rule(False, "top3", True),
+RULES: dict[str, Rule] = {
+    "all steps, mean, vote (the detector)": Rule(),
+    "steps t <= 27 (reference)": Rule(steps="ref"),
+    "informative steps (SNR >= 1)": Rule(steps="snr"),
+    "informative, steps mean": Rule(steps="snr", combine="mean"),
+    "informative, normalised mean": Rule(steps="snr", normalise=True),
+    "informative, normalised mean, smooth first": Rule(steps="snr", normalise=True, smooth_first=True),
+    "informative, normalised top3, smooth first": Rule(
+        steps="snr", normalise=True, metrics="top3", smooth_first=True
+    ),
+    "informative, normalised blend top3, smooth first": Rule(
+        steps="snr", normalise=True, metrics="blendtop3", smooth_first=True
+    ),
+    "informative, normalised blend max, smooth first": Rule(
+        steps="snr", normalise=True, metrics="blendmax", smooth_first=True
+    ),
+    "informative, raw blend top3, smooth first": Rule(steps="snr", metrics="blendtop3", smooth_first=True),
+    "informative, smoothing 1": Rule(steps="snr", length=1),
+    "informative, smoothing 4": Rule(steps="snr", length=4),
+    "informative, smoothing 8": Rule(steps="snr", length=8),
+    "informative, smoothing 32": Rule(steps="snr", length=32),
+    "informative, 2 noise draws": Rule(steps="snr", draws=2),
 }
+
+
+def report(split: Split, datasets: list[str], variants: list[str], cache: Path, rule_filter: str) -> str:
+    rules = RULES
+    if rule_filter:
+        rules = {k: v for k, v in RULES.items() if any(p in k for p in rule_filter.split(","))}
+    table: dict[str, dict[str, list[float]]] = {}
+    cost: dict[str, dict[str, list[float]]] = {}
+    seen: list[str] = []
+    warnings.filterwarnings("ignore")
+    for s in split.series(datasets):
+        window = choose_sliding_window(s.test.to_numpy())
+        for variant in variants:
+            folder = cache / variant
+            path = folder / f"{s.name.replace('/', '_')}.npz"
+            if not path.exists():
+                continue
+            params = json.loads((folder / "params.json").read_text())
+            data = dict(np.load(path))
+            if s.dataset not in seen:
+                seen.append(s.dataset)
+            row = table.setdefault(f"{variant}: detector as fitted", {})
+            row.setdefault(s.dataset, []).append(vus_pr(s.labels, data["reference"], window))
+            c = cost.setdefault(variant, {})
+            for key in ("fit_s", "score_s", "peak_mib"):
+                c.setdefault(key, []).append(float(data[key]))
+            for name, fn in rules.items():
+                if fn.draws > 1 and "val2" not in data:
+                    continue
+                score = fn(data, params)
+                table.setdefault(f"{variant}: {name}", {}).setdefault(s.dataset, []).append(
+                    vus_pr(s.labels, score, window)
+                )
+    lines = [
+        "| variant: rule | " + " | ".join(f"VUS-PR {d}" for d in seen) + " | mean |",
+        "|---|" + "---:|" * (len(seen) + 1),
+    ]
+    for name, per in table.items():
+        means = [statistics.fmean(per[d]) if d in per else float("nan") for d in seen]
+        lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.nanmean(means):.3f} |")
+    lines += ["", "| variant | fit s (sum) | score s (sum) | peak MiB (max) |", "|---|---:|---:|---:|"]
+    for variant, c in cost.items():
+        lines.append(
+            f"| {variant} | {sum(c['fit_s']):.0f} | {sum(c['score_s']):.0f} | {max(c['peak_mib']):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=Path("benchmarks/out/entry_errors"))
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/out/study"))
     parser.add_argument("--collect", action="store_true")
+    parser.add_argument("--variant", default="default", help="name of the variant --collect caches")
     parser.add_argument("--params", default="{}", help="detector parameters for --collect, as JSON")
-    parser.add_argument("--datasets", default="synthetic,skab,smd")
+    parser.add_argument("--draws", type=int, default=1, help="noise draws cached per series (1 or 2)")
+    parser.add_argument("--variants", default="default", help="comma-separated variants to report")
+    parser.add_argument("--datasets", default="smd,skab,synthetic,msl")
     parser.add_argument("--split", choices=SPLITS, default="dev", help="see benchmarks/splits.py")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--rules", default="", help="comma-separated substrings of rule names")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    chosen = args.datasets.split(",")
-
-    def series():
-        return Split(args.split).series(chosen)
-
+    split = Split(args.split)
+    datasets = args.datasets.split(",")
     if args.collect:
-        collect(series(), args.cache, 0, json.loads(args.params))
+        collect(split.series(datasets), args.cache / args.variant, 0, json.loads(args.params), args.draws)
         return
-    warnings.filterwarnings("ignore")
-    rules = RULES
-    if args.rules:
-        rules = {k: v for k, v in RULES.items() if any(p in k for p in args.rules.split(","))}
-    table: dict[str, dict[str, list[float]]] = {}
-    datasets: list[str] = []
-    for s in series():
-        path = args.cache / f"{s.name.replace('/', '_')}.npz"
-        if not path.exists():
-            continue
-        data = dict(np.load(path))
-        window = choose_sliding_window(s.test.to_numpy())
-        if s.dataset not in datasets:
-            datasets.append(s.dataset)
-        table.setdefault("detector as fitted", {}).setdefault(s.dataset, []).append(
-            vus_pr(s.labels, data["reference"], window)
-        )
-        for name, fn in rules.items():
-            score = fn(data["val"].astype(np.float64), data["test"].astype(np.float64))
-            table.setdefault(name, {}).setdefault(s.dataset, []).append(vus_pr(s.labels, score, window))
-    lines = [
-        "Command: `python benchmarks/bench_reduce.py` (entry errors cached by `--collect`, one fit per "
-        "series with the benchmark defaults). VUS-PR of each reduction rule, mean over each dataset's "
-        "series; every rule is calibrated on the held-out training rows only.",
-        "",
-        "| rule | " + " | ".join(f"VUS-PR {d}" for d in datasets) + " | mean |",
-        "|---|" + "---:|" * (len(datasets) + 1),
-    ]
-    for name, per in table.items():
-        means = [statistics.fmean(per[d]) if d in per else float("nan") for d in datasets]
-        lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.nanmean(means):.3f} |")
-    report = "\n".join(lines) + "\n"
-    print(report)
+    text = report(split, datasets, args.variants.split(","), args.cache, args.rules)
+    header = (
+        f"Command: `python benchmarks/bench_reduce.py --split {args.split} --variants {args.variants}` "
+        "(entry errors cached by `--collect`, one fit per series and variant, seed 0). VUS-PR, mean "
+        "over each dataset's series; every rule is calibrated on the held-out training rows only.\n\n"
+    )
+    print(header + text)
     if args.out:
-        write_section(args.out, "Diffusion score reduction", report)
+        write_section(args.out, f"Diffusion evidence study ({args.split} split)", header + text)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Usage (from the project root)::
     python benchmarks/run.py --split dev                   # the series every choice is made on
     python benchmarks/run.py --split report --out benchmarks/RESULTS.md  # the published figures
     python benchmarks/run.py --detectors pca,kmeans --datasets smd --machines 1-2,1-3
+    python benchmarks/run.py --split dev --detectors "window-pca[n_components=0.75],window-pca"
     python benchmarks/run.py --out benchmarks/RESULTS.md   # also write the markdown report
     python benchmarks/run.py --resume --out benchmarks/RESULTS.md  # keep finished runs, add the rest
 
@@ -16,8 +17,10 @@ those datasets are skipped with a note (``--datasets bundled`` runs the bundled 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -47,6 +50,32 @@ def detector_factories(seed: int) -> dict[str, Callable[[], Any]]:
         for preset in ["default", *(p for p in entry.presets if p not in ("default", "tiny"))]:
             out[entry.name if preset == "default" else f"{entry.name}-{preset}"] = factory(entry.name, preset)
     return out
+
+
+def parse_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME[key=value,...]"`` -> (NAME, parameters): a registered detector with some parameters
+    changed, for studies on the development split. Values are read as JSON where they parse
+    (``3``, ``0.5``, ``null``, ``true``), as strings otherwise."""
+    match = re.fullmatch(r"([^\[\]]+)(?:\[(.*)\])?", name)
+    if match is None:
+        raise SystemExit(f"cannot read detector {name!r}; write NAME or NAME[key=value,...]")
+    params: dict[str, Any] = {}
+    for item in filter(None, (match.group(2) or "").split(",")):
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"cannot read {item!r} in {name!r}; write key=value")
+        try:
+            params[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key.strip()] = text.strip()
+    return match.group(1), params
+
+
+def variant(factory: Callable[[], Any], params: dict[str, Any]) -> Callable[[], Any]:
+    def build() -> Any:
+        return factory().set_params(**params)
+
+    return build
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     factories = detector_factories(args.seed)
-    names = list(factories) if args.detectors == "all" else args.detectors.split(",")
-    unknown = [n for n in names if n not in factories]
-    if unknown:
-        parser.error(f"unknown detector(s) {unknown}; known: {sorted(factories)}")
-    chosen = {n: factories[n] for n in names}
+    names = list(factories) if args.detectors == "all" else re.split(r",(?![^\[]*\])", args.detectors)
+    chosen = {}
+    for name in names:
+        base, params = parse_variant(name)
+        if base not in factories:
+            parser.error(f"unknown detector {base!r}; known: {sorted(factories)}")
+        chosen[name] = variant(factories[base], params) if params else factories[base]
 
     datasets = args.datasets.split(",")
     unknown = [d for d in datasets if d not in (*DATASETS, "bundled")]

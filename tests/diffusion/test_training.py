@@ -9,6 +9,7 @@ import torch
 from tsdiff.diffusion.config import DiffusionConfig
 from tsdiff.diffusion.denoiser import Denoiser
 from tsdiff.diffusion.training import ValidationSet, WindowSource, train_denoiser
+from tsdiff.errors import ParameterError
 from tsdiff.registry import TINY_DIFFUSION
 
 
@@ -43,3 +44,49 @@ def test_training_lowers_the_validation_error():
 def test_epoch_cap_binds_on_short_training_data():
     config = DiffusionConfig.of(**{**TINY_DIFFUSION, "max_steps": 10_000}, max_epochs=1.0)
     assert config.train_steps(400) == int(np.ceil((400 - 16 + 1) / 16))
+
+
+# ----------------------------------------------------------------- recorded steps
+def test_informative_rule_records_the_steps_whose_context_carries_signal():
+    config = DiffusionConfig.of(record="informative")
+    visit, record = config.steps()
+    alpha_bar = config.noise_schedule().alpha_bar
+    snr = alpha_bar / (1.0 - alpha_bar)
+    # exactly the visited steps at which the noised context is at least as much signal as noise
+    assert list(record) == [t for t in visit if snr[t] >= 1.0]
+    assert list(record) == [16, 11, 5, 0]  # quad schedule, 50 steps, 10 visited
+    assert all(snr[t] < 1.0 for t in set(visit) - set(record))
+    # with a clean context every visited step is informative
+    clean = DiffusionConfig.of(record="informative", conditioning="conditional")
+    assert list(clean.steps()[1]) == list(visit)
+    # "last" keeps the old rule: the last ensemble_steps visited
+    assert list(DiffusionConfig.of(record="last", ensemble_steps=3).steps()[1]) == [11, 5, 0]
+    assert config.training_step_range() == 17
+    with pytest.raises(ParameterError, match="record"):
+        DiffusionConfig.of(record="some")
+    with pytest.raises(ParameterError, match="train_focus"):
+        DiffusionConfig.of(train_focus=1.5)
+
+
+def test_train_focus_draws_steps_from_the_recorded_range(monkeypatch):
+    from tsdiff.diffusion import training
+
+    seen: list[torch.Tensor] = []
+    real = training.noised_input
+
+    def spy(process, x0, present, targets, t, eps, conditioning):
+        seen.append(t.clone())
+        return real(process, x0, present, targets, t, eps, conditioning)
+
+    monkeypatch.setattr(training, "noised_input", spy)
+    values = np.random.default_rng(0).standard_normal((400, 2))
+    for focus in (0.0, 1.0):
+        seen.clear()
+        config = DiffusionConfig.of(**{**TINY_DIFFUSION, "record": "informative", "train_focus": focus})
+        training.fit_denoiser(values, 300, config, 0, torch.device("cpu"), False)
+        drawn = torch.cat(seen[:30])  # training batches (validation batches come later)
+        top = config.training_step_range()
+        if focus == 1.0:
+            assert int(drawn.max()) < top
+        else:
+            assert int(drawn.max()) >= top  # uniform over all steps reaches above the range

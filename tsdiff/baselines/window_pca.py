@@ -67,9 +67,8 @@ class WindowPCADetector(BaseDetector):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if self.window != "period" and not (
-            isinstance(self.window, (int, np.integer)) and not isinstance(self.window, bool) and self.window >= 1
-        ):
+        whole = isinstance(self.window, (int, np.integer)) and not isinstance(self.window, bool)
+        if self.window != "period" and not (whole and self.window >= 1):
             raise ParameterError(f"window must be a positive int or 'period', got {self.window!r}")
         if int(self.max_window) < 2 or int(self.max_train_windows) < 2:
             raise ParameterError("max_window and max_train_windows must be >= 2")

@@ -21,6 +21,7 @@ from tsdiff.errors import ParameterError
 COMBINE = ("vote", "mean")
 SCORING_MODES = ("chain", "single")
 CONDITIONING = ("unconditional", "conditional")
+RECORD_RULES = ("last", "informative")
 PREDICTIONS = ("x0", "eps")
 #: held-out windows (at most) whose one-step imputation error decides when training stops
 VALIDATION_WINDOWS = 256
@@ -42,6 +43,8 @@ class DiffusionConfig:
     scoring: str
     reverse_steps: int
     ensemble_steps: int
+    record: str
+    train_focus: float
     conditioning: str
     combine: str
     vote_fraction: float
@@ -71,7 +74,7 @@ class DiffusionConfig:
         ints = ("window", "grating_segments", "diffusion_steps", "reverse_steps", "ensemble_steps")
         ints += ("channels", "layers", "heads", "patch", "batch_size", "max_steps", "eval_every", "patience")
         floats = ("mask_ratio", "grating_fraction", "vote_fraction", "learning_rate", "max_epochs")
-        floats += ("max_seconds", "validation_fraction", "risk")
+        floats += ("max_seconds", "validation_fraction", "risk", "train_focus")
         try:
             p.update({k: int(p[k]) for k in ints})
             p.update({k: float(p[k]) for k in floats})
@@ -89,6 +92,8 @@ class DiffusionConfig:
             (c.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
             (c.scoring in SCORING_MODES, f"scoring must be one of {SCORING_MODES}"),
             (c.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}"),
+            (c.record in RECORD_RULES, f"record must be one of {RECORD_RULES}"),
+            (0.0 <= c.train_focus <= 1.0, "train_focus must be in [0, 1]"),
             (c.combine in COMBINE, f"combine must be one of {COMBINE}"),
             (0.0 < c.vote_fraction <= 1.0, "vote_fraction must be in (0, 1]"),
             (1 <= c.ensemble_steps <= c.reverse_steps, "need 1 <= ensemble_steps <= reverse_steps"),
@@ -154,14 +159,43 @@ class DiffusionConfig:
         return NoiseSchedule(self.diffusion_steps, self.schedule)
 
     def steps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Steps visited by the chain (decreasing) and steps whose errors are recorded."""
+        """Steps visited by the chain (decreasing) and steps whose errors are recorded.
+
+        ``record="last"``: the last ``ensemble_steps`` visited (chain), or that many evenly spaced
+        steps without step 0 (single). ``record="informative"``: of those candidates (all visited
+        steps, for the chain), only the ones whose context carries information
+        (:meth:`informative`); at least the least noisy one.
+        """
         schedule = self.noise_schedule()
         visit = schedule.ddim_steps(self.reverse_steps)
         if self.scoring == "chain":
-            record = visit[len(visit) - self.ensemble_steps :]
+            candidates = visit if self.record == "informative" else visit[len(visit) - self.ensemble_steps :]
         else:
-            record = schedule.ddim_steps(self.ensemble_steps + 1)[:-1]  # evenly spaced, step 0 left out
-        return visit, record
+            candidates = schedule.ddim_steps(self.ensemble_steps + 1)[:-1]  # evenly spaced, step 0 left out
+        if self.record == "informative":
+            keep = self.informative(candidates)
+            candidates = candidates[keep] if keep.any() else candidates[-1:]
+        return visit, candidates
+
+    def informative(self, steps: np.ndarray) -> np.ndarray:
+        """Whether the context seen at each step carries information about the targets.
+
+        Under unconditional imputation the context is forward-noised to the same step, and its
+        signal-to-noise ratio is ``alpha_bar / (1 - alpha_bar)``: a step is informative when that
+        is at least 1 (with the default quad schedule, t <= 16 of 50). Past it, the imputation
+        tends to each metric's mean and its error measures only magnitude. Under conditional
+        imputation the context is clean at every step, so every step is informative.
+        """
+        steps = np.asarray(steps, dtype=int)
+        if self.conditioning == "conditional":
+            return np.ones(len(steps), dtype=bool)
+        alpha_bar = self.noise_schedule().alpha_bar[steps]
+        return alpha_bar >= 1.0 - alpha_bar
+
+    def training_step_range(self) -> int:
+        """Steps ``0 .. range - 1`` are the recorded ones and below: where ``train_focus`` of the
+        training windows draw their step."""
+        return int(self.steps()[1].max()) + 1
 
     def votes_needed(self) -> int:
         """Steps that must flag a row (``vote_fraction`` of the recorded steps, at least one)."""

@@ -71,6 +71,16 @@ class ImDiffusionDetector(BaseDetector):
         ``ensemble_steps`` evenly spaced steps.
     reverse_steps, ensemble_steps
         Steps visited by the chain, and steps whose errors vote.
+    record
+        Which steps' errors are recorded: ``"last"``, the last ``ensemble_steps`` visited (or that
+        many evenly spaced, in single mode); ``"informative"``, only the steps at which the
+        context carries information (its signal-to-noise ratio ``alpha_bar / (1 - alpha_bar)`` is
+        at least 1 under unconditional imputation: t <= 16 of 50 with the quad schedule; every step
+        under conditional imputation). Past that point an imputation is close to each metric's
+        mean, and its error measures magnitude rather than a broken pattern.
+    train_focus
+        Share of training windows whose diffusion step is drawn from the recorded steps and below,
+        instead of from all steps, so the model practises the steps it is scored at.
     conditioning
         ``"unconditional"`` (context entries forward-noised to the current step, as ImDiffusion)
         or ``"conditional"`` (context entries given clean, as CSDI).
@@ -113,7 +123,12 @@ class ImDiffusionDetector(BaseDetector):
     """
 
     #: values for parameters that a saved model predates: it was trained and scored that way
-    LEGACY_PARAMS: ClassVar[dict[str, Any]] = {"prediction": "eps", "grating_layout": "time"}
+    LEGACY_PARAMS: ClassVar[dict[str, Any]] = {
+        "prediction": "eps",
+        "grating_layout": "time",
+        "record": "last",
+        "train_focus": 0.0,
+    }
 
     def __init__(
         self,
@@ -128,6 +143,8 @@ class ImDiffusionDetector(BaseDetector):
         scoring: str = "chain",
         reverse_steps: int = 10,
         ensemble_steps: int = 10,
+        record: str = "last",
+        train_focus: float = 0.0,
         conditioning: str = "unconditional",
         combine: str = "vote",
         vote_fraction: float = 0.5,
@@ -162,6 +179,8 @@ class ImDiffusionDetector(BaseDetector):
         self.scoring = scoring
         self.reverse_steps = reverse_steps
         self.ensemble_steps = ensemble_steps
+        self.record = record
+        self.train_focus = train_focus
         self.conditioning = conditioning
         self.combine = combine
         self.vote_fraction = vote_fraction

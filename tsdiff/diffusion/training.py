@@ -174,6 +174,7 @@ def train_denoiser(
     history = TrainingHistory()
     best_state = copy.deepcopy(model.state_dict())
     n_steps = process.schedule.n_steps
+    focus_range = config.training_step_range()
     stale = 0
     started = time.perf_counter()
     bar = tqdm(total=max_steps, desc="training", unit="step", disable=not verbose, leave=False)
@@ -192,6 +193,10 @@ def train_denoiser(
             config.grating_layout,
         )
         t = torch.randint(0, n_steps, (config.batch_size,), generator=generator)
+        if config.train_focus > 0:  # a share of the windows practise the recorded steps
+            focus = torch.rand(config.batch_size, generator=generator) < config.train_focus
+            low = torch.randint(0, focus_range, (config.batch_size,), generator=generator)
+            t = torch.where(focus, low, t)
         eps = torch.randn(x0.shape, generator=generator)
         x_in = noised_input(process, x0, present, targets, t, eps, config.conditioning)
         output = model(x_in, present & ~targets, t, strategy)

@@ -8,19 +8,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsdiff import errors
+from tsdiff import ImDiffusionDetector, errors
+from tsdiff.registry import STREAMING_DIFFUSION, TINY_DIFFUSION, build
 from tsdiff.stream import StreamScorer
 
 from tests.detectors import DETECTORS
 from tests.helpers import make_frame
 
-STREAMABLE = [name for name in DETECTORS if name != "random"]
+# the diffusion model's other mask families, in tiny form
+MASK_VARIANTS = {
+    "imdiffusion-streaming": ("imdiffusion", STREAMING_DIFFUSION),
+    "imdiffusion-multiscale-tail": ("imdiffusion", {"grating_segments": [2, 4], "tail": 4}),
+    "hybrid-streaming": (
+        "hybrid",
+        {
+            "diffusion": ImDiffusionDetector(**{**TINY_DIFFUSION, **STREAMING_DIFFUSION}),
+            "causal": build("causal", "tiny", smooth=8),
+        },
+    ),
+}
+STREAMABLE = [name for name in DETECTORS if name != "random"] + list(MASK_VARIANTS)
 _FITTED: dict[str, object] = {}
 
 
 def fitted(name):
     if name not in _FITTED:
-        _FITTED[name] = DETECTORS[name](random_state=0).fit(make_frame(300, 4, seed=0))
+        base, extra = MASK_VARIANTS.get(name, (name, {}))
+        _FITTED[name] = DETECTORS[base](random_state=0, **extra).fit(make_frame(300, 4, seed=0))
     return _FITTED[name]
 
 
@@ -57,7 +71,17 @@ def test_stream_scores_equal_batch_scores(name):
     assert scorer.buffered_rows <= g.history + 2 * g.period + g.lookahead + 40
 
 
-@pytest.mark.parametrize("name", ["causal", "imdiffusion"])
+@pytest.mark.parametrize("name", ["imdiffusion-streaming", "hybrid-streaming"])
+def test_streaming_presets_give_final_scores_within_four_rows(name):
+    det = fitted(name)
+    assert StreamScorer(det).latency <= 4
+    scorer = StreamScorer(det)
+    frame = live_frame(120)
+    out = scorer.update(frame)
+    assert out["final"].sum() >= len(frame) - 4
+
+
+@pytest.mark.parametrize("name", ["causal", "imdiffusion", "imdiffusion-streaming"])
 def test_final_score_comes_latency_rows_later_and_provisional_at_once(name):
     det, frame = fitted(name), live_frame(200)
     scorer = StreamScorer(det, provisional=True)

@@ -452,6 +452,20 @@ def spread_to_rows(per_window: np.ndarray, starts: np.ndarray, window: int, n_ro
     return total / cover.reshape((n_rows,) + (1,) * len(tail))
 
 
+def trailing_mean(values: np.ndarray, length: int) -> np.ndarray:
+    """Moving mean over the ``length`` rows ending at each row (fewer at the start): no row after it
+    is used, so a live row's value is final when it arrives."""
+    values = np.asarray(values, dtype=np.float64)
+    if length <= 1:
+        return values.copy()
+    n = values.shape[0]
+    hi = np.arange(1, n + 1)
+    lo = np.maximum(hi - length, 0)
+    csum = np.concatenate([np.zeros((1, *values.shape[1:])), np.cumsum(values, axis=0)])
+    counts = (hi - lo).reshape((n,) + (1,) * (values.ndim - 1))
+    return (csum[hi] - csum[lo]) / counts
+
+
 def centered_mean(values: np.ndarray, length: int) -> np.ndarray:
     """Moving mean over ``length`` rows centred on each row (fewer rows at the two ends).
 

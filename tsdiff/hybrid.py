@@ -74,6 +74,15 @@ class HybridDetector(FusionDetector):
 
         return build("hybrid", "quick", **params)
 
+    @classmethod
+    def streaming(cls, **params: Any) -> HybridDetector:
+        """The registry's ``"streaming"`` preset: the diffusion model scored by its causal tail mask
+        alone beside the causal model, so a live row's final score arrives within a few rows;
+        ``params`` override the preset."""
+        from tsdiff.registry import build
+
+        return build("hybrid", "streaming", **params)
+
     def _component_specs(self) -> list[tuple[str, Any, float]]:
         from tsdiff.causal import CausalDetector
         from tsdiff.diffusion import ImDiffusionDetector

@@ -109,6 +109,7 @@ TINY_DIFFUSION = {
     "batch_size": 16,
     "verbose": False,
 }
+STREAMING_DIFFUSION = {"tail": 4, "tail_fraction": 0.5, "score_masks": "tail"}
 TINY_TSAI = {"window": 16, "epochs": 3, "n_threads": 1, "verbose": False}
 DIFFUSION_PRESETS = {
     # shorter training, one denoising pass per recorded step instead of the chain
@@ -116,11 +117,14 @@ DIFFUSION_PRESETS = {
     "fast": {"scoring": "single", "ensemble_steps": 5},
     # the previous default: the denoiser predicts the noise, as the reference does
     "eps": {"prediction": "eps"},
+    # scored by the causal tail mask alone: a live row's final score within a few rows
+    "streaming": STREAMING_DIFFUSION,
     "tiny": TINY_DIFFUSION,
 }
 HYBRID_PRESETS = {
     "quick": {"diffusion": Preset("imdiffusion", "quick"), "causal": Preset("causal")},
     "eps": {"diffusion": Preset("imdiffusion", "eps")},
+    "streaming": {"diffusion": Preset("imdiffusion", "streaming"), "causal": Preset("causal", "streaming")},
     "tiny": {
         "diffusion": Preset("imdiffusion", "tiny"),
         "causal": Preset("causal", "tiny"),
@@ -143,6 +147,11 @@ FORECAST_PRESETS = {
     "tiny": {"arch_config": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}, **TINY_TSAI}
 }
 RECON_PRESETS = {"tiny": {"arch_config": {"nf": 4, "depth": 2}, "latent": 4, **TINY_TSAI}}
+CAUSAL_PRESETS = {
+    "tiny": {"max_lag": 2, "max_rows": 500},
+    # a shorter centred smoothing: a live row's score waits 3 rows instead of 7
+    "streaming": {"smooth": 8},
+}
 IFOREST_TINY = {"n_estimators": 20, "max_samples": 64}
 KMEANS_PRESETS = {
     "tiny": {"window": 10, "n_clusters": 4},
@@ -159,7 +168,7 @@ DETECTORS: dict[str, Entry] = {
         Entry("iforest", "tsdiff.baselines.iforest:IsolationForestDetector", {"tiny": IFOREST_TINY}),
         Entry("window-pca", "tsdiff.baselines.window_pca:WindowPCADetector", {"tiny": {"window": 8}}),
         Entry("kmeans", "tsdiff.baselines.kmeans:KMeansDetector", KMEANS_PRESETS),
-        Entry("causal", "tsdiff.causal.detector:CausalDetector", {"tiny": {"max_lag": 2, "max_rows": 500}}),
+        Entry("causal", "tsdiff.causal.detector:CausalDetector", CAUSAL_PRESETS),
         Entry("imdiffusion", "tsdiff.diffusion.detector:ImDiffusionDetector", DIFFUSION_PRESETS),
         Entry("hybrid", "tsdiff.hybrid:HybridDetector", HYBRID_PRESETS),
         Entry("forecast-causal", "tsdiff.fusion:FusionDetector", FORECAST_CAUSAL_PRESETS, extra="tsai"),

@@ -125,3 +125,25 @@ def test_a_model_saved_before_a_parameter_existed_keeps_its_old_behaviour(fitted
     config_path.write_text(json.dumps(config))
     back = tsdiff.load(tmp_path / "m")
     assert back.prediction == "eps" and back.grating_layout == "time"
+
+
+def test_streaming_preset_scores_by_the_tail_mask_and_takes_overrides():
+    from tsdiff import HybridDetector
+
+    det = ImDiffusionDetector.streaming(window=32)
+    assert (det.score_masks, det.tail, det.window) == ("tail", 4, 32)
+    hybrid = HybridDetector.streaming(verbose=False)
+    assert hybrid.diffusion.score_masks == "tail" and hybrid.verbose is False
+
+
+def test_tail_and_multiscale_models_save_and_load(tmp_path):
+    from tsdiff import load
+    from tsdiff.registry import STREAMING_DIFFUSION
+
+    X = make_frame(300, 3, seed=0)
+    for i, extra in enumerate([STREAMING_DIFFUSION, {"grating_segments": [2, 4], "tail": 4}]):
+        det = ImDiffusionDetector(random_state=0, **{**TINY_DIFFUSION, **extra}).fit(X.iloc[:220])
+        det.save(tmp_path / str(i))
+        again = load(tmp_path / str(i))
+        assert again.model_.strategy_emb.num_embeddings == 3
+        np.testing.assert_allclose(again.score(X.iloc[220:]), det.score(X.iloc[220:]))

@@ -22,6 +22,7 @@ COMBINE = ("vote", "mean")
 SCORING_MODES = ("chain", "single")
 CONDITIONING = ("unconditional", "conditional")
 RECORD_RULES = ("last", "informative")
+SCORE_MASKS = ("all", "grating", "tail")
 PREDICTIONS = ("x0", "eps")
 #: held-out windows (at most) whose one-step imputation error decides when training stops
 VALIDATION_WINDOWS = 256
@@ -33,10 +34,13 @@ class DiffusionConfig:
     (see that class for what each means)."""
 
     window: int
-    grating_segments: int
+    grating_segments: tuple[int, ...]
     grating_layout: str
     mask_ratio: float
     grating_fraction: float
+    tail: int
+    tail_fraction: float
+    score_masks: str
     diffusion_steps: int
     schedule: str
     prediction: str
@@ -71,11 +75,14 @@ class DiffusionConfig:
         from tsdiff.diffusion.masks import LAYOUTS
 
         p = {f.name: params[f.name] for f in fields(cls)}
-        ints = ("window", "grating_segments", "diffusion_steps", "reverse_steps", "ensemble_steps")
+        ints = ("window", "diffusion_steps", "reverse_steps", "ensemble_steps", "tail")
         ints += ("channels", "layers", "heads", "patch", "batch_size", "max_steps", "eval_every", "patience")
         floats = ("mask_ratio", "grating_fraction", "vote_fraction", "learning_rate", "max_epochs")
-        floats += ("max_seconds", "validation_fraction", "risk", "train_focus")
+        floats += ("max_seconds", "validation_fraction", "risk", "train_focus", "tail_fraction")
         try:
+            scales = p["grating_segments"]
+            scales = [scales] if isinstance(scales, (int, np.integer, float, str)) else list(scales)
+            p["grating_segments"] = tuple(int(v) for v in scales)
             p.update({k: int(p[k]) for k in ints})
             p.update({k: float(p[k]) for k in floats})
             p["smooth"] = None if p["smooth"] is None else int(p["smooth"])
@@ -85,7 +92,12 @@ class DiffusionConfig:
         c = cls(**p)
         checks = [
             (c.window >= 4, "window must be >= 4"),
-            (2 <= c.grating_segments <= c.window, "grating_segments must be in [2, window]"),
+            (len(c.grating_segments) >= 1, "grating_segments needs at least one scale"),
+            (all(2 <= v <= c.window for v in c.grating_segments), "grating_segments must be in [2, window]"),
+            (0 <= c.tail < c.window, "tail must be in [0, window)"),
+            (0.0 <= c.tail_fraction <= 1.0, "tail_fraction must be in [0, 1]"),
+            (c.score_masks in SCORE_MASKS, f"score_masks must be one of {SCORE_MASKS}"),
+            (c.score_masks != "tail" or c.tail > 0, "score_masks='tail' needs tail > 0"),
             (c.grating_layout in LAYOUTS, f"grating_layout must be one of {LAYOUTS}"),
             (0.0 < c.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
             (0.0 <= c.grating_fraction <= 1.0, "grating_fraction must be in [0, 1]"),
@@ -130,10 +142,29 @@ class DiffusionConfig:
         return max(2 * self.window, math.ceil(self.window / self.validation_fraction))
 
     def smooth_length(self) -> int:
-        """Rows of the centred moving mean over the errors (None: one grating segment)."""
+        """Rows of the moving mean over the errors (None: one segment of the coarsest grating)."""
         if self.smooth is None:
-            return max(1, self.window // self.grating_segments)
+            return max(1, self.window // min(self.grating_segments))
         return self.smooth
+
+    @property
+    def trailing(self) -> bool:
+        """Whether the smoothing looks only back (scoring by the tail mask alone: no row waits for
+        later rows beyond its own tail block), rather than centred."""
+        return self.score_masks == "tail"
+
+    def families(self) -> list[tuple[str, int]]:
+        """The masks scoring uses, in order: ``("grating", segments)`` per scale, ``("tail", rows)``."""
+        out = []
+        if self.score_masks in ("all", "grating"):
+            out += [("grating", int(s)) for s in self.grating_segments]
+        if self.tail > 0 and self.score_masks in ("all", "tail"):
+            out.append(("tail", self.tail))
+        return out
+
+    def n_strategies(self) -> int:
+        """Mask strategies the denoiser is told about: random, grating, and tail when it is trained."""
+        return 3 if self.tail > 0 else 2
 
     def train_steps(self, n_rows: int) -> int:
         """Optimisation steps on ``n_rows`` training rows: ``max_steps``, or fewer when
@@ -143,14 +174,22 @@ class DiffusionConfig:
         return max(1, min(self.max_steps, math.ceil(self.max_epochs * per_epoch)))
 
     def stream_geometry(self) -> StreamGeometry:
-        # windows every stride rows from the stream start; a row takes its errors from the window
-        # it is most central in (reaching window - window//4 rows ahead, plus the last window's
-        # shift), then the centred smoothing reaches length - length//2 - 1 rows further
         length = self.smooth_length()
-        ahead = length - length // 2 - 1
-        return StreamGeometry(
-            period=self.stride, history=2 * self.window + length, lookahead=self.window + ahead
-        )
+        geometry = StreamGeometry()
+        for kind, _ in self.families():
+            if kind == "grating":
+                # windows every stride rows from the stream start; a row takes its errors from the
+                # window it is most central in (reaching window - window//4 rows ahead, plus the last
+                # window's shift), then the centred smoothing reaches length - length//2 - 1 further
+                ahead = 0 if self.trailing else length - length // 2 - 1
+                part = StreamGeometry(self.stride, 2 * self.window + length, self.window + ahead)
+            else:
+                # blocks of tail rows from the stream start, each imputed from the window that ends
+                # with it; the smoothing looks back only when the tail mask scores alone
+                ahead = 0 if self.trailing else length - length // 2 - 1
+                part = StreamGeometry(self.tail, self.window + length, self.tail - 1 + ahead)
+            geometry = geometry.combine(part)
+        return geometry
 
     # ----------------------------------------------------------------- steps
     def noise_schedule(self) -> Any:
@@ -197,9 +236,13 @@ class DiffusionConfig:
         training windows draw their step."""
         return int(self.steps()[1].max()) + 1
 
+    def n_voters(self) -> int:
+        """Voters: each recorded step of each scoring mask family."""
+        return len(self.steps()[1]) * len(self.families())
+
     def votes_needed(self) -> int:
-        """Steps that must flag a row (``vote_fraction`` of the recorded steps, at least one)."""
-        return max(1, math.ceil(self.vote_fraction * len(self.steps()[1])))
+        """Voters that must flag a row (``vote_fraction`` of them, at least one)."""
+        return max(1, math.ceil(self.vote_fraction * self.n_voters()))
 
     # ----------------------------------------------------------------- parts
     def process(self, device: Any) -> Any:
@@ -208,10 +251,9 @@ class DiffusionConfig:
 
         return DiffusionProcess(self.noise_schedule(), device, self.clip, self.prediction)
 
-    def build_model(self, n_metrics: int) -> Any:
-        """An untrained denoiser for ``n_metrics`` metrics."""
+    def build_model(self, n_metrics: int, n_strategies: int | None = None) -> Any:
+        """An untrained denoiser for ``n_metrics`` metrics (``n_strategies``: as saved, for a load)."""
         from tsdiff.diffusion.denoiser import Denoiser
-        from tsdiff.diffusion.masks import N_STRATEGIES
 
         return Denoiser(
             n_metrics,
@@ -220,11 +262,11 @@ class DiffusionConfig:
             layers=self.layers,
             heads=self.heads,
             patch=self.patch,
-            n_strategies=N_STRATEGIES,
+            n_strategies=self.n_strategies() if n_strategies is None else n_strategies,
         )
 
-    def grating(self) -> Any:
-        """The two complementary scoring masks."""
+    def grating(self, segments: int | None = None) -> Any:
+        """The two complementary scoring masks of one scale (default: the first)."""
         from tsdiff.diffusion.masks import GratingMask
 
-        return GratingMask(self.window, self.grating_segments, self.grating_layout)
+        return GratingMask(self.window, segments or self.grating_segments[0], self.grating_layout)

@@ -44,7 +44,9 @@ class ImDiffusionDetector(BaseDetector):
     window
         Rows per window; windows are scored every ``window // 2`` rows.
     grating_segments
-        Time segments per window for the grating masks (each mask hides every other segment).
+        Time segments per window for the grating masks (each mask hides every other segment). A
+        list (e.g. ``[4, 16]``) trains and scores gratings of several scales: coarse ones test
+        whole stretches, fine ones single rows between visible neighbours.
     grating_layout
         ``"time"`` (the reference: a mask hides the same segments of every metric) or
         ``"checker"`` (the hidden segments alternate from one metric to the next, so an
@@ -54,6 +56,19 @@ class ImDiffusionDetector(BaseDetector):
     grating_fraction
         Share of training windows masked with a grating mask instead of a random one, so the
         model practises the masks it meets when scoring (the mask strategy is an input).
+    tail
+        Rows imputed by the causal tail mask (0: not used). The tail mask imputes the last
+        ``tail`` rows of a window, every metric, from the rows before them only: what a
+        forecaster sees. When scoring, the series is cut into blocks of ``tail`` rows, each
+        imputed from the window that ends with it.
+    tail_fraction
+        Share of training windows masked with the tail mask (when ``tail`` > 0); the grating and
+        random masks share the rest.
+    score_masks
+        Masks whose errors vote: ``"all"`` (every grating scale, and the tail mask when
+        ``tail`` > 0), ``"grating"`` or ``"tail"``. With ``"tail"`` a row's score needs no row after
+        its tail block and the smoothing looks back only, so a live row's final score arrives
+        within ``tail`` rows (see :meth:`streaming`).
     diffusion_steps, schedule
         Number of diffusion steps T and the noise schedule (``"quad"``, ``"linear"``, ``"cosine"``).
     prediction
@@ -128,6 +143,8 @@ class ImDiffusionDetector(BaseDetector):
         "grating_layout": "time",
         "record": "last",
         "train_focus": 0.0,
+        "tail": 0,
+        "score_masks": "all",
     }
 
     def __init__(
@@ -137,6 +154,9 @@ class ImDiffusionDetector(BaseDetector):
         grating_layout: str = "time",
         mask_ratio: float = 0.7,
         grating_fraction: float = 0.5,
+        tail: int = 0,
+        tail_fraction: float = 0.25,
+        score_masks: str = "all",
         diffusion_steps: int = 50,
         schedule: str = "quad",
         prediction: str = "x0",
@@ -173,6 +193,9 @@ class ImDiffusionDetector(BaseDetector):
         self.grating_layout = grating_layout
         self.mask_ratio = mask_ratio
         self.grating_fraction = grating_fraction
+        self.tail = tail
+        self.tail_fraction = tail_fraction
+        self.score_masks = score_masks
         self.diffusion_steps = diffusion_steps
         self.schedule = schedule
         self.prediction = prediction
@@ -203,6 +226,15 @@ class ImDiffusionDetector(BaseDetector):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+
+    @classmethod
+    def streaming(cls, **params: Any) -> ImDiffusionDetector:
+        """The registry's ``"streaming"`` preset: scored by the causal tail mask alone, so a live
+        row's final score arrives within a few rows (``StreamScorer(det).latency``); ``params``
+        override the preset."""
+        from tsdiff.registry import build
+
+        return build("imdiffusion", "streaming", **params)
 
     # ----------------------------------------------------------------- configuration
     def _settings(self) -> DiffusionConfig:
@@ -241,7 +273,7 @@ class ImDiffusionDetector(BaseDetector):
         from tsdiff.diffusion.voting import combine_steps, fit_step_thresholds, reduce_errors
 
         entry = self._entry_errors(values[self.n_train_rows_ :])
-        step_errors, _ = reduce_errors(entry, self.config_.smooth_length())
+        step_errors, _ = reduce_errors(entry, self.config_.smooth_length(), self.config_.trailing)
         self.step_threshold_models_, self.step_thresholds_ = fit_step_thresholds(step_errors, self.config_)
         return combine_steps(step_errors, self.step_thresholds_, self.config_)
 
@@ -278,7 +310,7 @@ class ImDiffusionDetector(BaseDetector):
         from tsdiff.diffusion.voting import combine_steps, reduce_errors
 
         entry = self._entry_errors(values, offset, memo)
-        step_errors, metric_errors = reduce_errors(entry, self.config_.smooth_length())
+        step_errors, metric_errors = reduce_errors(entry, self.config_.smooth_length(), self.config_.trailing)
         return combine_steps(step_errors, self.step_thresholds_, self.config_), metric_errors
 
     def stream_geometry(self) -> StreamGeometry:
@@ -302,7 +334,10 @@ class ImDiffusionDetector(BaseDetector):
 
         self.config_ = self._settings()
         self.seed_ = int(state["seed"])
-        self.model_ = load_module_arrays(self.config_.build_model(int(state["n_metrics"])), arrays).eval()
+        strategies = arrays.get("model.strategy_emb.weight")
+        n_strategies = None if strategies is None else int(np.shape(strategies)[0])
+        model = self.config_.build_model(int(state["n_metrics"]), n_strategies)
+        self.model_ = load_module_arrays(model, arrays).eval()
         self.step_thresholds_ = np.asarray(arrays["step_thresholds"], dtype=np.float64)
         self.step_threshold_models_ = [BaseThreshold.from_dict(d) for d in state["step_threshold_models"]]
         self.history_ = TrainingHistory(**state["history"])

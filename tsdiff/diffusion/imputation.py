@@ -15,6 +15,7 @@ Two ways to get the error, both under the two complementary grating masks:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,6 +106,26 @@ def window_noise(
     return out.to(device)
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One imputation of a batch of windows: which entries are targets, which are context, and the
+    mask strategy the denoiser is told (entries that are neither are hidden from it)."""
+
+    targets: torch.Tensor  # (B, K, L) boolean
+    context: torch.Tensor  # (B, K, L) boolean
+    strategy: int
+
+
+def grating_passes(config: DiffusionConfig, present: torch.Tensor, segments: int | None = None) -> list[Pass]:
+    """The two complementary grating passes of one scale: each present entry a target once."""
+    grating = config.grating(segments)
+    out = []
+    for phase in (0, 1):
+        targets = grating.targets(phase, present)
+        out.append(Pass(targets, present & ~targets, GRATING))
+    return out
+
+
 @torch.inference_mode()
 def imputation_errors(
     model: Denoiser,
@@ -114,12 +135,14 @@ def imputation_errors(
     noise: torch.Tensor,
     config: DiffusionConfig,
     truth: torch.Tensor | None = None,
+    passes: Sequence[Pass] | None = None,
 ) -> torch.Tensor:
-    """Absolute imputation error of every present entry at each recorded step.
+    """Absolute imputation error of every target entry at each recorded step.
 
-    The config gives the two complementary grating masks (each entry is a target in exactly one
-    pass), the steps the chain visits and those whose errors are recorded (:meth:`DiffusionConfig.
-    steps`), the scoring mode and the conditioning (see the module docstring).
+    ``passes`` (default: the two complementary grating masks of the first scale, so each entry is
+    a target in exactly one pass) say what is imputed from what; the config gives the steps the
+    chain visits and those whose errors are recorded (:meth:`DiffusionConfig.steps`), the scoring
+    mode and the conditioning (see the module docstring).
 
     Parameters
     ----------
@@ -128,7 +151,7 @@ def imputation_errors(
     present
         (B, K, L) boolean, True where an entry holds a value.
     noise
-        (B, 2, D, K, L) standard normal draws, D from :func:`noise_draws` (one set per pass).
+        (B, P, D, K, L) standard normal draws: D from :func:`noise_draws`, one set per pass.
     truth
         Values (B, K, L) the imputations are compared with; default ``x0``. Passing the unclipped
         values while ``x0`` is clipped keeps the size of extreme values in the error.
@@ -136,34 +159,44 @@ def imputation_errors(
     Returns
     -------
     torch.Tensor
-        (len(record), B, K, L) errors; NaN where the entry is missing.
+        (len(record), B, K, L) errors; NaN where the entry is missing or no pass targets it.
     """
-    grating, (visit, record) = config.grating(), config.steps()
+    visit, record = config.steps()
     mode, conditioning = config.scoring, config.conditioning
     b = x0.shape[0]
     device = x0.device
     zero = torch.zeros((), device=device)
     x0 = torch.where(present, x0, zero)
     truth = x0 if truth is None else torch.where(present, truth, zero)
+    passes = grating_passes(config, present) if passes is None else passes
     errors = torch.full((len(record), *x0.shape), float("nan"), device=device)
     slot = {int(t): i for i, t in enumerate(record)}
-    strategy = torch.full((b,), GRATING, dtype=torch.long, device=device)
 
-    def estimate(state: torch.Tensor, observed: torch.Tensor, t: int, eps: torch.Tensor, side: list):
-        context = process.noise(x0, t, eps) if conditioning == "unconditional" else x0
-        x_in = torch.where(observed, context, torch.where(present, state, zero))
-        steps = torch.full((b,), t, dtype=torch.long, device=device)
-        return process.estimates(x_in, t, model(x_in, observed, steps, strategy, side))
-
-    for phase in (0, 1):
-        targets = grating.targets(phase, present)
-        observed = present & ~targets
+    for index, one in enumerate(passes):
+        targets, observed = one.targets & present, one.context & present
+        visible = targets | observed
+        strategy = torch.full((b,), one.strategy, dtype=torch.long, device=device)
         side = model.side_info(observed)
-        draws = noise[:, phase]
+        draws = noise[:, index]
+
+        def estimate(
+            state: torch.Tensor,
+            t: int,
+            eps: torch.Tensor,
+            observed: torch.Tensor = observed,
+            targets: torch.Tensor = targets,
+            strategy: torch.Tensor = strategy,
+            side: list[torch.Tensor] = side,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            context = process.noise(x0, t, eps) if conditioning == "unconditional" else x0
+            x_in = torch.where(observed, context, torch.where(targets, state, zero))
+            steps = torch.full((b,), t, dtype=torch.long, device=device)
+            return process.estimates(x_in, t, model(x_in, observed, steps, strategy, side))
+
         if mode == "chain":
             state = draws[:, 0]
             for i, t in enumerate(int(s) for s in visit):
-                x0_hat, eps_hat = estimate(state, observed, t, draws[:, 1 + i], side)
+                x0_hat, eps_hat = estimate(state, t, draws[:, 1 + i])
                 if t in slot:
                     errors[slot[t]] = torch.where(targets, (x0_hat - truth).abs(), errors[slot[t]])
                 if i + 1 < len(visit):  # deterministic DDIM step to the next visited step
@@ -172,6 +205,7 @@ def imputation_errors(
         else:
             for i, t in enumerate(int(s) for s in record):
                 # one draw noises the whole window: targets and (unconditional) context alike
-                x0_hat, _ = estimate(process.noise(x0, t, draws[:, i]), observed, t, draws[:, i], side)
+                noised = torch.where(visible, process.noise(x0, t, draws[:, i]), zero)
+                x0_hat, _ = estimate(noised, t, draws[:, i])
                 errors[slot[t]] = torch.where(targets, (x0_hat - truth).abs(), errors[slot[t]])
     return errors

@@ -1,9 +1,17 @@
-"""Batched scoring: every window of a series imputed under both grating masks, errors back to rows.
+"""Batched scoring: every window of a series imputed under the scoring masks, errors back to rows.
 
-Windows of ``config.window`` rows start every half window (the last one ends on the last row);
-each row takes its errors from the window in which it lies closest to the centre. A stream passes
-a ``memo`` that keeps each window's errors by stream position, so rescoring a moving buffer only
-computes the windows it has not seen.
+Each mask family gives every row one error per recorded step:
+
+* a grating scale: windows of ``config.window`` rows start every half window (the last one ends on
+  the last row), each imputed under the scale's two complementary gratings; a row takes its
+  errors from the window in which it lies closest to the centre;
+* the tail mask: the series is cut into blocks of ``config.tail`` rows, and each block is imputed
+  from the rows before it only, in the window that ends with the block (the first blocks of a
+  series, with fewer rows before them, from the first window). A row's errors need no row after
+  its block.
+
+A stream passes a ``memo`` that keeps each window's (or block's) errors by stream position, so
+rescoring a moving buffer only computes what it has not seen.
 """
 
 from __future__ import annotations
@@ -13,9 +21,13 @@ import torch
 
 from tsdiff.diffusion.config import DiffusionConfig
 from tsdiff.diffusion.denoiser import Denoiser
-from tsdiff.diffusion.imputation import imputation_errors, noise_draws, window_noise
+from tsdiff.diffusion.imputation import Pass, grating_passes, imputation_errors, noise_draws, window_noise
+from tsdiff.diffusion.masks import TAIL
 from tsdiff.frame import window_starts, windows_to_rows
 from tsdiff.torch_runtime import cpu_threads, network_input, window_batch
+
+#: seeds of the mask families after the first are offset by this prime times their index
+FAMILY_SEED_STEP = 7919
 
 
 def entry_errors(
@@ -28,52 +40,130 @@ def entry_errors(
     memo: dict | None = None,
     verbose: bool = False,
 ) -> np.ndarray:
-    """Imputation error of every entry of scaled ``values`` (n, K) at each recorded step: (n, S, K),
-    NaN where missing.
+    """Imputation error of every entry of scaled ``values`` (n, K) for each mask family and
+    recorded step: (n, F * S, K), family-major, NaN where missing.
 
     Errors compare the imputation with the unclipped scaled value, so a value far outside the
     model's range still counts at its full size. ``offset`` is the row number of ``values[0]``
     in a longer stream (it keys the noise, so a window's noise does not depend on the call).
-    ``memo`` maps a window's stream position to its errors: a stream rescoring its buffer
-    computes only the windows it has not seen (a window's rows never change once received).
+    ``memo`` maps a window's stream position to its errors (one nested dict per family after the
+    first): a stream rescoring its buffer computes only the windows it has not seen.
     """
     from tqdm.auto import tqdm
 
-    w, stride = config.window, config.stride
-    n, k = values.shape
-    starts = window_starts(n, w, stride)
-    visit, record = config.steps()
     model = model.to(device).eval()
-    process = config.process(device)
-    draws = noise_draws(config.scoring, len(visit), len(record))
     x_all, present_all = (t.to(device) for t in network_input(values, config.clip))
     truth_all = network_input(values, None)[0].to(device)
-    per_window = np.empty((len(starts), w, len(record), k), dtype=np.float32)
-    todo = np.arange(len(starts))
-    if memo is not None:
-        known = np.array([offset + int(s) in memo for s in starts], dtype=bool)
-        for i in np.flatnonzero(known):
-            per_window[i] = memo[offset + int(starts[i])]
-        todo = np.flatnonzero(~known)
-    batch = max(1, config.batch_size * 2)
-    progress = tqdm(total=len(todo), desc="scoring", unit="window", disable=not verbose, leave=False)
+    families = config.families()
+    parts = []
+    progress = tqdm(desc="scoring", unit="window", disable=not verbose, leave=False)
     try:
         with cpu_threads(), torch.inference_mode():
-            for b in range(0, len(todo), batch):
-                rows = todo[b : b + batch]
-                chunk = starts[rows]
-                x0 = window_batch(x_all, chunk, w)  # (B, K, L)
-                truth = window_batch(truth_all, chunk, w)
-                present = window_batch(present_all, chunk, w)
-                noise = window_noise(seed, chunk + offset, (2, draws, k, w), device)
-                err = imputation_errors(model, process, x0, present, noise, config, truth)  # (S, B, K, L)
-                per_window[rows] = err.permute(1, 3, 0, 2).cpu().numpy()
-                if memo is not None:  # grid windows only: the last, end-aligned one moves each call
-                    for i in rows:
-                        if (offset + int(starts[i])) % stride == 0:
-                            memo[offset + int(starts[i])] = per_window[i].copy()
-                progress.update(len(chunk))
+            for index, (kind, size) in enumerate(families):
+                own = memo if memo is None or index == 0 else memo.setdefault(f"{kind}{size}", {})
+                family = _Family(model, config, seed + FAMILY_SEED_STEP * index, device, progress)
+                tensors = (x_all, present_all, truth_all)
+                if kind == "grating":
+                    parts.append(family.grating(tensors, size, offset, own))
+                else:
+                    parts.append(family.tail(tensors, size, offset, own))
     finally:
         progress.close()
         model.cpu()
-    return windows_to_rows(per_window, starts, n, how="center")  # (n, S, K)
+    return np.concatenate(parts, axis=1)
+
+
+class _Family:
+    """Scores one mask family over a whole series, in batches of windows."""
+
+    def __init__(
+        self, model: Denoiser, config: DiffusionConfig, seed: int, device: torch.device, progress
+    ) -> None:
+        self.model, self.config, self.seed, self.device, self.progress = model, config, seed, device, progress
+        self.process = config.process(device)
+        visit, record = config.steps()
+        self.n_record = len(record)
+        self.draws = noise_draws(config.scoring, len(visit), len(record))
+        self.batch = max(1, config.batch_size * 2)
+
+    def _errors(self, tensors, starts: np.ndarray, keys: np.ndarray, n_passes: int, make_passes):
+        """(len(starts), L, S, K) errors of the windows starting at ``starts`` (noise keyed by ``keys``)."""
+        x_all, present_all, truth_all = tensors
+        w, k = self.config.window, x_all.shape[1]
+        out = np.empty((len(starts), w, self.n_record, k), dtype=np.float32)
+        for b in range(0, len(starts), self.batch):
+            chunk = starts[b : b + self.batch]
+            x0 = window_batch(x_all, chunk, w)  # (B, K, L)
+            truth = window_batch(truth_all, chunk, w)
+            present = window_batch(present_all, chunk, w)
+            shape = (n_passes, self.draws, k, w)
+            noise = window_noise(self.seed, keys[b : b + self.batch], shape, self.device)
+            passes = make_passes(present, b)
+            err = imputation_errors(self.model, self.process, x0, present, noise, self.config, truth, passes)
+            out[b : b + len(chunk)] = err.permute(1, 3, 0, 2).cpu().numpy()  # (B, L, S, K)
+            self.progress.update(len(chunk))
+        return out
+
+    def grating(self, tensors, segments: int, offset: int, memo: dict | None) -> np.ndarray:
+        n, k = tensors[0].shape
+        w, stride = self.config.window, self.config.stride
+        starts = window_starts(n, w, stride)
+        per_window = np.empty((len(starts), w, self.n_record, k), dtype=np.float32)
+        todo = np.arange(len(starts))
+        if memo is not None:
+            known = np.array([offset + int(s) in memo for s in starts], dtype=bool)
+            for i in np.flatnonzero(known):
+                per_window[i] = memo[offset + int(starts[i])]
+            todo = np.flatnonzero(~known)
+        if len(todo):
+            per_window[todo] = self._errors(
+                tensors,
+                starts[todo],
+                starts[todo] + offset,
+                2,
+                lambda present, _: grating_passes(self.config, present, segments),
+            )
+        if memo is not None:  # grid windows only: the last, end-aligned one moves each call
+            for i in todo:
+                if (offset + int(starts[i])) % stride == 0:
+                    memo[offset + int(starts[i])] = per_window[i].copy()
+        return windows_to_rows(per_window, starts, n, how="center")  # (n, S, K)
+
+    def tail(self, tensors, tail: int, offset: int, memo: dict | None) -> np.ndarray:
+        n, k = tensors[0].shape
+        w = self.config.window
+        # blocks of tail rows from the start (a final, end-aligned one when the rows run out)
+        blocks = np.arange(0, n - tail + 1, tail)
+        if blocks[-1] + tail < n:
+            blocks = np.append(blocks, n - tail)
+        window_start = np.maximum(blocks + tail - w, 0)
+        position = blocks - window_start  # where the block's targets start in its window
+        per_block = np.empty((len(blocks), tail, self.n_record, k), dtype=np.float32)
+        todo = np.arange(len(blocks))
+        if memo is not None:
+            known = np.array([offset + int(b) in memo for b in blocks], dtype=bool)
+            for i in np.flatnonzero(known):
+                per_block[i] = memo[offset + int(blocks[i])]
+            todo = np.flatnonzero(~known)
+        if len(todo):
+            steps = torch.arange(w, device=self.device)
+
+            def passes(present: torch.Tensor, first: int) -> list[Pass]:
+                pos = torch.as_tensor(position[todo][first : first + len(present)], device=self.device)
+                pos = pos[:, None, None]
+                targets = (steps >= pos) & (steps < pos + tail) & present
+                context = (steps < pos) & present
+                return [Pass(targets, context, TAIL)]
+
+            errors = self._errors(tensors, window_start[todo], blocks[todo] + offset, 1, passes)
+            for j, i in enumerate(todo):
+                per_block[i] = errors[j, position[i] : position[i] + tail]
+        if memo is not None:
+            for i in todo:
+                if (offset + int(blocks[i])) % tail == 0:
+                    memo[offset + int(blocks[i])] = per_block[i].copy()
+        rows = np.full((n, self.n_record, k), np.nan, dtype=np.float32)
+        # the end-aligned block first, so the grid blocks it overlaps keep their own errors
+        for i in list(range(len(blocks)))[::-1]:
+            rows[blocks[i] : blocks[i] + tail] = per_block[i]
+        return rows

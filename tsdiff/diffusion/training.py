@@ -22,7 +22,7 @@ import torch
 from tsdiff.diffusion.config import VALIDATION_WINDOWS, DiffusionConfig
 from tsdiff.diffusion.denoiser import Denoiser
 from tsdiff.diffusion.imputation import DiffusionProcess
-from tsdiff.diffusion.masks import GRATING, grating_pattern, training_targets
+from tsdiff.diffusion.masks import GRATING, TAIL, grating_pattern, tail_pattern, training_targets
 from tsdiff.torch_runtime import cpu_threads, network_input
 
 logger = logging.getLogger(__name__)
@@ -58,17 +58,18 @@ class WindowSource:
 def noised_input(
     process: DiffusionProcess,
     x0: torch.Tensor,
-    present: torch.Tensor,
+    visible: torch.Tensor,
     targets: torch.Tensor,
     t: torch.Tensor,
     eps: torch.Tensor,
     conditioning: str,
 ) -> torch.Tensor:
-    """Training input: noised targets; context noised too (unconditional) or clean (conditional)."""
+    """Training input: noised targets; context noised too (unconditional) or clean (conditional);
+    0 outside ``visible`` (targets and context: missing entries, and what a tail mask hides)."""
     noisy = process.noise(x0, t, eps)
     if conditioning == "conditional":
         noisy = torch.where(targets, noisy, x0)
-    return torch.where(present, noisy, torch.zeros((), device=x0.device))
+    return torch.where(visible, noisy, torch.zeros((), device=x0.device))
 
 
 class ValidationSet:
@@ -91,10 +92,25 @@ class ValidationSet:
         starts = torch.arange(0, source.n_windows, stride)[:max_windows]
         self.x0, self.present = source.take(starts)
         _, k, length = self.x0.shape
-        phase = torch.arange(len(starts)) % 2
-        pattern = grating_pattern(length, k, config.grating_segments, config.grating_layout)
-        self.targets = pattern[phase].to(self.present.device) & self.present
-        self.strategy = torch.full((len(starts),), GRATING, dtype=torch.long, device=self.present.device)
+        device = self.present.device
+        # windows take the scoring masks in turn: each family, and both phases of a grating
+        families = config.families()
+        targets, context, strategy = [], [], []
+        for i in range(len(starts)):
+            kind, size = families[i % len(families)]
+            if kind == "grating":
+                phase = (i // len(families)) % 2
+                t_mask = grating_pattern(length, k, size, config.grating_layout)[phase]
+                c_mask, code = ~t_mask, GRATING
+            else:
+                t_mask, c_mask = tail_pattern(length, k, size, length - size)
+                code = TAIL
+            targets.append(t_mask)
+            context.append(c_mask)
+            strategy.append(code)
+        self.targets = torch.stack(targets).to(device) & self.present
+        self.context = torch.stack(context).to(device) & self.present
+        self.strategy = torch.tensor(strategy, dtype=torch.long, device=device)
         steps_t = torch.as_tensor(list(config.steps()[1]), dtype=torch.long)
         self.t = steps_t[torch.arange(len(starts)) // 2 % len(steps_t)].to(self.present.device)
         self.eps = torch.randn(self.x0.shape, generator=generator, device=generator.device)
@@ -107,11 +123,10 @@ class ValidationSet:
         total, count = 0.0, 0
         for i in range(0, len(self.t), batch_size):
             sl = slice(i, i + batch_size)
-            x0, targets, t = self.x0[sl], self.targets[sl], self.t[sl]
-            x_in = noised_input(
-                self.process, x0, self.present[sl], targets, t, self.eps[sl], self.conditioning
-            )
-            output = model(x_in, self.present[sl] & ~targets, t, self.strategy[sl])
+            x0, targets, context, t = self.x0[sl], self.targets[sl], self.context[sl], self.t[sl]
+            visible = targets | context
+            x_in = noised_input(self.process, x0, visible, targets, t, self.eps[sl], self.conditioning)
+            output = model(x_in, context, t, self.strategy[sl])
             x0_hat, _ = self.process.estimates(x_in, t, output)
             total += float((x0_hat - x0).abs()[targets].sum())
             count += int(targets.sum())
@@ -184,13 +199,15 @@ def train_denoiser(
         model.train()
         starts = torch.randint(0, train.n_windows, (config.batch_size,), generator=generator)
         x0, present = train.take(starts)
-        targets, strategy = training_targets(
+        targets, context, strategy = training_targets(
             present,
             config.mask_ratio,
             config.grating_fraction,
             config.grating_segments,
             generator,
             config.grating_layout,
+            config.tail,
+            config.tail_fraction,
         )
         t = torch.randint(0, n_steps, (config.batch_size,), generator=generator)
         if config.train_focus > 0:  # a share of the windows practise the recorded steps
@@ -198,8 +215,8 @@ def train_denoiser(
             low = torch.randint(0, focus_range, (config.batch_size,), generator=generator)
             t = torch.where(focus, low, t)
         eps = torch.randn(x0.shape, generator=generator)
-        x_in = noised_input(process, x0, present, targets, t, eps, config.conditioning)
-        output = model(x_in, present & ~targets, t, strategy)
+        x_in = noised_input(process, x0, targets | context, targets, t, eps, config.conditioning)
+        output = model(x_in, context, t, strategy)
         loss = ((output - process.training_target(x0, eps)) ** 2)[targets].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,18 +12,22 @@ from typing import Any
 import numpy as np
 
 from tsdiff.diffusion.config import DiffusionConfig
-from tsdiff.frame import centered_mean, mean_over_present
+from tsdiff.frame import centered_mean, mean_over_present, trailing_mean
 
 
-def reduce_errors(entry: np.ndarray, smooth_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row error at each step (n, S) and per-row, per-metric error (n, K) from entry errors
-    (n, S, K).
+def reduce_errors(
+    entry: np.ndarray, smooth_length: int, trailing: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row error of each voter (n, S) and per-row, per-metric error (n, K) from entry errors
+    (n, S, K); a voter is one recorded step of one mask family.
 
-    Means over the metrics present in a row (and over the steps, for a metric); a row with no
-    value at all gets 0 (no evidence). Both are then smoothed over ``smooth_length`` rows.
+    Means over the metrics present in a row (and over the voters, for a metric); a row with no
+    value at all gets 0 (no evidence). Both are then smoothed over ``smooth_length`` rows, centred
+    or (``trailing``) over the rows up to each row.
     """
-    step_errors = centered_mean(mean_over_present(entry, axis=2), smooth_length)
-    return step_errors, centered_mean(mean_over_present(entry, axis=1), smooth_length)
+    smooth = trailing_mean if trailing else centered_mean
+    step_errors = smooth(mean_over_present(entry, axis=2), smooth_length)
+    return step_errors, smooth(mean_over_present(entry, axis=1), smooth_length)
 
 
 def fit_step_thresholds(step_errors: np.ndarray, config: DiffusionConfig) -> tuple[list[Any], np.ndarray]:

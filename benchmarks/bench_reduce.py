@@ -55,21 +55,26 @@ def collect(series, cache: Path, seed: int, params: dict, draws: int = 1) -> Non
             t0 = time.perf_counter()
             det = tsdiff.ImDiffusionDetector(random_state=seed, verbose=False, **params).fit(s.train)
             t1 = time.perf_counter()
-            result = det.detect(s.test)  # the detector's own score, for the reference rule
+            # the detector's own score (the reference rule) when its recorded steps are all the
+            # visited ones; otherwise the rule "all steps" stands in for it
+            reference = det.score(s.test).to_numpy(np.float32) if det.record == "last" else None
             t2 = time.perf_counter()
         arrays = {
             "labels": np.asarray(s.labels, dtype=np.int8),
-            "reference": result.scores.to_numpy(np.float32),
             "fit_s": np.float64(t1 - t0),
             "score_s": np.float64(t2 - t1),
             "peak_mib": np.float64(mem.mib),
             "history_steps": np.int64(det.history_.steps),
         }
+        if reference is not None:
+            arrays["reference"] = reference
         # every visited step recorded, so rules can choose among them
         visit, _ = det.config_.steps()
         det.set_params(ensemble_steps=len(visit))
         det.config_ = DiffusionConfig.from_params(det.get_params(deep=False))  # the same model
         arrays["steps"] = np.asarray(det.config_.steps()[1], dtype=np.int64)
+        # voters are family-major: each mask family's recorded steps in turn
+        arrays["families"] = np.asarray([f"{kind}{size}" for kind, size in det.config_.families()])
         for d in range(draws):
             det.seed_ = det.seed_ + d  # another noise draw for the same model and windows
             suffix = "" if d == 0 else str(d + 1)
@@ -150,8 +155,9 @@ class Rule:
     combine: str = "vote"
     length: int | None = None  # None: one grating segment, as the detector
     draws: int = 1
+    families: str = ""  # comma-separated mask families (e.g. "grating4,tail4"); "" for all
 
-    def keep(self, steps: np.ndarray, params: dict) -> np.ndarray:
+    def keep_steps(self, steps: np.ndarray, params: dict) -> np.ndarray:
         if self.steps == "all" or (params.get("conditioning") == "conditional" and self.steps == "snr"):
             return np.ones(len(steps), dtype=bool)
         if self.steps == "snr":
@@ -160,8 +166,20 @@ class Rule:
             return steps <= 27
         raise ValueError(self.steps)
 
+    def applies(self, data: dict) -> bool:
+        if not self.families:
+            return True
+        cached = list(data.get("families", []))
+        return len(cached) > 1 and all(f in cached for f in self.families.split(","))
+
+    def keep(self, data: dict, params: dict) -> np.ndarray:
+        steps = self.keep_steps(data["steps"], params)
+        cached = list(data.get("families", ["grating4"]))
+        wanted = self.families.split(",") if self.families else cached
+        return np.concatenate([steps & (f in wanted) for f in cached])
+
     def __call__(self, data: dict, params: dict) -> np.ndarray:
-        keep = self.keep(data["steps"], params)
+        keep = self.keep(data, params)
         val = np.mean([data["val" + s][:, keep] for s in ["", "2"][: self.draws]], axis=0, dtype=np.float64)
         test = np.mean([data["test" + s][:, keep] for s in ["", "2"][: self.draws]], axis=0, dtype=np.float64)
         window = int(params.get("window", 64))
@@ -201,6 +219,19 @@ RULES: dict[str, Rule] = {
     "informative, smoothing 32": Rule(steps="snr", length=32),
     "informative, 2 noise draws": Rule(steps="snr", draws=2),
 }
+# mask families (variants trained with several scales and the tail mask)
+for fams in (
+    "grating4",
+    "grating16",
+    "grating4,grating16",
+    "tail4",
+    "grating4,tail4",
+    "grating4,grating16,tail4",
+):
+    RULES[f"informative, masks {fams}"] = Rule(steps="snr", families=fams)
+    RULES[f"informative, normalised blend top3, masks {fams}"] = Rule(
+        steps="snr", normalise=True, metrics="blendtop3", smooth_first=True, families=fams
+    )
 
 
 def report(split: Split, datasets: list[str], variants: list[str], cache: Path, rule_filter: str) -> str:
@@ -222,13 +253,14 @@ def report(split: Split, datasets: list[str], variants: list[str], cache: Path, 
             data = dict(np.load(path))
             if s.dataset not in seen:
                 seen.append(s.dataset)
-            row = table.setdefault(f"{variant}: detector as fitted", {})
-            row.setdefault(s.dataset, []).append(vus_pr(s.labels, data["reference"], window))
+            if "reference" in data:
+                row = table.setdefault(f"{variant}: detector as fitted", {})
+                row.setdefault(s.dataset, []).append(vus_pr(s.labels, data["reference"], window))
             c = cost.setdefault(variant, {})
             for key in ("fit_s", "score_s", "peak_mib"):
                 c.setdefault(key, []).append(float(data[key]))
             for name, fn in rules.items():
-                if fn.draws > 1 and "val2" not in data:
+                if (fn.draws > 1 and "val2" not in data) or not fn.applies(data):
                     continue
                 score = fn(data, params)
                 table.setdefault(f"{variant}: {name}", {}).setdefault(s.dataset, []).append(
@@ -261,16 +293,21 @@ def main() -> None:
     parser.add_argument("--split", choices=SPLITS, default="dev", help="see benchmarks/splits.py")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--rules", default="", help="comma-separated substrings of rule names")
+    parser.add_argument(
+        "--msl-subset", type=int, default=0, help="only this many MSL channels of the split, evenly spaced"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    split = Split(args.split)
+    split = Split(args.split, msl_subset=args.msl_subset)
     datasets = args.datasets.split(",")
     if args.collect:
         collect(split.series(datasets), args.cache / args.variant, 0, json.loads(args.params), args.draws)
         return
     text = report(split, datasets, args.variants.split(","), args.cache, args.rules)
     header = (
-        f"Command: `python benchmarks/bench_reduce.py --split {args.split} --variants {args.variants}` "
+        f"Command: `python benchmarks/bench_reduce.py --split {args.split} --variants {args.variants}"
+        + (f" --msl-subset {args.msl_subset}" if args.msl_subset else "")
+        + "` "
         "(entry errors cached by `--collect`, one fit per series and variant, seed 0). VUS-PR, mean "
         "over each dataset's series; every rule is calibrated on the held-out training rows only.\n\n"
     )

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from harness import Series
 
 from tsdiff.errors import DatasetError
@@ -37,6 +38,8 @@ class Split:
     """Which series of each dataset a run uses."""
 
     name: str
+    #: only this many of the split's MSL channels, evenly spaced (0: all); for costly studies
+    msl_subset: int = 0
 
     def __post_init__(self) -> None:
         if self.name not in SPLITS:
@@ -57,7 +60,11 @@ class Split:
 
     def msl_channels(self, channels: list[str]) -> list[str]:
         keep = {"dev": channels[0::2], "report": channels[1::2]}
-        return sorted((c for part in self._parts() for c in keep[part]), key=channels.index)
+        chosen = sorted((c for part in self._parts() for c in keep[part]), key=channels.index)
+        if 0 < self.msl_subset < len(chosen):
+            picks = np.linspace(0, len(chosen) - 1, self.msl_subset).round().astype(int)
+            chosen = [chosen[i] for i in picks]
+        return chosen
 
     def series(self, datasets: list[str], machines: list[str] | None = None) -> Iterator[Series]:
         """The split's series of each named dataset, in order (``machines`` narrows SMD further)."""

@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     report = markdown_report(results, names, header)
     print(report)
     if args.out:
-        write_section(args.out, "Detection benchmark", report)
+        title = {"all": "Detection benchmark", "dev": "Detection benchmark, development split"}
+        write_section(args.out, title.get(args.split, "Detection benchmark, report split"), report)
     return 0
 
 

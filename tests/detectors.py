@@ -27,6 +27,30 @@ def tiny(name: str) -> Callable[..., object]:
     return make
 
 
-DETECTORS: dict[str, Callable[..., object]] = {name: tiny(name) for name in REGISTRY}
+def variant(name: str, **params: object) -> Callable[..., object]:
+    """``name`` in its tiny preset with ``params`` changed (keyword arguments on top)."""
+    make = tiny(name)
+    return lambda **kw: make(**{**params, **kw})
+
+
+#: the diffusion model's scoring modes and masks, each a tiny configuration of the same detector
+DIFFUSION_MODES: dict[str, Callable[..., object]] = {
+    "imdiffusion-single": variant("imdiffusion", scoring="single", ensemble_steps=2),
+    "imdiffusion-direct": variant("imdiffusion", scoring="direct", ensemble_steps=2),
+    "imdiffusion-conditional": variant("imdiffusion", conditioning="conditional"),
+    "imdiffusion-informative": variant("imdiffusion", record="informative", train_focus=0.5),
+    "imdiffusion-masks": variant("imdiffusion", grating_segments=[2, 4], tail=4),
+    "imdiffusion-streaming": variant("imdiffusion", tail=4, tail_fraction=0.5, score_masks="tail"),
+    "hybrid-streaming": lambda **kw: build(
+        "hybrid",
+        "tiny",
+        **{
+            "diffusion": build("imdiffusion", "tiny", tail=4, tail_fraction=0.5, score_masks="tail"),
+            "causal": build("causal", "tiny", smooth=8),
+            **kw,
+        },
+    ),
+}
+DETECTORS: dict[str, Callable[..., object]] = {name: tiny(name) for name in REGISTRY} | DIFFUSION_MODES
 #: detectors whose scores carry information (the random score is excluded from accuracy checks)
 INFORMATIVE = [name for name in DETECTORS if name != "random"]

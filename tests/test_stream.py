@@ -8,33 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsdiff import ImDiffusionDetector, errors
-from tsdiff.registry import STREAMING_DIFFUSION, TINY_DIFFUSION, build
+from tsdiff import errors
 from tsdiff.stream import StreamScorer
 
 from tests.detectors import DETECTORS
 from tests.helpers import make_frame
 
-# the diffusion model's other mask families, in tiny form
-MASK_VARIANTS = {
-    "imdiffusion-streaming": ("imdiffusion", STREAMING_DIFFUSION),
-    "imdiffusion-multiscale-tail": ("imdiffusion", {"grating_segments": [2, 4], "tail": 4}),
-    "hybrid-streaming": (
-        "hybrid",
-        {
-            "diffusion": ImDiffusionDetector(**{**TINY_DIFFUSION, **STREAMING_DIFFUSION}),
-            "causal": build("causal", "tiny", smooth=8),
-        },
-    ),
-}
-STREAMABLE = [name for name in DETECTORS if name != "random"] + list(MASK_VARIANTS)
+STREAMABLE = [name for name in DETECTORS if name != "random"]
 _FITTED: dict[str, object] = {}
 
 
 def fitted(name):
     if name not in _FITTED:
-        base, extra = MASK_VARIANTS.get(name, (name, {}))
-        _FITTED[name] = DETECTORS[base](random_state=0, **extra).fit(make_frame(300, 4, seed=0))
+        _FITTED[name] = DETECTORS[name](random_state=0).fit(make_frame(300, 4, seed=0))
     return _FITTED[name]
 
 

@@ -19,7 +19,7 @@ from tsdiff.base import StreamGeometry
 from tsdiff.errors import ParameterError
 
 COMBINE = ("vote", "mean")
-SCORING_MODES = ("chain", "single")
+SCORING_MODES = ("chain", "single", "direct")
 CONDITIONING = ("unconditional", "conditional")
 RECORD_RULES = ("last", "informative")
 SCORE_MASKS = ("all", "grating", "tail")

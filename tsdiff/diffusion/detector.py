@@ -83,7 +83,9 @@ class ImDiffusionDetector(BaseDetector):
         ``"chain"`` runs the reverse chain (deterministic DDIM updates) over ``reverse_steps``
         evenly spaced steps and records the error at the last ``ensemble_steps`` of them;
         ``"single"`` (fast) skips the chain and takes one noise-prediction pass at each of
-        ``ensemble_steps`` evenly spaced steps.
+        ``ensemble_steps`` evenly spaced steps; ``"direct"`` (reconstruction-free) adds no noise
+        and masks nothing: one denoising pass over the clean window at each of those steps, the
+        error being how far the denoiser moves each value.
     reverse_steps, ensemble_steps
         Steps visited by the chain, and steps whose errors vote.
     record

@@ -10,6 +10,10 @@ Two ways to get the error, both under the two complementary grating masks:
 * ``"single"``: no chain: at each recorded step the whole window is forward-noised once and the
   denoiser's one-step estimate of the clean targets gives the error (a noise-prediction error).
   It costs one network pass per recorded step instead of one per visited step.
+* ``"direct"``: reconstruction-free: no noise is added and no chain is run; the clean window goes
+  in as if it were noised to the recorded step, every entry a target, and the error is how far one
+  denoising pass moves each value (the anomaly map is read from the denoiser's own output, as
+  the norm of its predicted noise, which is proportional to it). One pass per recorded step.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ class DiffusionProcess:
 
 def noise_draws(mode: str, n_visit: int, n_record: int) -> int:
     """Standard-normal draws per window and pass that :func:`imputation_errors` consumes."""
-    return 1 + n_visit if mode == "chain" else n_record
+    return {"chain": 1 + n_visit, "single": n_record}.get(mode, 1)
 
 
 def window_noise(
@@ -202,6 +206,12 @@ def imputation_errors(
                 if i + 1 < len(visit):  # deterministic DDIM step to the next visited step
                     nxt = int(visit[i + 1])
                     state = process.sqrt_ab[nxt] * x0_hat + process.sqrt_1m_ab[nxt] * eps_hat
+        elif mode == "direct":
+            for t in (int(s) for s in record):
+                # no noise and no chain: the clean window goes in as if it were noised to step t,
+                # and the error is how far one denoising pass moves each target
+                x0_hat, _ = estimate(torch.where(visible, x0, zero), t, draws[:, 0])
+                errors[slot[t]] = torch.where(targets, (x0_hat - truth).abs(), errors[slot[t]])
         else:
             for i, t in enumerate(int(s) for s in record):
                 # one draw noises the whole window: targets and (unconditional) context alike

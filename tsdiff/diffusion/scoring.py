@@ -22,7 +22,7 @@ import torch
 from tsdiff.diffusion.config import DiffusionConfig
 from tsdiff.diffusion.denoiser import Denoiser
 from tsdiff.diffusion.imputation import Pass, grating_passes, imputation_errors, noise_draws, window_noise
-from tsdiff.diffusion.masks import TAIL
+from tsdiff.diffusion.masks import GRATING, TAIL
 from tsdiff.frame import window_starts, windows_to_rows
 from tsdiff.torch_runtime import cpu_threads, network_input, window_batch
 
@@ -104,6 +104,11 @@ class _Family:
             self.progress.update(len(chunk))
         return out
 
+    def _grating_passes(self, segments: int):
+        if self.config.scoring == "direct":  # one pass, every entry a target, nothing as context
+            return lambda present, _: [Pass(present, torch.zeros_like(present), GRATING)]
+        return lambda present, _: grating_passes(self.config, present, segments)
+
     def grating(self, tensors, segments: int, offset: int, memo: dict | None) -> np.ndarray:
         n, k = tensors[0].shape
         w, stride = self.config.window, self.config.stride
@@ -120,8 +125,8 @@ class _Family:
                 tensors,
                 starts[todo],
                 starts[todo] + offset,
-                2,
-                lambda present, _: grating_passes(self.config, present, segments),
+                1 if self.config.scoring == "direct" else 2,
+                self._grating_passes(segments),
             )
         if memo is not None:  # grid windows only: the last, end-aligned one moves each call
             for i in todo:

@@ -68,6 +68,7 @@ def collect(series, cache: Path, seed: int, params: dict, draws: int = 1) -> Non
         }
         if reference is not None:
             arrays["reference"] = reference
+        det.save(cache / "models" / path.stem)  # for other scoring passes of the same model later
         # every visited step recorded, so rules can choose among them
         visit, _ = det.config_.steps()
         det.set_params(ensemble_steps=len(visit))
@@ -85,6 +86,36 @@ def collect(series, cache: Path, seed: int, params: dict, draws: int = 1) -> Non
             det.seed_ -= d
         np.savez_compressed(path, **arrays)
         logging.info("%s cached (fit %.0f s, score %.0f s)", s.name, t1 - t0, t2 - t1)
+
+
+def collect_passes(series, cache: Path, modes: list[str], steps: int = 10) -> None:
+    """Other scoring passes of the models ``collect`` saved: ``single`` (one denoising pass at each
+    of ``steps`` evenly spaced noise levels: the denoising error, and with ELBO weights the
+    density) and ``direct`` (reconstruction-free), cached as ``<series>__<mode>.npz``."""
+    for s in series:
+        stem = s.name.replace("/", "_")
+        folder = cache / "models" / stem
+        if not folder.exists():
+            continue
+        for mode in modes:
+            path = cache / f"{stem}__{mode}.npz"
+            if path.exists():
+                continue
+            det = tsdiff.load(folder)
+            det.set_params(scoring=mode, ensemble_steps=steps, record="last")
+            det.config_ = DiffusionConfig.from_params(det.get_params(deep=False))  # the same model
+            t0 = time.perf_counter()
+            test = det.imputation_errors(s.test).astype(np.float32)
+            seconds = time.perf_counter() - t0
+            val = det.imputation_errors(s.train.iloc[det.n_train_rows_ :]).astype(np.float32)
+            np.savez_compressed(
+                path,
+                val=val,
+                test=test,
+                steps=np.asarray(det.config_.steps()[1], dtype=np.int64),
+                score_s=np.float64(seconds),
+            )
+            logging.info("%s %s pass cached (%.0f s)", s.name, mode, seconds)
 
 
 # ----------------------------------------------------------------------------- evidence rules
@@ -156,6 +187,7 @@ class Rule:
     length: int | None = None  # None: one grating segment, as the detector
     draws: int = 1
     families: str = ""  # comma-separated mask families (e.g. "grating4,tail4"); "" for all
+    source: str = ""  # "" (the chain's errors), or another cached pass: "single", "direct"
 
     def keep_steps(self, steps: np.ndarray, params: dict) -> np.ndarray:
         if self.steps == "all" or (params.get("conditioning") == "conditional" and self.steps == "snr"):
@@ -167,6 +199,8 @@ class Rule:
         raise ValueError(self.steps)
 
     def applies(self, data: dict) -> bool:
+        if self.source:
+            return self.source in data
         if not self.families:
             return True
         cached = list(data.get("families", []))
@@ -179,11 +213,22 @@ class Rule:
         return np.concatenate([steps & (f in wanted) for f in cached])
 
     def __call__(self, data: dict, params: dict) -> np.ndarray:
+        return self.scores(data, params)[1]
+
+    def scores(self, data: dict, params: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of the held-out rows and of the test rows."""
+        if self.source:  # another scoring pass of the same model
+            data = data[self.source]
         keep = self.keep(data, params)
         val = np.mean([data["val" + s][:, keep] for s in ["", "2"][: self.draws]], axis=0, dtype=np.float64)
         test = np.mean([data["test" + s][:, keep] for s in ["", "2"][: self.draws]], axis=0, dtype=np.float64)
         window = int(params.get("window", 64))
-        length = self.length or max(1, window // int(params.get("grating_segments", 4)))
+        segments = params.get("grating_segments", 4)
+        length = self.length or max(1, window // int(np.min(segments)))
+        if self.combine == "elbo":  # the density: ELBO-weighted squared errors, one voter
+            weights = elbo_weights(data["steps"][keep], params)
+            val = np.einsum("nsk,s->nk", np.nan_to_num(val) ** 2, weights)[:, None, :]
+            test = np.einsum("nsk,s->nk", np.nan_to_num(test) ** 2, weights)[:, None, :]
         if self.normalise:
             scale = metric_scale(val)
             val, test = val / scale[None], test / scale[None]
@@ -193,7 +238,20 @@ class Rule:
         else:  # reduce, then smooth the row error (the detector's order)
             v = centered_mean(over_metrics(val, self.metrics), length)
             t = centered_mean(over_metrics(test, self.metrics), length)
-        return over_steps(v, t, self.combine)
+        how = "vote" if self.combine == "elbo" else self.combine
+        return over_steps(v, v, how), over_steps(v, t, how)
+
+
+def elbo_weights(steps: np.ndarray, params: dict) -> np.ndarray:
+    """Weights of a clean-value squared error at each step in the diffusion ELBO,
+    SNR(t - 1) - SNR(t) (Kingma et al. 2021), normalised to sum to 1."""
+    from tsdiff.diffusion.schedule import NoiseSchedule
+
+    sched = NoiseSchedule(int(params.get("diffusion_steps", 50)), params.get("schedule", "quad"))
+    ratio = sched.alpha_bar / (1.0 - sched.alpha_bar)
+    before = np.where(steps > 0, ratio[np.maximum(steps - 1, 0)], 2.0 * ratio[0])
+    w = before - ratio[steps]
+    return w / w.sum()
 
 
 RULES: dict[str, Rule] = {
@@ -218,6 +276,14 @@ RULES: dict[str, Rule] = {
     "informative, smoothing 8": Rule(steps="snr", length=8),
     "informative, smoothing 32": Rule(steps="snr", length=32),
     "informative, 2 noise draws": Rule(steps="snr", draws=2),
+}
+# the same model scored without the chain
+RULES |= {
+    "single: denoising error, all 10 steps, vote": Rule(source="single"),
+    "single: denoising error, informative steps, vote": Rule(source="single", steps="snr"),
+    "density: ELBO-weighted squared error": Rule(source="single", combine="elbo"),
+    "direct: reconstruction-free, vote": Rule(source="direct"),
+    "direct: reconstruction-free, informative steps": Rule(source="direct", steps="snr"),
 }
 # mask families (variants trained with several scales and the tail mask)
 for fams in (
@@ -251,6 +317,10 @@ def report(split: Split, datasets: list[str], variants: list[str], cache: Path, 
                 continue
             params = json.loads((folder / "params.json").read_text())
             data = dict(np.load(path))
+            for mode in ("single", "direct"):
+                extra = folder / f"{path.stem}__{mode}.npz"
+                if extra.exists():
+                    data[mode] = dict(np.load(extra))
             if s.dataset not in seen:
                 seen.append(s.dataset)
             if "reference" in data:
@@ -287,6 +357,9 @@ def main() -> None:
     parser.add_argument("--collect", action="store_true")
     parser.add_argument("--variant", default="default", help="name of the variant --collect caches")
     parser.add_argument("--params", default="{}", help="detector parameters for --collect, as JSON")
+    parser.add_argument(
+        "--passes", default="", help="other scoring passes (single,direct) of --variant's saved models"
+    )
     parser.add_argument("--draws", type=int, default=1, help="noise draws cached per series (1 or 2)")
     parser.add_argument("--variants", default="default", help="comma-separated variants to report")
     parser.add_argument("--datasets", default="smd,skab,synthetic,msl")
@@ -300,6 +373,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     split = Split(args.split, msl_subset=args.msl_subset)
     datasets = args.datasets.split(",")
+    if args.passes:
+        collect_passes(split.series(datasets), args.cache / args.variant, args.passes.split(","))
+        return
     if args.collect:
         collect(split.series(datasets), args.cache / args.variant, 0, json.loads(args.params), args.draws)
         return

@@ -11,6 +11,22 @@ from tsdiff.errors import ParameterError
 from tsdiff.frame import fill_missing
 
 
+def components_kept(var: np.ndarray, n_components: float) -> int:
+    """Leading components to keep, given their variances (decreasing): ``n_components`` itself
+    when an int, or the fewest that explain that fraction of the total when a float in (0, 1)."""
+    n = n_components
+    if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+        if not 1 <= n <= len(var):
+            raise ParameterError(f"n_components must be in [1, {len(var)}], got {n}")
+        return int(n)
+    if not 0.0 < float(n) < 1.0:
+        raise ParameterError(f"n_components must be an int or a float in (0, 1), got {n!r}")
+    total = var.sum()
+    if total <= 0:
+        return 1
+    return int(min(len(var), np.searchsorted(np.cumsum(var) / total, float(n)) + 1))
+
+
 class PCADetector(BaseDetector):
     """Score = squared reconstruction error from the leading principal components (the Q statistic).
 
@@ -46,23 +62,10 @@ class PCADetector(BaseDetector):
         self.mean_ = x.mean(axis=0)
         _, sing, vt = np.linalg.svd(x - self.mean_, full_matrices=False)
         var = sing**2
-        k = self._n_kept(var)
+        k = components_kept(var, self.n_components)
         self.components_ = vt[:k]
         total = var.sum()
         self.explained_variance_ratio_ = var[:k] / total if total > 0 else np.zeros(k)
-
-    def _n_kept(self, var: np.ndarray) -> int:
-        n = self.n_components
-        if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
-            if not 1 <= n <= len(var):
-                raise ParameterError(f"n_components must be in [1, {len(var)}], got {n}")
-            return int(n)
-        if not 0.0 < float(n) < 1.0:
-            raise ParameterError(f"n_components must be an int or a float in (0, 1), got {n!r}")
-        total = var.sum()
-        if total <= 0:
-            return 1
-        return int(np.searchsorted(np.cumsum(var) / total, float(n)) + 1)
 
     def stream_geometry(self) -> StreamGeometry:
         return StreamGeometry()  # one row at a time (missing cells carry the last value forward)

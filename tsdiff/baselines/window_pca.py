@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tsdiff.base import BaseDetector, StreamGeometry
+from tsdiff.baselines.pca import components_kept
 from tsdiff.errors import ParameterError
 from tsdiff.frame import fill_missing, sliding_windows, spread_to_rows, window_starts
 
@@ -117,23 +118,10 @@ class WindowPCADetector(BaseDetector):
             var, vecs = np.linalg.eigh(centred.T @ centred)
             order = np.argsort(var)[::-1]
             var, vecs = np.clip(var[order], 0.0, None), vecs[:, order]
-        k = self._n_kept(var)
+        k = components_kept(var, self.n_components)
         self.components_ = np.ascontiguousarray(vecs[:, :k].T)
         total = var.sum()
         self.explained_variance_ratio_ = var[:k] / total if total > 0 else np.zeros(k)
-
-    def _n_kept(self, var: np.ndarray) -> int:
-        n = self.n_components
-        if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
-            if not 1 <= n <= len(var):
-                raise ParameterError(f"n_components must be in [1, {len(var)}], got {n}")
-            return int(n)
-        if not 0.0 < float(n) < 1.0:
-            raise ParameterError(f"n_components must be an int or a float in (0, 1), got {n!r}")
-        total = var.sum()
-        if total <= 0:
-            return 1
-        return int(min(len(var), np.searchsorted(np.cumsum(var) / total, float(n)) + 1))
 
     def stream_geometry(self) -> StreamGeometry:
         w = int(self.window_)

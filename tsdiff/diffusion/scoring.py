@@ -114,12 +114,7 @@ class _Family:
         w, stride = self.config.window, self.config.stride
         starts = window_starts(n, w, stride)
         per_window = np.empty((len(starts), w, self.n_record, k), dtype=np.float32)
-        todo = np.arange(len(starts))
-        if memo is not None:
-            known = np.array([offset + int(s) in memo for s in starts], dtype=bool)
-            for i in np.flatnonzero(known):
-                per_window[i] = memo[offset + int(starts[i])]
-            todo = np.flatnonzero(~known)
+        todo = _recall(memo, starts + offset, per_window)
         if len(todo):
             per_window[todo] = self._errors(
                 tensors,
@@ -128,10 +123,7 @@ class _Family:
                 1 if self.config.scoring == "direct" else 2,
                 self._grating_passes(segments),
             )
-        if memo is not None:  # grid windows only: the last, end-aligned one moves each call
-            for i in todo:
-                if (offset + int(starts[i])) % stride == 0:
-                    memo[offset + int(starts[i])] = per_window[i].copy()
+        _remember(memo, starts[todo] + offset, per_window[todo], stride)
         return windows_to_rows(per_window, starts, n, how="center")  # (n, S, K)
 
     def tail(self, tensors, tail: int, offset: int, memo: dict | None) -> np.ndarray:
@@ -144,12 +136,7 @@ class _Family:
         window_start = np.maximum(blocks + tail - w, 0)
         position = blocks - window_start  # where the block's targets start in its window
         per_block = np.empty((len(blocks), tail, self.n_record, k), dtype=np.float32)
-        todo = np.arange(len(blocks))
-        if memo is not None:
-            known = np.array([offset + int(b) in memo for b in blocks], dtype=bool)
-            for i in np.flatnonzero(known):
-                per_block[i] = memo[offset + int(blocks[i])]
-            todo = np.flatnonzero(~known)
+        todo = _recall(memo, blocks + offset, per_block)
         if len(todo):
             steps = torch.arange(w, device=self.device)
 
@@ -163,12 +150,30 @@ class _Family:
             errors = self._errors(tensors, window_start[todo], blocks[todo] + offset, 1, passes)
             for j, i in enumerate(todo):
                 per_block[i] = errors[j, position[i] : position[i] + tail]
-        if memo is not None:
-            for i in todo:
-                if (offset + int(blocks[i])) % tail == 0:
-                    memo[offset + int(blocks[i])] = per_block[i].copy()
+        _remember(memo, blocks[todo] + offset, per_block[todo], tail)
         rows = np.full((n, self.n_record, k), np.nan, dtype=np.float32)
         # the end-aligned block first, so the grid blocks it overlaps keep their own errors
         for i in list(range(len(blocks)))[::-1]:
             rows[blocks[i] : blocks[i] + tail] = per_block[i]
         return rows
+
+
+def _recall(memo: dict | None, positions: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Fill ``out[i]`` from the memo where it holds stream position ``positions[i]``; the indices
+    still to compute."""
+    if memo is None:
+        return np.arange(len(positions))
+    known = np.array([int(p) in memo for p in positions], dtype=bool)
+    for i in np.flatnonzero(known):
+        out[i] = memo[int(positions[i])]
+    return np.flatnonzero(~known)
+
+
+def _remember(memo: dict | None, positions: np.ndarray, values: np.ndarray, period: int) -> None:
+    """Keep the values of grid positions (multiples of ``period``): an end-aligned last window or
+    block moves with each call and is not kept."""
+    if memo is None:
+        return
+    for position, value in zip(positions, values, strict=True):
+        if int(position) % period == 0:
+            memo[int(position)] = value.copy()

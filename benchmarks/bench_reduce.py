@@ -84,8 +84,15 @@ def collect(series, cache: Path, seed: int, params: dict, draws: int = 1) -> Non
             )
             arrays["test" + suffix] = det.imputation_errors(s.test).astype(np.float32)
             det.seed_ -= d
-        np.savez_compressed(path, **arrays)
+        _save(path, arrays)
         logging.info("%s cached (fit %.0f s, score %.0f s)", s.name, t1 - t0, t2 - t1)
+
+
+def _save(path: Path, arrays: dict | None = None, **more: np.ndarray) -> None:
+    """Write an .npz whole or not at all (a run stopped mid-write leaves no half file behind)."""
+    partial = path.with_name(path.stem + ".partial.npz")
+    np.savez_compressed(partial, **(arrays or {}), **more)
+    partial.replace(path)
 
 
 def collect_passes(series, cache: Path, modes: list[str], steps: int = 10) -> None:
@@ -108,7 +115,7 @@ def collect_passes(series, cache: Path, modes: list[str], steps: int = 10) -> No
             test = det.imputation_errors(s.test).astype(np.float32)
             seconds = time.perf_counter() - t0
             val = det.imputation_errors(s.train.iloc[det.n_train_rows_ :]).astype(np.float32)
-            np.savez_compressed(
+            _save(
                 path,
                 val=val,
                 test=test,

@@ -135,13 +135,14 @@ def snr(steps: np.ndarray, params: dict) -> np.ndarray:
     return ab / (1.0 - ab)
 
 
-def metric_scale(val: np.ndarray) -> np.ndarray:
-    """Per (step, metric) error scale on held-out rows, floored so quiet metrics cannot explode."""
+def metric_scale(val: np.ndarray, floor_share: float = 0.1) -> np.ndarray:
+    """Per (step, metric) error scale on held-out rows, floored at ``floor_share`` of the median
+    metric's so quiet metrics cannot explode."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         scale = np.nanmean(val, axis=0)  # (S, K)
     scale = np.nan_to_num(scale, nan=1.0)
-    floor = 0.1 * np.median(scale, axis=1, keepdims=True)
+    floor = floor_share * np.median(scale, axis=1, keepdims=True)
     return np.maximum(scale, np.maximum(floor, 1e-6))
 
 
@@ -195,6 +196,8 @@ class Rule:
     draws: int = 1
     families: str = ""  # comma-separated mask families (e.g. "grating4,tail4"); "" for all
     source: str = ""  # "" (the chain's errors), or another cached pass: "single", "direct"
+    floor: float = 0.1  # normalisation: a metric's scale is at least this share of the median's
+    power: float = 1.0  # normalisation divides by scale ** power (0.5: half way, in log terms)
 
     def keep_steps(self, steps: np.ndarray, params: dict) -> np.ndarray:
         if self.steps == "all" or (params.get("conditioning") == "conditional" and self.steps == "snr"):
@@ -237,7 +240,7 @@ class Rule:
             val = np.einsum("nsk,s->nk", np.nan_to_num(val) ** 2, weights)[:, None, :]
             test = np.einsum("nsk,s->nk", np.nan_to_num(test) ** 2, weights)[:, None, :]
         if self.normalise:
-            scale = metric_scale(val)
+            scale = metric_scale(val, self.floor) ** self.power
             val, test = val / scale[None], test / scale[None]
         if self.smooth_first:  # smooth each metric, then reduce (a sustained one-metric shift stands out)
             v = over_metrics(smooth_entries(val, length), self.metrics)
@@ -283,6 +286,29 @@ RULES: dict[str, Rule] = {
     "informative, smoothing 8": Rule(steps="snr", length=8),
     "informative, smoothing 32": Rule(steps="snr", length=32),
     "informative, 2 noise draws": Rule(steps="snr", draws=2),
+    # combinations of what helped above
+    "informative, normalised mean, smoothing 32": Rule(steps="snr", normalise=True, length=32),
+    "informative, normalised (floor 0.5) mean, smoothing 32": Rule(
+        steps="snr", normalise=True, floor=0.5, length=32
+    ),
+    "informative, normalised blend top3, smooth first, smoothing 32": Rule(
+        steps="snr", normalise=True, metrics="blendtop3", smooth_first=True, length=32
+    ),
+    "informative, normalised (floor 0.5) blend top3, smooth first, smoothing 32": Rule(
+        steps="snr", normalise=True, floor=0.5, metrics="blendtop3", smooth_first=True, length=32
+    ),
+    "informative, half-normalised blend top3, smooth first, smoothing 32": Rule(
+        steps="snr", normalise=True, power=0.5, metrics="blendtop3", smooth_first=True, length=32
+    ),
+    "informative, half-normalised mean, smoothing 32": Rule(
+        steps="snr", normalise=True, power=0.5, length=32
+    ),
+    "informative, half-normalised blend top3, smooth first, smoothing 32, 2 draws": Rule(
+        steps="snr", normalise=True, power=0.5, metrics="blendtop3", smooth_first=True, length=32, draws=2
+    ),
+    "informative, normalised (floor 0.5) blend top3, smooth first, smoothing 32, 2 draws": Rule(
+        steps="snr", normalise=True, floor=0.5, metrics="blendtop3", smooth_first=True, length=32, draws=2
+    ),
 }
 # the same model scored without the chain
 RULES |= {

@@ -147,3 +147,22 @@ def test_tail_and_multiscale_models_save_and_load(tmp_path):
         again = load(tmp_path / str(i))
         assert again.model_.strategy_emb.num_embeddings == 3
         np.testing.assert_allclose(again.score(X.iloc[220:]), det.score(X.iloc[220:]))
+
+
+def test_normalised_blend_lets_one_broken_metric_of_many_stand_out():
+    from tsdiff.diffusion.voting import metric_scales
+
+    rng = np.random.default_rng(0)
+    held_out = np.abs(rng.normal(size=(400, 1, 20))) * np.linspace(0.2, 5.0, 20)  # noisy metrics weigh more
+    scales = metric_scales(held_out)
+    test = np.abs(rng.normal(size=(200, 1, 20))) * np.linspace(0.2, 5.0, 20)
+    test[100:110, 0, 0] += 3.0  # the quietest metric breaks for 10 rows
+    plain, _ = reduce_errors(test, 8)
+    tuned, _ = reduce_errors(test, 8, scales=scales, power=1.0, metrics="blend-top3")
+
+    def contrast(rows):
+        return rows[100:110, 0].mean() / np.median(rows[:, 0])
+
+    assert contrast(tuned) > 2.0 * contrast(plain)
+    with pytest.raises(errors.ParameterError, match="metrics"):
+        reduce_errors(test, 8, metrics="max")

@@ -52,6 +52,8 @@ class DiffusionConfig:
     conditioning: str
     combine: str
     vote_fraction: float
+    metric_norm: float
+    metric_reduce: str
     smooth: int | None
     channels: int
     layers: int
@@ -73,12 +75,20 @@ class DiffusionConfig:
     def from_params(cls, params: dict[str, Any]) -> DiffusionConfig:
         """The settings among a detector's parameters, converted and checked (:class:`ParameterError`)."""
         from tsdiff.diffusion.masks import LAYOUTS
+        from tsdiff.diffusion.voting import METRIC_REDUCTIONS
 
         p = {f.name: params[f.name] for f in fields(cls)}
         ints = ("window", "diffusion_steps", "reverse_steps", "ensemble_steps", "tail")
         ints += ("channels", "layers", "heads", "patch", "batch_size", "max_steps", "eval_every", "patience")
         floats = ("mask_ratio", "grating_fraction", "vote_fraction", "learning_rate", "max_epochs")
-        floats += ("max_seconds", "validation_fraction", "risk", "train_focus", "tail_fraction")
+        floats += (
+            "max_seconds",
+            "validation_fraction",
+            "risk",
+            "train_focus",
+            "tail_fraction",
+            "metric_norm",
+        )
         try:
             scales = p["grating_segments"]
             scales = [scales] if isinstance(scales, (int, np.integer, float, str)) else list(scales)
@@ -105,6 +115,8 @@ class DiffusionConfig:
             (c.scoring in SCORING_MODES, f"scoring must be one of {SCORING_MODES}"),
             (c.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}"),
             (c.record in RECORD_RULES, f"record must be one of {RECORD_RULES}"),
+            (0.0 <= c.metric_norm <= 1.0, "metric_norm must be in [0, 1]"),
+            (c.metric_reduce in METRIC_REDUCTIONS, f"metric_reduce must be one of {METRIC_REDUCTIONS}"),
             (0.0 <= c.train_focus <= 1.0, "train_focus must be in [0, 1]"),
             (c.combine in COMBINE, f"combine must be one of {COMBINE}"),
             (0.0 < c.vote_fraction <= 1.0, "vote_fraction must be in (0, 1]"),
@@ -140,6 +152,15 @@ class DiffusionConfig:
     def min_fit_rows(self) -> int:
         """A training part and a held-out part of at least one window each."""
         return max(2 * self.window, math.ceil(self.window / self.validation_fraction))
+
+    def reduction(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~tsdiff.diffusion.voting.reduce_errors` (the scales apart)."""
+        return {
+            "smooth_length": self.smooth_length(),
+            "trailing": self.trailing,
+            "power": self.metric_norm,
+            "metrics": self.metric_reduce,
+        }
 
     def smooth_length(self) -> int:
         """Rows of the moving mean over the errors (None: one segment of the coarsest grating)."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from tsdiff.base import BaseDetector, StreamGeometry
 from tsdiff.diffusion.config import DiffusionConfig
+from tsdiff.errors import ModelFormatError
 from tsdiff.torch_runtime import load_module_arrays, make_seed, module_arrays, resolve_device
 
 
@@ -103,6 +104,15 @@ class ImDiffusionDetector(BaseDetector):
         or ``"conditional"`` (context entries given clean, as CSDI).
     combine, vote_fraction
         How the steps are combined (see above).
+    metric_norm
+        Each metric's error is divided by its typical error on held-out training rows (per voter)
+        to this power before metrics are combined: 0 keeps robust units (a metric the model
+        imputes poorly weighs more), 1 puts every metric in units of its own normal error, 0.5 is
+        half way.
+    metric_reduce
+        How a row's metrics become one error per voter: ``"mean"``, or ``"blend-top3"`` (each
+        metric smoothed first, then the mean of the overall mean and the three largest), so a
+        sustained break of one metric out of many is not averaged away.
     smooth
         Length (rows) of a centred moving mean applied to the errors before thresholds and votes;
         ``None`` uses one grating segment (``window // grating_segments``), 0 or 1 turns it off.
@@ -147,6 +157,8 @@ class ImDiffusionDetector(BaseDetector):
         "train_focus": 0.0,
         "tail": 0,
         "score_masks": "all",
+        "metric_norm": 0.0,
+        "metric_reduce": "mean",
     }
 
     def __init__(
@@ -170,6 +182,8 @@ class ImDiffusionDetector(BaseDetector):
         conditioning: str = "unconditional",
         combine: str = "vote",
         vote_fraction: float = 0.5,
+        metric_norm: float = 0.0,
+        metric_reduce: str = "mean",
         smooth: int | None = None,
         channels: int = 32,
         layers: int = 3,
@@ -209,6 +223,8 @@ class ImDiffusionDetector(BaseDetector):
         self.conditioning = conditioning
         self.combine = combine
         self.vote_fraction = vote_fraction
+        self.metric_norm = metric_norm
+        self.metric_reduce = metric_reduce
         self.smooth = smooth
         self.channels = channels
         self.layers = layers
@@ -272,10 +288,11 @@ class ImDiffusionDetector(BaseDetector):
 
         The held-out rows are scored on their own, windows starting at their first row.
         """
-        from tsdiff.diffusion.voting import combine_steps, fit_step_thresholds, reduce_errors
+        from tsdiff.diffusion.voting import combine_steps, fit_step_thresholds, metric_scales, reduce_errors
 
         entry = self._entry_errors(values[self.n_train_rows_ :])
-        step_errors, _ = reduce_errors(entry, self.config_.smooth_length(), self.config_.trailing)
+        self.metric_scales_ = metric_scales(entry)
+        step_errors, _ = reduce_errors(entry, scales=self.metric_scales_, **self.config_.reduction())
         self.step_threshold_models_, self.step_thresholds_ = fit_step_thresholds(step_errors, self.config_)
         return combine_steps(step_errors, self.step_thresholds_, self.config_)
 
@@ -312,7 +329,9 @@ class ImDiffusionDetector(BaseDetector):
         from tsdiff.diffusion.voting import combine_steps, reduce_errors
 
         entry = self._entry_errors(values, offset, memo)
-        step_errors, metric_errors = reduce_errors(entry, self.config_.smooth_length(), self.config_.trailing)
+        step_errors, metric_errors = reduce_errors(
+            entry, scales=self.metric_scales_, **self.config_.reduction()
+        )
         return combine_steps(step_errors, self.step_thresholds_, self.config_), metric_errors
 
     def stream_geometry(self) -> StreamGeometry:
@@ -322,6 +341,7 @@ class ImDiffusionDetector(BaseDetector):
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays = module_arrays(self.model_)
         arrays["step_thresholds"] = self.step_thresholds_
+        arrays["metric_scales"] = self.metric_scales_
         state = {
             "seed": self.seed_,
             "n_metrics": int(self.model_.metric_emb.num_embeddings),
@@ -341,5 +361,10 @@ class ImDiffusionDetector(BaseDetector):
         model = self.config_.build_model(int(state["n_metrics"]), n_strategies)
         self.model_ = load_module_arrays(model, arrays).eval()
         self.step_thresholds_ = np.asarray(arrays["step_thresholds"], dtype=np.float64)
+        # models saved before the scales existed never use them (metric_norm 0)
+        scales = arrays.get("metric_scales")
+        self.metric_scales_ = None if scales is None else np.asarray(scales, dtype=np.float64)
+        if self.config_.metric_norm > 0 and self.metric_scales_ is None:
+            raise ModelFormatError("the saved model sets metric_norm but has no metric_scales array")
         self.step_threshold_models_ = [BaseThreshold.from_dict(d) for d in state["step_threshold_models"]]
         self.history_ = TrainingHistory(**state["history"])

@@ -12,21 +12,52 @@ from typing import Any
 import numpy as np
 
 from tsdiff.diffusion.config import DiffusionConfig
+from tsdiff.errors import ParameterError
 from tsdiff.frame import centered_mean, mean_over_present, trailing_mean
+
+METRIC_REDUCTIONS = ("mean", "blend-top3")
+
+
+def metric_scales(entry: np.ndarray, floor_share: float = 0.1) -> np.ndarray:
+    """Each voter's typical error on each metric, (S, K), from held-out entry errors (n, S, K): the
+    mean over the rows where the metric holds a value, floored at ``floor_share`` of the median
+    metric's so a metric the model imputes almost perfectly cannot turn noise into evidence."""
+    scale = np.nan_to_num(mean_over_present(entry, axis=0), nan=1.0)  # (S, K); no value: 1
+    floor = floor_share * np.median(scale, axis=1, keepdims=True)
+    return np.maximum(scale, np.maximum(floor, 1e-6))
 
 
 def reduce_errors(
-    entry: np.ndarray, smooth_length: int, trailing: bool = False
+    entry: np.ndarray,
+    smooth_length: int,
+    trailing: bool = False,
+    scales: np.ndarray | None = None,
+    power: float = 0.0,
+    metrics: str = "mean",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row error of each voter (n, S) and per-row, per-metric error (n, K) from entry errors
     (n, S, K); a voter is one recorded step of one mask family.
 
-    Means over the metrics present in a row (and over the voters, for a metric); a row with no
-    value at all gets 0 (no evidence). Both are then smoothed over ``smooth_length`` rows, centred
-    or (``trailing``) over the rows up to each row.
+    With ``scales`` (:func:`metric_scales`) and ``power`` > 0, each metric's error is divided by
+    its typical error to that power first (1: every metric in units of its own normal error; 0:
+    raw robust units). ``metrics="mean"`` averages over the metrics present in a row, then smooths
+    over ``smooth_length`` rows; ``"blend-top3"`` smooths each metric first and then takes the mean
+    of the row's overall mean and its three largest metrics, so a sustained break of one metric out
+    of many is not averaged away. Smoothing is centred, or (``trailing``) over the rows up to each
+    row. A row with no value at all gets 0 (no evidence).
     """
     smooth = trailing_mean if trailing else centered_mean
-    step_errors = smooth(mean_over_present(entry, axis=2), smooth_length)
+    if scales is not None and power > 0:
+        entry = entry / (scales[None] ** power)
+    if metrics == "mean":
+        step_errors = smooth(mean_over_present(entry, axis=2), smooth_length)
+    elif metrics == "blend-top3":
+        n, s, k = entry.shape
+        smoothed = smooth(np.nan_to_num(entry, nan=0.0).reshape(n, s * k), smooth_length).reshape(n, s, k)
+        top = -np.sort(-smoothed, axis=2)[:, :, : min(3, k)].mean(axis=2)
+        step_errors = 0.5 * smoothed.mean(axis=2) + 0.5 * top
+    else:
+        raise ParameterError(f"metrics must be one of {METRIC_REDUCTIONS}, got {metrics!r}")
     return step_errors, smooth(mean_over_present(entry, axis=1), smooth_length)
 
 

@@ -399,6 +399,7 @@ def main() -> None:
     parser.add_argument("--split", choices=SPLITS, default="dev", help="see benchmarks/splits.py")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--rules", default="", help="comma-separated substrings of rule names")
+    parser.add_argument("--note", default="", help="text added below the tables")
     parser.add_argument(
         "--msl-subset", type=int, default=0, help="only this many MSL channels of the split, evenly spaced"
     )
@@ -420,9 +421,10 @@ def main() -> None:
         "(entry errors cached by `--collect`, one fit per series and variant, seed 0). VUS-PR, mean "
         "over each dataset's series; every rule is calibrated on the held-out training rows only.\n\n"
     )
-    print(header + text)
+    body = header + text + (f"\n{args.note}\n" if args.note else "")
+    print(body)
     if args.out:
-        write_section(args.out, f"Diffusion evidence study ({args.split} split)", header + text)
+        write_section(args.out, f"Diffusion evidence study ({args.split} split)", body)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from splits import SPLITS, Split
 
 import tsdiff
 from tsdiff.diffusion.config import DiffusionConfig
-from tsdiff.frame import centered_mean
+from tsdiff.frame import centered_mean, trailing_mean
 from tsdiff.metrics import choose_sliding_window, vus_pr
 from tsdiff.thresholds import make_threshold
 
@@ -163,11 +163,11 @@ def over_metrics(entry: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(how)
 
 
-def smooth_entries(entry: np.ndarray, length: int) -> np.ndarray:
-    """Centred mean along time of every (step, metric) column."""
+def smooth_entries(entry: np.ndarray, length: int, smooth=centered_mean) -> np.ndarray:
+    """Moving mean (centred by default) along time of every (step, metric) column."""
     n, s, k = entry.shape
     flat = np.nan_to_num(entry, nan=0.0).reshape(n, s * k)
-    return centered_mean(flat, length).reshape(n, s, k)
+    return smooth(flat, length).reshape(n, s, k)
 
 
 def over_steps(val_rows: np.ndarray, test_rows: np.ndarray, how: str) -> np.ndarray:
@@ -198,6 +198,7 @@ class Rule:
     source: str = ""  # "" (the chain's errors), or another cached pass: "single", "direct"
     floor: float = 0.1  # normalisation: a metric's scale is at least this share of the median's
     power: float = 1.0  # normalisation divides by scale ** power (0.5: half way, in log terms)
+    trailing: bool = False  # smoothing over the rows up to each row (a streaming score)
 
     def keep_steps(self, steps: np.ndarray, params: dict) -> np.ndarray:
         if self.steps == "all" or (params.get("conditioning") == "conditional" and self.steps == "snr"):
@@ -242,12 +243,13 @@ class Rule:
         if self.normalise:
             scale = metric_scale(val, self.floor) ** self.power
             val, test = val / scale[None], test / scale[None]
+        smooth = trailing_mean if self.trailing else centered_mean
         if self.smooth_first:  # smooth each metric, then reduce (a sustained one-metric shift stands out)
-            v = over_metrics(smooth_entries(val, length), self.metrics)
-            t = over_metrics(smooth_entries(test, length), self.metrics)
+            v = over_metrics(smooth_entries(val, length, smooth), self.metrics)
+            t = over_metrics(smooth_entries(test, length, smooth), self.metrics)
         else:  # reduce, then smooth the row error (the detector's order)
-            v = centered_mean(over_metrics(val, self.metrics), length)
-            t = centered_mean(over_metrics(test, self.metrics), length)
+            v = smooth(over_metrics(val, self.metrics), length)
+            t = smooth(over_metrics(test, self.metrics), length)
         how = "vote" if self.combine == "elbo" else self.combine
         return over_steps(v, v, how), over_steps(v, t, how)
 
@@ -328,8 +330,16 @@ for fams in (
     "grating4,grating16,tail4",
 ):
     RULES[f"informative, masks {fams}"] = Rule(steps="snr", families=fams)
+    RULES[f"informative, smoothing 32, masks {fams}"] = Rule(steps="snr", families=fams, length=32)
     RULES[f"informative, normalised blend top3, masks {fams}"] = Rule(
         steps="snr", normalise=True, metrics="blendtop3", smooth_first=True, families=fams
+    )
+
+
+# the tail mask alone with a trailing smoothing: what the streaming preset scores (no lookahead)
+for length in (16, 32):
+    RULES[f"streaming: informative, masks tail4, trailing smoothing {length}"] = Rule(
+        steps="snr", families="tail4", length=length, trailing=True
     )
 
 

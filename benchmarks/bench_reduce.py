@@ -38,6 +38,7 @@ from splits import SPLITS, Split
 
 import tsdiff
 from tsdiff.diffusion.config import DiffusionConfig
+from tsdiff.diffusion.voting import metric_scales
 from tsdiff.frame import centered_mean, trailing_mean
 from tsdiff.metrics import choose_sliding_window, vus_pr
 from tsdiff.thresholds import make_threshold
@@ -135,17 +136,6 @@ def snr(steps: np.ndarray, params: dict) -> np.ndarray:
     return ab / (1.0 - ab)
 
 
-def metric_scale(val: np.ndarray, floor_share: float = 0.1) -> np.ndarray:
-    """Per (step, metric) error scale on held-out rows, floored at ``floor_share`` of the median
-    metric's so quiet metrics cannot explode."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        scale = np.nanmean(val, axis=0)  # (S, K)
-    scale = np.nan_to_num(scale, nan=1.0)
-    floor = floor_share * np.median(scale, axis=1, keepdims=True)
-    return np.maximum(scale, np.maximum(floor, 1e-6))
-
-
 def over_metrics(entry: np.ndarray, how: str) -> np.ndarray:
     """(n, S, K) -> (n, S)."""
     filled = np.nan_to_num(entry, nan=0.0)
@@ -241,7 +231,7 @@ class Rule:
             val = np.einsum("nsk,s->nk", np.nan_to_num(val) ** 2, weights)[:, None, :]
             test = np.einsum("nsk,s->nk", np.nan_to_num(test) ** 2, weights)[:, None, :]
         if self.normalise:
-            scale = metric_scale(val, self.floor) ** self.power
+            scale = metric_scales(val, self.floor) ** self.power
             val, test = val / scale[None], test / scale[None]
         smooth = trailing_mean if self.trailing else centered_mean
         if self.smooth_first:  # smooth each metric, then reduce (a sustained one-metric shift stands out)

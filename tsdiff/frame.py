@@ -455,14 +455,19 @@ def spread_to_rows(per_window: np.ndarray, starts: np.ndarray, window: int, n_ro
 def trailing_mean(values: np.ndarray, length: int) -> np.ndarray:
     """Moving mean over the ``length`` rows ending at each row (fewer at the start): no row after it
     is used, so a live row's value is final when it arrives."""
+    n = np.asarray(values).shape[0]
+    hi = np.arange(1, n + 1)
+    return _span_mean(values, length, np.maximum(hi - length, 0), hi)
+
+
+def _span_mean(values: np.ndarray, length: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mean of ``values[lo[i]:hi[i]]`` for every row i, from one cumulative sum (a copy when
+    ``length`` <= 1)."""
     values = np.asarray(values, dtype=np.float64)
     if length <= 1:
         return values.copy()
-    n = values.shape[0]
-    hi = np.arange(1, n + 1)
-    lo = np.maximum(hi - length, 0)
     csum = np.concatenate([np.zeros((1, *values.shape[1:])), np.cumsum(values, axis=0)])
-    counts = (hi - lo).reshape((n,) + (1,) * (values.ndim - 1))
+    counts = (hi - lo).reshape((len(lo),) + (1,) * (values.ndim - 1))
     return (csum[hi] - csum[lo]) / counts
 
 
@@ -472,13 +477,8 @@ def centered_mean(values: np.ndarray, length: int) -> np.ndarray:
     ``values`` has shape (n_rows, ...); the result has the same shape. A row's value uses the
     ``length // 2`` rows after it, which is the delay such smoothing adds to a live stream.
     """
-    values = np.asarray(values, dtype=np.float64)
-    if length <= 1:
-        return values.copy()
-    n = values.shape[0]
+    n = np.asarray(values).shape[0]
     half = length // 2
     lo = np.clip(np.arange(n) - half, 0, n)
     hi = np.clip(np.arange(n) + (length - half), 0, n)
-    csum = np.concatenate([np.zeros((1, *values.shape[1:])), np.cumsum(values, axis=0)])
-    counts = (hi - lo).reshape((n,) + (1,) * (values.ndim - 1))
-    return (csum[hi] - csum[lo]) / counts
+    return _span_mean(values, length, lo, hi)

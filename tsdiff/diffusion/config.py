@@ -196,18 +196,18 @@ class DiffusionConfig:
 
     def stream_geometry(self) -> StreamGeometry:
         length = self.smooth_length()
+        # a centred smoothing reaches length - length//2 - 1 rows past a row; a trailing one none
+        ahead = 0 if self.trailing else length - length // 2 - 1
         geometry = StreamGeometry()
         for kind, _ in self.families():
             if kind == "grating":
                 # windows every stride rows from the stream start; a row takes its errors from the
                 # window it is most central in (reaching window - window//4 rows ahead, plus the last
-                # window's shift), then the centred smoothing reaches length - length//2 - 1 further
-                ahead = 0 if self.trailing else length - length // 2 - 1
+                # window's shift)
                 part = StreamGeometry(self.stride, 2 * self.window + length, self.window + ahead)
             else:
                 # blocks of tail rows from the stream start, each imputed from the window that ends
-                # with it; the smoothing looks back only when the tail mask scores alone
-                ahead = 0 if self.trailing else length - length // 2 - 1
+                # with it
                 part = StreamGeometry(self.tail, self.window + length, self.tail - 1 + ahead)
             geometry = geometry.combine(part)
         return geometry

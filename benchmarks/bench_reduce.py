@@ -331,6 +331,18 @@ for length in (16, 32):
     RULES[f"streaming: informative, masks tail4, trailing smoothing {length}"] = Rule(
         steps="snr", families="tail4", length=length, trailing=True
     )
+for length in (8, 16, 32, 64):
+    name = f"streaming: informative, half-normalised blend top3, masks tail4, trailing smoothing {length}"
+    RULES[name] = Rule(
+        steps="snr",
+        normalise=True,
+        power=0.5,
+        metrics="blendtop3",
+        smooth_first=True,
+        families="tail4",
+        length=length,
+        trailing=True,
+    )
 
 
 def report(split: Split, datasets: list[str], variants: list[str], cache: Path, rule_filter: str) -> str:

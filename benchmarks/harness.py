@@ -101,9 +101,54 @@ class RunResult:
     error: str = ""
 
 
-def run_one(series: Series, name: str, factory: Callable[[], Any]) -> RunResult:
-    """Fit on ``series.train``, detect on ``series.test``, evaluate against ``series.labels``."""
-    from tsdiff.metrics import choose_sliding_window, evaluate
+def _evaluate(
+    series: Series, name: str, detector: Any, result: Any, window: int, times: tuple[float, float, float]
+) -> RunResult:
+    """One run's accuracy against ``series.labels`` (and its scores saved, with SCORES_DIR)."""
+    from tsdiff.metrics import evaluate
+
+    pred = result.labels.to_numpy()
+    if SCORES_DIR is not None:  # per-run scores, for studying score fusion offline
+        SCORES_DIR.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            SCORES_DIR / f"{series.name.replace('/', '_')}__{name.replace('/', '+')}.npz",
+            scores=result.scores.to_numpy(np.float32),
+            labels=np.asarray(series.labels, dtype=np.int8),
+            calibration=np.asarray(detector.calibration_scores_, dtype=np.float32),
+            threshold=np.float64(result.threshold),
+        )
+    m = evaluate(series.labels, result.scores.to_numpy(), window, pred=pred)
+    fit_s, score_s, peak_mib = times
+    return RunResult(
+        dataset=series.dataset,
+        series=series.name,
+        detector=name,
+        vus_pr=m["VUS-PR"],
+        auc_pr=m["AUC-PR"],
+        vus_roc=m["VUS-ROC"],
+        auc_roc=m["AUC-ROC"],
+        f1=m["Standard-F1"],
+        event_f1=m["Event-based-F1"],
+        pa_f1=m["PA-F1"],
+        flagged=float(pred.mean()),
+        fit_s=fit_s,
+        score_s=score_s,
+        peak_mib=peak_mib,
+        n_train=len(series.train),
+        n_test=len(series.test),
+    )
+
+
+def run_one(
+    series: Series, name: str, factory: Callable[[], Any], components: bool = False
+) -> list[RunResult]:
+    """Fit on ``series.train``, detect on ``series.test``, evaluate against ``series.labels``.
+
+    With ``components``, a fused detector's fitted components are also scored on their own, as
+    runs named ``NAME/COMPONENT``: the same fits, so a component's figures are those of that
+    detector alone with the same settings and seed (their fit time is inside the fused run's).
+    """
+    from tsdiff.metrics import choose_sliding_window
 
     window = choose_sliding_window(series.test.to_numpy())
     nan = float("nan")
@@ -117,43 +162,41 @@ def run_one(series: Series, name: str, factory: Callable[[], Any]) -> RunResult:
             t2 = time.perf_counter()
     except Exception as exc:  # one failing detector must not sink the whole run
         logger.exception("%s failed on %s/%s", name, series.dataset, series.name)
-        return RunResult(
-            series.dataset,
-            series.name,
-            name,
-            *([nan] * 12),
-            len(series.train),
-            len(series.test),
-            error=f"{type(exc).__name__}: {exc}",
-        )
-    pred = result.labels.to_numpy()
-    if SCORES_DIR is not None:  # per-run scores, for studying score fusion offline
-        SCORES_DIR.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            SCORES_DIR / f"{series.name.replace('/', '_')}__{name}.npz",
-            scores=result.scores.to_numpy(np.float32),
-            labels=np.asarray(series.labels, dtype=np.int8),
-            calibration=np.asarray(detector.calibration_scores_, dtype=np.float32),
-            threshold=np.float64(result.threshold),
-        )
-    m = evaluate(series.labels, result.scores.to_numpy(), window, pred=pred)
-    return RunResult(
-        dataset=series.dataset,
-        series=series.name,
-        detector=name,
-        vus_pr=m["VUS-PR"],
-        auc_pr=m["AUC-PR"],
-        vus_roc=m["VUS-ROC"],
-        auc_roc=m["AUC-ROC"],
-        f1=m["Standard-F1"],
-        event_f1=m["Event-based-F1"],
-        pa_f1=m["PA-F1"],
-        flagged=float(pred.mean()),
-        fit_s=t1 - t0,
-        score_s=t2 - t1,
-        peak_mib=mem.mib,
-        n_train=len(series.train),
-        n_test=len(series.test),
+        return [
+            RunResult(
+                series.dataset,
+                series.name,
+                name,
+                *([nan] * 12),
+                len(series.train),
+                len(series.test),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        ]
+    out = [_evaluate(series, name, detector, result, window, (t1 - t0, t2 - t1, mem.mib))]
+    if components and hasattr(detector, "fitted_components"):
+        for part, component in detector.fitted_components().items():
+            t3 = time.perf_counter()
+            part_result = component.detect(series.test)
+            t4 = time.perf_counter()
+            times = (nan, t4 - t3, nan)
+            out.append(_evaluate(series, f"{name}/{part}", component, part_result, window, times))
+    return out
+
+
+def _log(r: RunResult) -> None:
+    logger.info(
+        "%-10s %-22s %-9s VUS-PR %.3f AUC-PR %.3f F1 %.3f fit %.1fs score %.1fs peak %.0f MiB%s",
+        r.dataset,
+        r.series,
+        r.detector,
+        r.vus_pr,
+        r.auc_pr,
+        r.f1,
+        r.fit_s,
+        r.score_s,
+        r.peak_mib,
+        f" ERROR {r.error}" if r.error else "",
     )
 
 
@@ -163,6 +206,7 @@ def run_all(
     reuse: list[RunResult] | None = None,
     raw_path: Path | None = None,
     run_missing: bool = True,
+    components: bool = False,
 ) -> list[RunResult]:
     """Run every detector on every series.
 
@@ -177,24 +221,13 @@ def run_all(
             key = (series.dataset, series.name, name)
             if key in done:
                 results.append(done[key])
+                results += [r for k, r in done.items() if k[:2] == key[:2] and k[2].startswith(f"{name}/")]
                 continue
             if not run_missing:
                 continue
-            r = run_one(series, name, factory)
-            logger.info(
-                "%-10s %-22s %-9s VUS-PR %.3f AUC-PR %.3f F1 %.3f fit %.1fs score %.1fs peak %.0f MiB%s",
-                r.dataset,
-                r.series,
-                r.detector,
-                r.vus_pr,
-                r.auc_pr,
-                r.f1,
-                r.fit_s,
-                r.score_s,
-                r.peak_mib,
-                f" ERROR {r.error}" if r.error else "",
-            )
-            results.append(r)
+            for r in run_one(series, name, factory, components):
+                _log(r)
+                results.append(r)
             if raw_path is not None:
                 kept = [
                     v

@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         "from; all: both (see benchmarks/splits.py)",
     )
     parser.add_argument("--machines", help="only these SMD machines of the split, e.g. 1-2,1-3")
+    parser.add_argument(
+        "--msl-subset", type=int, default=0, help="only this many MSL channels of the split, evenly spaced"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the detectors' random_state")
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument(
@@ -111,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--note", default="", help="a line added to the report's header")
     parser.add_argument("--scores", type=Path, help="also save each run's test scores (.npz) here")
+    parser.add_argument(
+        "--components",
+        action="store_true",
+        help="also score a fused detector's fitted components alone (rows NAME/COMPONENT, same fits)",
+    )
     args = parser.parse_args(argv)
     harness.SCORES_DIR = args.scores
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [d for d in datasets if d not in (*DATASETS, "bundled")]
     if unknown:
         parser.error(f"unknown dataset(s) {unknown}; known: {', '.join((*DATASETS, 'bundled'))}")
-    split = Split(args.split)
+    split = Split(args.split, msl_subset=args.msl_subset)
     machines = args.machines.split(",") if args.machines else None
     if machines and set(machines) - set(split.smd_machines()):
         parser.error(
@@ -143,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         reuse=reuse,
         raw_path=None if args.report_only else args.raw,
         run_missing=not args.report_only,
+        components=args.components,
     )
     if not results:
         logging.error("no series were run (is ../shared/datasets present?)")
@@ -168,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         + (["", args.note] if args.note else [])
     )
-    report = markdown_report(results, names, header)
+    shown = names + [d for d in dict.fromkeys(r.detector for r in results) if d not in names]
+    report = markdown_report(results, shown, header)
     print(report)
     if args.out:
         title = {"all": "Detection benchmark", "dev": "Detection benchmark, development split"}

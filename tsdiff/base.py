@@ -223,13 +223,17 @@ class BaseDetector(BaseEstimator):
         self.feature_names_in_ = list(frame.columns)
         self.n_features_in_ = len(self.feature_names_in_)
         self.columns_named_ = frame.named
-        self.scaler_ = RobustScaler().fit(frame.values)
+        self.scaler_ = self._input_scaler(frame.values)
         values = self.scaler_.transform(frame.values)
         self.n_train_rows_ = self.holdout_start(len(values))
         self._fit(values)
         self.calibration_scores_ = np.asarray(self._calibrate(values), dtype=np.float64)
         self._fit_threshold(self.calibration_scores_)
         return self
+
+    def _input_scaler(self, values: np.ndarray) -> RobustScaler:
+        """The scaler fitted on the training values that every later input goes through."""
+        return RobustScaler().fit(values)
 
     def score(self, X: Any) -> pd.Series:
         """One anomaly score per row of ``X`` (higher is more anomalous), indexed like ``X``."""

@@ -284,6 +284,14 @@ class RobustScaler:
         self.scale_ = scale
         return self
 
+    @classmethod
+    def identity(cls, n_columns: int) -> RobustScaler:
+        """A fitted scaler that leaves ``n_columns`` columns as they are (centre 0, scale 1)."""
+        scaler = cls()
+        scaler.center_ = np.zeros(n_columns, dtype=np.float64)
+        scaler.scale_ = np.ones(n_columns, dtype=np.float64)
+        return scaler
+
     def _check(self) -> None:
         if not hasattr(self, "scale_"):
             raise NotFittedError("this RobustScaler is not fitted yet; call fit first")

@@ -23,6 +23,7 @@ import pandas as pd
 from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry
 from tsdiff.calibration import CALIBRATIONS, CALIBRATORS, Calibrator
 from tsdiff.errors import ModelFormatError, ParameterError
+from tsdiff.frame import RobustScaler
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +178,11 @@ class FusionDetector(BaseDetector):
         return self._cause_component() is not None
 
     # ----------------------------------------------------------------- fit
+    def _input_scaler(self, values: np.ndarray) -> RobustScaler:
+        """No scaling of its own: each component scales the data itself, so it sees exactly the
+        values it would see alone (a component here scores as that detector fitted alone)."""
+        return RobustScaler.identity(values.shape[1])
+
     def _fit(self, values: np.ndarray) -> None:
         data = pd.DataFrame(values, columns=self.feature_names_in_)
         fitted = {}

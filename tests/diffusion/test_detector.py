@@ -21,14 +21,20 @@ def fitted():
     return ImDiffusionDetector(random_state=0, **TINY_DIFFUSION).fit(train)
 
 
-def test_vote_threshold_is_one_and_labels_are_votes(fitted):
+@pytest.mark.parametrize("record, voters", [("last", 3), ("informative", 1)])
+def test_vote_threshold_is_one_and_labels_are_votes(record, voters):
+    det = ImDiffusionDetector(random_state=0, record=record, **TINY_DIFFUSION).fit(make_frame(400, 4, seed=0))
     test = make_frame(200, 4, seed=1)
     test.iloc[100:110, 1] += 10.0
-    result = fitted.detect(test)
-    assert result.threshold == 1.0 and result.threshold_method.startswith("vote: at least 2 of 3")
-    steps, _ = reduce_errors(fitted.imputation_errors(test), fitted.config_.smooth_length())
-    votes = (steps / fitted.step_thresholds_ > 1).sum(axis=1)
-    np.testing.assert_array_equal(result.labels.to_numpy(), (votes >= 2).astype(int))
+    result = det.detect(test)
+    needed = det.config_.votes_needed()
+    assert det.config_.n_voters() == voters  # tiny chain: t = 49, 24, 0; only t = 0 is informative
+    assert result.threshold == 1.0
+    assert result.threshold_method.startswith(f"vote: at least {needed} of {voters}")
+    entry = det.imputation_errors(test)
+    steps, _ = reduce_errors(entry, scales=det.metric_scales_, **det.config_.reduction())
+    votes = (steps / det.step_thresholds_ > 1).sum(axis=1)
+    np.testing.assert_array_equal(result.labels.to_numpy(), (votes >= needed).astype(int))
     assert result.labels.iloc[100:110].any()
 
 
@@ -47,7 +53,9 @@ def test_noise_prediction_variant_trains_and_scores():
 
 def test_fast_single_step_mode_runs_and_differs(fitted):
     test = make_frame(200, 4, seed=1)
-    fast = ImDiffusionDetector(random_state=0, scoring="single", **{**TINY_DIFFUSION, "ensemble_steps": 2})
+    fast = ImDiffusionDetector(
+        random_state=0, scoring="single", record="last", **{**TINY_DIFFUSION, "ensemble_steps": 2}
+    )
     fast.fit(make_frame(400, 4, seed=0))
     record = fast.config_.steps()[1]
     assert len(record) == 2 and 0 not in record  # one-step errors at step 0 would carry no information

@@ -28,6 +28,7 @@ def test_every_present_entry_gets_one_error(mode, conditioning):
         ensemble_steps=3,
         scoring=mode,
         conditioning=conditioning,
+        record="last",
     )
     visit, record = config.steps()
     noise = window_noise(

@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 logger = logging.getLogger("benchmarks")
 
@@ -144,20 +146,25 @@ def run_one(
 ) -> list[RunResult]:
     """Fit on ``series.train``, detect on ``series.test``, evaluate against ``series.labels``.
 
-    With ``components``, a fused detector's fitted components are also scored on their own, as
-    runs named ``NAME/COMPONENT``: the same fits, so a component's figures are those of that
-    detector alone with the same settings and seed (their fit time is inside the fused run's).
+    With ``components``, a fused detector's components are also evaluated on their own, as runs
+    named ``NAME/COMPONENT``: their own scores, taken as the fused detector computes them (a fused
+    detector leaves scaling to its components, so these are the scores of that detector fitted
+    alone with the same settings and seed; their time is inside the fused run's).
     """
     from tsdiff.metrics import choose_sliding_window
 
     window = choose_sliding_window(series.test.to_numpy())
     nan = float("nan")
+    captured: dict[str, Any] = {}
     try:
         with PeakMemory() as mem:
             detector = factory()
             t0 = time.perf_counter()
             detector.fit(series.train)
             t1 = time.perf_counter()
+            if components and hasattr(detector, "fitted_components"):
+                for part, component in detector.fitted_components().items():
+                    _record_scores(component, part, captured)
             result = detector.detect(series.test)
             t2 = time.perf_counter()
     except Exception as exc:  # one failing detector must not sink the whole run
@@ -174,14 +181,27 @@ def run_one(
             )
         ]
     out = [_evaluate(series, name, detector, result, window, (t1 - t0, t2 - t1, mem.mib))]
-    if components and hasattr(detector, "fitted_components"):
-        for part, component in detector.fitted_components().items():
-            t3 = time.perf_counter()
-            part_result = component.detect(series.test)
-            t4 = time.perf_counter()
-            times = (nan, t4 - t3, nan)
-            out.append(_evaluate(series, f"{name}/{part}", component, part_result, window, times))
+    for part, scores in captured.items():
+        component = detector.fitted_components()[part]
+        part_result = SimpleNamespace(
+            scores=pd.Series(scores),
+            labels=pd.Series((scores > component.threshold_).astype(np.int8)),
+            threshold=component.threshold_,
+        )
+        out.append(_evaluate(series, f"{name}/{part}", component, part_result, window, (nan, nan, nan)))
     return out
+
+
+def _record_scores(component: Any, part: str, captured: dict[str, Any]) -> None:
+    """Keep the scores ``component`` gives inside its fused detector (its own, before calibration)."""
+    own = component.score_scaled
+
+    def recorded(values: np.ndarray, offset: int = 0, memo: dict | None = None) -> Any:
+        parts = own(values, offset, memo)
+        captured[part] = np.asarray(parts.scores, dtype=np.float64)
+        return parts
+
+    component.score_scaled = recorded
 
 
 def _log(r: RunResult) -> None:

@@ -21,14 +21,19 @@ def fitted():
     return ImDiffusionDetector(random_state=0, **TINY_DIFFUSION).fit(train)
 
 
-@pytest.mark.parametrize("record, voters", [("last", 3), ("informative", 1)])
-def test_vote_threshold_is_one_and_labels_are_votes(record, voters):
-    det = ImDiffusionDetector(random_state=0, record=record, **TINY_DIFFUSION).fit(make_frame(400, 4, seed=0))
+@pytest.mark.parametrize(
+    "record, conditioning, voters",
+    [("last", "unconditional", 3), ("informative", "unconditional", 1), ("informative", "conditional", 3)],
+)
+def test_vote_threshold_is_one_and_labels_are_votes(record, conditioning, voters):
+    det = ImDiffusionDetector(random_state=0, record=record, conditioning=conditioning, **TINY_DIFFUSION)
+    det.fit(make_frame(400, 4, seed=0))
     test = make_frame(200, 4, seed=1)
     test.iloc[100:110, 1] += 10.0
     result = det.detect(test)
     needed = det.config_.votes_needed()
-    assert det.config_.n_voters() == voters  # tiny chain: t = 49, 24, 0; only t = 0 is informative
+    # tiny chain: t = 49, 24, 0; with a noised context only t = 0 is informative, with a clean one all
+    assert det.config_.n_voters() == voters
     assert result.threshold == 1.0
     assert result.threshold_method.startswith(f"vote: at least {needed} of {voters}")
     entry = det.imputation_errors(test)

@@ -48,7 +48,7 @@ def test_epoch_cap_binds_on_short_training_data():
 
 # ----------------------------------------------------------------- recorded steps
 def test_informative_rule_records_the_steps_whose_context_carries_signal():
-    config = DiffusionConfig.of(record="informative")
+    config = DiffusionConfig.of(record="informative", conditioning="unconditional")
     visit, record = config.steps()
     alpha_bar = config.noise_schedule().alpha_bar
     snr = alpha_bar / (1.0 - alpha_bar)
@@ -60,7 +60,8 @@ def test_informative_rule_records_the_steps_whose_context_carries_signal():
     clean = DiffusionConfig.of(record="informative", conditioning="conditional")
     assert list(clean.steps()[1]) == list(visit)
     # "last" keeps the old rule: the last ensemble_steps visited
-    assert list(DiffusionConfig.of(record="last", ensemble_steps=3).steps()[1]) == [11, 5, 0]
+    last = DiffusionConfig.of(record="last", ensemble_steps=3, conditioning="unconditional")
+    assert list(last.steps()[1]) == [11, 5, 0]
     assert config.training_step_range() == 17
     with pytest.raises(ParameterError, match="record"):
         DiffusionConfig.of(record="some")
@@ -82,7 +83,8 @@ def test_train_focus_draws_steps_from_the_recorded_range(monkeypatch):
     values = np.random.default_rng(0).standard_normal((400, 2))
     for focus in (0.0, 1.0):
         seen.clear()
-        config = DiffusionConfig.of(**{**TINY_DIFFUSION, "record": "informative", "train_focus": focus})
+        settings = {"record": "informative", "conditioning": "unconditional", "train_focus": focus}
+        config = DiffusionConfig.of(**{**TINY_DIFFUSION, **settings})
         training.fit_denoiser(values, 300, config, 0, torch.device("cpu"), False)
         drawn = torch.cat(seen[:30])  # training batches (validation batches come later)
         top = config.training_step_range()

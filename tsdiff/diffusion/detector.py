@@ -99,10 +99,13 @@ class ImDiffusionDetector(BaseDetector):
         split this never lost and lifted the synthetic series from 0.416 to 0.493 VUS-PR.
     train_focus
         Share of training windows whose diffusion step is drawn from the recorded steps and below,
-        instead of from all steps, so the model practises the steps it is scored at.
+        instead of from all steps, so the model practises the steps it is scored at (with a clean
+        context every step is recorded, and this changes nothing).
     conditioning
-        ``"unconditional"`` (context entries forward-noised to the current step, as ImDiffusion)
-        or ``"conditional"`` (context entries given clean, as CSDI).
+        ``"conditional"`` (default; context entries given clean, as CSDI) or ``"unconditional"``
+        (context entries forward-noised to the current step, as ImDiffusion). On the development
+        split the clean context lifted the synthetic causal series from 0.600 to 0.834 VUS-PR
+        (SMD -0.008, SKAB -0.013) and makes every visited step informative.
     combine, vote_fraction
         How the steps are combined (see above).
     metric_norm
@@ -159,6 +162,7 @@ class ImDiffusionDetector(BaseDetector):
         "grating_layout": "time",
         "record": "last",
         "train_focus": 0.0,
+        "conditioning": "unconditional",
         "tail": 0,
         "score_masks": "all",
         "metric_norm": 0.0,
@@ -183,7 +187,7 @@ class ImDiffusionDetector(BaseDetector):
         ensemble_steps: int = 10,
         record: str = "informative",
         train_focus: float = 0.0,
-        conditioning: str = "unconditional",
+        conditioning: str = "conditional",
         combine: str = "vote",
         vote_fraction: float = 0.5,
         metric_norm: float = 0.5,

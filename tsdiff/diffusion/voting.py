@@ -24,7 +24,7 @@ def metric_scales(entry: np.ndarray, floor_share: float = 0.1) -> np.ndarray:
     metric's so a metric the model imputes almost perfectly cannot turn noise into evidence."""
     scale = np.nan_to_num(mean_over_present(entry, axis=0), nan=1.0)  # (S, K); no value: 1
     floor = floor_share * np.median(scale, axis=1, keepdims=True)
-    return np.maximum(scale, np.maximum(floor, 1e-6))
+    return np.maximum(scale, np.maximum(floor, 1e-6)).astype(np.float64)  # as a loaded model holds it
 
 
 def reduce_errors(

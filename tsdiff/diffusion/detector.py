@@ -27,9 +27,10 @@ class ImDiffusionDetector(BaseDetector):
     hidden); each half is imputed from the other, and the imputation error of every entry is
     measured at several denoising steps. Steps form an ensemble:
 
-    * each step's per-row error (mean absolute error over the metrics, in robust units) gets its
-      own threshold fitted on held-out training rows (POT by default), and its error is divided by
-      that threshold;
+    * each step's per-row error (the absolute errors of the row's metrics, each in units of its
+      own typical error to the power ``metric_norm``, smoothed over ``smooth`` rows and reduced by
+      ``metric_reduce``) gets its own threshold fitted on held-out training rows (POT by default),
+      and its error is divided by that threshold;
     * ``combine="vote"`` (default): a row's score is the ``m``-th largest of these ratios, where
       ``m = ceil(vote_fraction * steps)``; the label threshold is 1, so a row is flagged exactly
       when at least ``m`` steps vote for it, and the score stays continuous for ranking;

@@ -1,7 +1,8 @@
 """From imputation errors to a score: per-row errors, per-step thresholds, and the steps' vote.
 
-Each recorded denoising step is one voter. A step's per-row error (the mean absolute error over the
-metrics present, in robust units, smoothed over time) gets its own threshold, fitted on held-out
+Each recorded denoising step is one voter. A step's per-row error (the absolute errors of the
+metrics present, optionally in units of each metric's typical error, smoothed over time and
+reduced over the metrics by :func:`reduce_errors`) gets its own threshold, fitted on held-out
 normal rows; dividing by it puts every step on one scale, where 1 is "this step flags the row".
 """
 

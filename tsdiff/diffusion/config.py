@@ -59,6 +59,7 @@ class DiffusionConfig:
     layers: int
     heads: int
     patch: int
+    wavelet_levels: int
     batch_size: int
     learning_rate: float
     max_steps: int
@@ -79,7 +80,8 @@ class DiffusionConfig:
 
         p = {f.name: params[f.name] for f in fields(cls)}
         ints = ("window", "diffusion_steps", "reverse_steps", "ensemble_steps", "tail")
-        ints += ("channels", "layers", "heads", "patch", "batch_size", "max_steps", "eval_every", "patience")
+        ints += ("channels", "layers", "heads", "patch", "wavelet_levels", "batch_size", "max_steps")
+        ints += ("eval_every", "patience")
         floats = ("mask_ratio", "grating_fraction", "vote_fraction", "learning_rate", "max_epochs")
         floats += (
             "max_seconds",
@@ -124,6 +126,7 @@ class DiffusionConfig:
             (c.reverse_steps <= c.diffusion_steps, "reverse_steps must be <= diffusion_steps"),
             (c.channels % c.heads == 0, "channels must be a multiple of heads"),
             (c.patch >= 1 and c.window % c.patch == 0, "window must be a multiple of patch"),
+            (0 <= c.wavelet_levels <= math.log2(c.window), "wavelet_levels must be in [0, log2(window)]"),
             (c.batch_size >= 1 and c.max_steps >= 1, "batch_size and max_steps must be >= 1"),
             (c.max_seconds > 0 and c.eval_every >= 1, "max_seconds, eval_every must be > 0"),
             (c.patience >= 1, "patience must be >= 1"),
@@ -283,6 +286,7 @@ class DiffusionConfig:
             layers=self.layers,
             heads=self.heads,
             patch=self.patch,
+            wavelet_levels=self.wavelet_levels,
             n_strategies=self.n_strategies() if n_strategies is None else n_strategies,
         )
 

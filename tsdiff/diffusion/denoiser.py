@@ -15,6 +15,30 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def haar_approximations(values: torch.Tensor, observed: torch.Tensor, levels: int) -> torch.Tensor:
+    """Multi-scale (wavelet-domain) views of windows (B, K, L): at each Haar level j = 1..levels,
+    each row's block mean over the 2**j rows of its block (the Haar approximation coefficient,
+    held over the block) of the values and of the context flags; (B, K, L, 2 * levels).
+
+    Blocks start at the window's first row; a last block shorter than 2**j averages the rows it
+    has. The details of the decomposition are differences of consecutive levels, which the
+    denoiser's input layer can form itself.
+    """
+    b, k, n = values.shape
+    out = []
+    for j in range(1, levels + 1):
+        size = 2**j
+        blocks = -(-n // size)
+        pad = blocks * size - n
+        counts = torch.full((blocks,), float(size), device=values.device)
+        counts[-1] = size - pad
+        for series in (values, observed):
+            padded = F.pad(series, (0, pad)).reshape(b, k, blocks, size)
+            means = padded.sum(dim=-1) / counts
+            out.append(means.repeat_interleave(size, dim=-1)[..., :n])
+    return torch.stack(out, dim=-1)
+
+
 def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer-style sin/cos features of integer positions: shape (*positions.shape, dim)."""
     half = dim // 2
@@ -133,6 +157,9 @@ class Denoiser(nn.Module):
         Time steps per token: each metric's window is cut into patches of this many steps, embedded
         together (values and observed flags) and decoded together. Tokens, and so the cost, fall by
         this factor; entries inside a patch can still be context or target individually.
+    wavelet_levels
+        Haar levels given as extra input features of every entry (:func:`haar_approximations`):
+        block means of the values and context flags over 2, 4, ... rows. 0: none.
     time_dim, metric_dim, emb_dim
         Sizes of the time-position features, the learned metric embedding, and the step embedding.
     """
@@ -149,13 +176,15 @@ class Denoiser(nn.Module):
         time_dim: int = 128,
         metric_dim: int = 16,
         emb_dim: int = 128,
+        wavelet_levels: int = 0,
     ) -> None:
         super().__init__()
         if channels % heads:
             raise ValueError(f"channels ({channels}) must be a multiple of heads ({heads})")
         self.time_dim = time_dim
         self.patch = patch
-        self.input = nn.Linear(2 * patch, channels)
+        self.wavelet_levels = wavelet_levels
+        self.input = nn.Linear((2 + 2 * wavelet_levels) * patch, channels)
         self.step_emb = StepEmbedding(n_steps, emb_dim)
         self.strategy_emb = nn.Embedding(n_strategies, emb_dim)
         self.metric_emb = nn.Embedding(n_metrics, metric_dim)
@@ -194,7 +223,12 @@ class Denoiser(nn.Module):
         steps, since it depends on the masks only.
         """
         b, k, n = x_t.shape
-        tokens = torch.cat([self._patches(x_t), self._patches(observed.to(x_t.dtype))], dim=-1)
+        flags = observed.to(x_t.dtype)
+        tokens = torch.cat([self._patches(x_t), self._patches(flags)], dim=-1)
+        if self.wavelet_levels:
+            haar = haar_approximations(x_t, flags, self.wavelet_levels)  # (B, K, L, 2J)
+            haar = haar.reshape(b, k, n // self.patch, self.patch * haar.shape[-1])
+            tokens = torch.cat([tokens, haar], dim=-1)
         h = torch.relu(self.input(tokens))  # (B, K, N, C)
         emb = self.step_emb(step) + self.strategy_emb(strategy)
         if side is None:

@@ -132,6 +132,10 @@ class ImDiffusionDetector(BaseDetector):
     patch
         Time steps per token (``window`` must be a multiple): the denoiser embeds each metric's
         window in patches of this many steps, which cuts its cost by this factor on the CPU.
+    wavelet_levels
+        Multi-scale (wavelet-domain) input: the denoiser also sees, for every entry, the Haar
+        approximation of its metric's window at 2, 4, ..., ``2**wavelet_levels`` rows (block means
+        of the values it is given and of the context flags). 0 (default): values and flags only.
     batch_size, learning_rate
         Training mini-batch (windows) and Adam step size.
     max_steps, max_epochs
@@ -168,6 +172,7 @@ class ImDiffusionDetector(BaseDetector):
         "score_masks": "all",
         "metric_norm": 0.0,
         "metric_reduce": "mean",
+        "wavelet_levels": 0,
     }
 
     def __init__(
@@ -198,6 +203,7 @@ class ImDiffusionDetector(BaseDetector):
         layers: int = 3,
         heads: int = 2,
         patch: int = 4,
+        wavelet_levels: int = 0,
         batch_size: int = 32,
         learning_rate: float = 1e-3,
         max_steps: int = 900,
@@ -239,6 +245,7 @@ class ImDiffusionDetector(BaseDetector):
         self.layers = layers
         self.heads = heads
         self.patch = patch
+        self.wavelet_levels = wavelet_levels
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.max_steps = max_steps

@@ -245,15 +245,11 @@ class Rule:
 
 
 def elbo_weights(steps: np.ndarray, params: dict) -> np.ndarray:
-    """Weights of a clean-value squared error at each step in the diffusion ELBO,
-    SNR(t - 1) - SNR(t) (Kingma et al. 2021), normalised to sum to 1."""
+    """The detector's ELBO weights of the steps (:meth:`NoiseSchedule.elbo_weights`)."""
     from tsdiff.diffusion.schedule import NoiseSchedule
 
     sched = NoiseSchedule(int(params.get("diffusion_steps", 50)), params.get("schedule", "quad"))
-    ratio = sched.alpha_bar / (1.0 - sched.alpha_bar)
-    before = np.where(steps > 0, ratio[np.maximum(steps - 1, 0)], 2.0 * ratio[0])
-    w = before - ratio[steps]
-    return w / w.sum()
+    return sched.elbo_weights(steps)
 
 
 RULES: dict[str, Rule] = {
@@ -309,6 +305,20 @@ RULES |= {
     "density: ELBO-weighted squared error": Rule(source="single", combine="elbo"),
     "direct: reconstruction-free, vote": Rule(source="direct"),
     "direct: reconstruction-free, informative steps": Rule(source="direct", steps="snr"),
+}
+# each pass under the evidence rule the chain's default adopted (half-normalised top-3 blend,
+# each metric smoothed over 32 rows first), so the modes differ only in their errors
+ADOPTED = {"normalise": True, "power": 0.5, "metrics": "blendtop3", "smooth_first": True, "length": 32}
+RULES |= {
+    "single: denoising error, half-normalised blend top3, smooth first, smoothing 32": Rule(
+        source="single", **ADOPTED
+    ),
+    "density: ELBO-weighted squared error, half-normalised blend top3, smooth first, smoothing 32": Rule(
+        source="single", combine="elbo", **ADOPTED
+    ),
+    "direct: reconstruction-free, half-normalised blend top3, smooth first, smoothing 32": Rule(
+        source="direct", **ADOPTED
+    ),
 }
 # mask families (variants trained with several scales and the tail mask)
 for fams in (

@@ -36,6 +36,7 @@ def variant(name: str, **params: object) -> Callable[..., object]:
 #: the diffusion model's scoring modes and masks, each a tiny configuration of the same detector
 DIFFUSION_MODES: dict[str, Callable[..., object]] = {
     "imdiffusion-single": variant("imdiffusion", scoring="single", ensemble_steps=2),
+    "imdiffusion-density": variant("imdiffusion", scoring="density", ensemble_steps=2),
     "imdiffusion-direct": variant("imdiffusion", scoring="direct", ensemble_steps=2),
     "imdiffusion-conditional": variant("imdiffusion", conditioning="conditional"),
     "imdiffusion-informative": variant("imdiffusion", record="informative", train_focus=0.5),

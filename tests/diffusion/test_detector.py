@@ -67,6 +67,28 @@ def test_fast_single_step_mode_runs_and_differs(fitted):
     assert not np.allclose(fast.score(test), fitted.score(test))
 
 
+def test_density_mode_is_the_elbo_weighted_sum_of_the_single_pass_errors(fitted):
+    from tsdiff.diffusion.config import DiffusionConfig
+
+    test = make_frame(200, 4, seed=1)
+    test.iloc[50:60, 2] = np.nan
+    errors_by_mode = {}
+    for mode in ("single", "density"):  # two scoring modes of the same trained model
+        det = ImDiffusionDetector(**fitted.get_params())
+        det.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+        det.set_params(scoring=mode, ensemble_steps=2, record="last")
+        det.config_ = DiffusionConfig.from_params(det.get_params(deep=False))
+        errors_by_mode[mode] = det.imputation_errors(test)
+    single, density = errors_by_mode["single"], errors_by_mode["density"]
+    assert single.shape == (200, 2, 4) and density.shape == (200, 1, 4)
+    weights = det.config_.noise_schedule().elbo_weights(det.config_.steps()[1])
+    assert weights.sum() == pytest.approx(1.0) and (weights > 0).all()
+    expected = (single.astype(np.float64) ** 2 * weights[None, :, None]).sum(axis=1)
+    np.testing.assert_allclose(density[:, 0], expected, rtol=1e-5)
+    assert np.isnan(density[50:60, 0, 2]).all() and not np.isnan(density[:50]).any()
+    assert det.config_.n_voters() == 1
+
+
 def test_missing_cells_never_count(fitted):
     test = make_frame(200, 4, seed=1)
     test.iloc[50:70, 2] = np.nan

@@ -19,7 +19,7 @@ from tsdiff.base import StreamGeometry
 from tsdiff.errors import ParameterError
 
 COMBINE = ("vote", "mean")
-SCORING_MODES = ("chain", "single", "direct")
+SCORING_MODES = ("chain", "single", "density", "direct")
 CONDITIONING = ("unconditional", "conditional")
 RECORD_RULES = ("last", "informative")
 SCORE_MASKS = ("all", "grating", "tail")
@@ -225,9 +225,9 @@ class DiffusionConfig:
         """Steps visited by the chain (decreasing) and steps whose errors are recorded.
 
         ``record="last"``: the last ``ensemble_steps`` visited (chain), or that many evenly spaced
-        steps without step 0 (single). ``record="informative"``: of those candidates (all visited
-        steps, for the chain), only the ones whose context carries information
-        (:meth:`informative`); at least the least noisy one.
+        steps without step 0 (single, density, direct). ``record="informative"``: of those
+        candidates (all visited steps, for the chain), only the ones whose context carries
+        information (:meth:`informative`); at least the least noisy one.
         """
         schedule = self.noise_schedule()
         visit = schedule.ddim_steps(self.reverse_steps)
@@ -260,9 +260,22 @@ class DiffusionConfig:
         training windows draw their step."""
         return int(self.steps()[1].max()) + 1
 
+    def voters_per_family(self) -> int:
+        """Each recorded step votes, except under ``scoring="density"``, where the steps' errors are
+        summed into one ELBO term per entry (:meth:`density`)."""
+        return 1 if self.scoring == "density" else len(self.steps()[1])
+
     def n_voters(self) -> int:
-        """Voters: each recorded step of each scoring mask family."""
-        return len(self.steps()[1]) * len(self.families())
+        """Voters: each recorded step (or density) of each scoring mask family."""
+        return self.voters_per_family() * len(self.families())
+
+    def density(self, errors: np.ndarray) -> np.ndarray:
+        """One mask family's errors at the recorded steps (n, S, K) as the density score (n, 1, K):
+        the ELBO-weighted sum of squared errors (NaN where the entry is missing)."""
+        weights = self.noise_schedule().elbo_weights(self.steps()[1])
+        return np.einsum("nsk,s->nk", np.square(errors, dtype=np.float64), weights)[:, None, :].astype(
+            errors.dtype
+        )
 
     def votes_needed(self) -> int:
         """Voters that must flag a row (``vote_fraction`` of them, at least one)."""

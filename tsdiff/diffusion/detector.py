@@ -85,7 +85,9 @@ class ImDiffusionDetector(BaseDetector):
         ``"chain"`` runs the reverse chain (deterministic DDIM updates) over ``reverse_steps``
         evenly spaced steps and records the error at the last ``ensemble_steps`` of them;
         ``"single"`` (fast) skips the chain and takes one noise-prediction pass at each of
-        ``ensemble_steps`` evenly spaced steps; ``"direct"`` (reconstruction-free) adds no noise
+        ``ensemble_steps`` evenly spaced steps; ``"density"`` takes the same passes and sums their
+        squared errors with the diffusion ELBO's weights into one density term per entry (one
+        voter per mask family); ``"direct"`` (reconstruction-free) adds no noise
         and masks nothing: one denoising pass over the clean window at each of those steps, the
         error being how far the denoiser moves each value.
     reverse_steps, ensemble_steps

@@ -10,6 +10,9 @@ Two ways to get the error, both under the two complementary grating masks:
 * ``"single"``: no chain: at each recorded step the whole window is forward-noised once and the
   denoiser's one-step estimate of the clean targets gives the error (a noise-prediction error).
   It costs one network pass per recorded step instead of one per visited step.
+* ``"density"``: the passes of ``"single"``, and the errors at the recorded steps summed into the
+  diffusion ELBO's denoising terms (squared errors weighted by ``SNR(t-1) - SNR(t)``): a density
+  score, one voter per mask family (see :meth:`DiffusionConfig.density`).
 * ``"direct"``: reconstruction-free: no noise is added and no chain is run; the clean window goes
   in as if it were noised to the recorded step, every entry a target, and the error is how far one
   denoising pass moves each value (the anomaly map is read from the denoiser's own output, as
@@ -92,7 +95,7 @@ class DiffusionProcess:
 
 def noise_draws(mode: str, n_visit: int, n_record: int) -> int:
     """Standard-normal draws per window and pass that :func:`imputation_errors` consumes."""
-    return {"chain": 1 + n_visit, "single": n_record}.get(mode, 1)
+    return {"chain": 1 + n_visit, "single": n_record, "density": n_record}.get(mode, 1)
 
 
 def window_noise(

@@ -55,3 +55,13 @@ class NoiseSchedule:
         """``n_reverse`` steps to visit, from T-1 down to 0, evenly spaced (all T when n_reverse >= T)."""
         n = int(min(max(n_reverse, 1), self.n_steps))
         return np.unique(np.round(np.linspace(0, self.n_steps - 1, n)).astype(int))[::-1]
+
+    def elbo_weights(self, steps: np.ndarray) -> np.ndarray:
+        """Weight of a clean-value squared error at each of ``steps`` in the diffusion ELBO,
+        ``SNR(t - 1) - SNR(t)`` with ``SNR = alpha_bar / (1 - alpha_bar)`` (Kingma et al. 2021; for
+        step 0, ``SNR(0)``), normalised to sum to 1 over the steps given."""
+        steps = np.asarray(steps, dtype=int)
+        snr = self.alpha_bar / (1.0 - self.alpha_bar)
+        before = np.where(steps > 0, snr[np.maximum(steps - 1, 0)], 2.0 * snr[0])
+        weights = before - snr[steps]
+        return weights / weights.sum()

@@ -41,7 +41,8 @@ def entry_errors(
     verbose: bool = False,
 ) -> np.ndarray:
     """Imputation error of every entry of scaled ``values`` (n, K) for each mask family and
-    recorded step: (n, F * S, K), family-major, NaN where missing.
+    recorded step: (n, F * S, K), family-major, NaN where missing (``scoring="density"``: one
+    ELBO term per family, (n, F, K)).
 
     Errors compare the imputation with the unclipped scaled value, so a value far outside the
     model's range still counts at its full size. ``offset`` is the row number of ``values[0]``
@@ -64,9 +65,10 @@ def entry_errors(
                 family = _Family(model, config, seed + FAMILY_SEED_STEP * index, device, progress)
                 tensors = (x_all, present_all, truth_all)
                 if kind == "grating":
-                    parts.append(family.grating(tensors, size, offset, own))
+                    part = family.grating(tensors, size, offset, own)
                 else:
-                    parts.append(family.tail(tensors, size, offset, own))
+                    part = family.tail(tensors, size, offset, own)
+                parts.append(config.density(part) if config.scoring == "density" else part)
     finally:
         progress.close()
         model.cpu()

@@ -126,7 +126,7 @@ class DiffusionConfig:
             (c.reverse_steps <= c.diffusion_steps, "reverse_steps must be <= diffusion_steps"),
             (c.channels % c.heads == 0, "channels must be a multiple of heads"),
             (c.patch >= 1 and c.window % c.patch == 0, "window must be a multiple of patch"),
-            (0 <= c.wavelet_levels <= math.log2(c.window), "wavelet_levels must be in [0, log2(window)]"),
+            (c.wavelet_levels >= 0, "wavelet_levels must be >= 0"),
             (c.batch_size >= 1 and c.max_steps >= 1, "batch_size and max_steps must be >= 1"),
             (c.max_seconds > 0 and c.eval_every >= 1, "max_seconds, eval_every must be > 0"),
             (c.patience >= 1, "patience must be >= 1"),
@@ -185,6 +185,12 @@ class DiffusionConfig:
         if self.tail > 0 and self.score_masks in ("all", "tail"):
             out.append(("tail", self.tail))
         return out
+
+    @property
+    def haar_levels(self) -> int:
+        """Haar levels the denoiser sees: ``wavelet_levels``, less any whose blocks (2**level rows)
+        would be longer than the window."""
+        return min(self.wavelet_levels, int(math.log2(self.window)))
 
     def n_strategies(self) -> int:
         """Mask strategies the denoiser is told about: random, grating, and tail when it is trained."""
@@ -299,7 +305,7 @@ class DiffusionConfig:
             layers=self.layers,
             heads=self.heads,
             patch=self.patch,
-            wavelet_levels=self.wavelet_levels,
+            wavelet_levels=self.haar_levels,
             n_strategies=self.n_strategies() if n_strategies is None else n_strategies,
         )
 

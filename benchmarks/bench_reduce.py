@@ -427,6 +427,7 @@ def main() -> None:
         "--passes", default="", help="other scoring passes (single,direct) of --variant's saved models"
     )
     parser.add_argument("--draws", type=int, default=1, help="noise draws cached per series (1 or 2)")
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the --collect fits")
     parser.add_argument("--variants", default="default", help="comma-separated variants to report")
     parser.add_argument("--datasets", default="smd,skab,synthetic,msl")
     parser.add_argument("--split", choices=SPLITS, default="dev", help="see benchmarks/splits.py")
@@ -444,15 +445,18 @@ def main() -> None:
         collect_passes(split.series(datasets), args.cache / args.variant, args.passes.split(","))
         return
     if args.collect:
-        collect(split.series(datasets), args.cache / args.variant, 0, json.loads(args.params), args.draws)
+        collect(
+            split.series(datasets), args.cache / args.variant, args.seed, json.loads(args.params), args.draws
+        )
         return
     text = report(split, datasets, args.variants.split(","), args.cache, args.rules)
     header = (
         f"Command: `python benchmarks/bench_reduce.py --split {args.split} --variants {args.variants}"
         + (f" --msl-subset {args.msl_subset}" if args.msl_subset else "")
         + "` "
-        "(entry errors cached by `--collect`, one fit per series and variant, seed 0). VUS-PR, mean "
-        "over each dataset's series; every rule is calibrated on the held-out training rows only.\n\n"
+        "(entry errors cached by `--collect`, one fit per series and variant, seed 0 unless the "
+        "variant is named `_seed1`). VUS-PR, mean over each dataset's series; every rule is "
+        "calibrated on the held-out training rows only.\n\n"
     )
     body = header + text + (f"\n{args.note}\n" if args.note else "")
     print(body)

@@ -41,7 +41,7 @@ DIFFUSION_MODES: dict[str, Callable[..., object]] = {
     "imdiffusion-conditional": variant("imdiffusion", conditioning="conditional"),
     "imdiffusion-informative": variant("imdiffusion", record="informative", train_focus=0.5),
     "imdiffusion-normalised": variant("imdiffusion", metric_norm=1.0, metric_reduce="blend-top3"),
-    "imdiffusion-plain": variant("imdiffusion", wavelet_levels=0),
+    "imdiffusion-wavelet": variant("imdiffusion", wavelet_levels=3),
     "imdiffusion-masks": variant("imdiffusion", grating_segments=[2, 4], tail=4),
     "imdiffusion-streaming": variant("imdiffusion", tail=4, tail_fraction=0.5, score_masks="tail"),
     "hybrid-streaming": lambda **kw: build(

@@ -110,26 +110,14 @@ TINY_DIFFUSION = {
     "verbose": False,
 }
 # the causal tail mask alone, trailing smoothing of 16 rows (chosen on the development split: 8, 16,
-# 32 and 64 rows measured), without the wavelet input (as it was measured)
-STREAMING_DIFFUSION = {
-    "tail": 4,
-    "tail_fraction": 0.5,
-    "score_masks": "tail",
-    "smooth": 16,
-    "wavelet_levels": 0,
-}
+# 32 and 64 rows measured)
+STREAMING_DIFFUSION = {"tail": 4, "tail_fraction": 0.5, "score_masks": "tail", "smooth": 16}
 TINY_TSAI = {"window": 16, "epochs": 3, "n_threads": 1, "verbose": False}
 DIFFUSION_PRESETS = {
     # shorter training, one denoising pass per recorded step instead of the chain
-    # (single mode records evenly spaced steps and no wavelet input, as these presets were measured with)
-    "quick": {
-        "max_steps": 300,
-        "scoring": "single",
-        "ensemble_steps": 5,
-        "record": "last",
-        "wavelet_levels": 0,
-    },
-    "fast": {"scoring": "single", "ensemble_steps": 5, "record": "last", "wavelet_levels": 0},
+    # (single mode records evenly spaced steps, as these presets were measured with)
+    "quick": {"max_steps": 300, "scoring": "single", "ensemble_steps": 5, "record": "last"},
+    "fast": {"scoring": "single", "ensemble_steps": 5, "record": "last"},
     # the denoiser predicts the noise, as the reference does
     "eps": {"prediction": "eps"},
     # scored by the causal tail mask alone: a live row's final score within a few rows

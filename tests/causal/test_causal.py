@@ -54,6 +54,35 @@ def test_lag_order_from_a_var():
         choose_lag(x, max_lag=0)
 
 
+def _var2(n: int = 3000) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    x = np.zeros((n, 2))
+    for t in range(2, n):
+        x[t] = 0.2 * x[t - 1] + np.array([0.6, -0.5]) * x[t - 2][::-1] + rng.standard_normal(2)
+    return x
+
+
+def test_screening_sees_a_constant_whose_standard_deviation_is_rounding_noise():
+    level = np.full(5000, 0.988235)
+    assert np.nanstd(level) > 0  # floating-point noise, not a spread
+    assert screen_metrics(np.column_stack([_var2(5000), level])).constant == [2]
+
+
+def test_lag_order_ignores_metrics_constant_in_the_sampled_rows():
+    x = _var2(3000)
+    # varies only in the first rows: usable on all rows, constant in the last 1000 the VAR sees
+    early = np.where(np.arange(3000) < 100, np.arange(3000) % 7, 2.0)
+    assert screen_metrics(np.column_stack([x, early])).usable == [0, 1, 2]
+    assert choose_lag(np.column_stack([x, early]), max_lag=5, max_rows=1000) == 2
+
+
+def test_lag_fallback_warns():
+    x = _var2(600)
+    collinear = np.column_stack([x, x[:, 0] + 0.5 * x[:, 1]])  # singular, and no duplicate of one metric
+    with pytest.warns(RuntimeWarning, match="lag selection failed"):
+        assert choose_lag(collinear, max_lag=3) == 1
+
+
 def test_pc_finds_the_chain_with_time_order():
     edges = {(c, e, s) for c, e, s, _ in discover_pc(chain(), lag=1, alpha=0.01)}
     assert (0, 1, 1) in edges  # lagged cause

@@ -51,9 +51,16 @@ class Screening:
 
 def screen_metrics(values: np.ndarray, duplicate_corr: float = 0.999) -> Screening:
     """Set aside constant metrics and near-duplicates of earlier metrics."""
-    std = np.nanstd(values, axis=0)
-    constant = [j for j in range(values.shape[1]) if not std[j] > 0]
-    candidates = [j for j in range(values.shape[1]) if std[j] > 0]
+    # constant: a spread of exactly 0 (the standard deviation of a constant column can come out
+    # as 1e-17, which made a constant metric look usable)
+    varies = [False] * values.shape[1]
+    if len(values):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)  # an all-missing column
+            spread = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
+        varies = [bool(v > 0) for v in spread]
+    constant = [j for j in range(values.shape[1]) if not varies[j]]
+    candidates = [j for j in range(values.shape[1]) if varies[j]]
     usable: list[int] = []
     duplicate_of: dict[int, int] = {}
     if candidates:
@@ -82,7 +89,10 @@ def screen_metrics(values: np.ndarray, duplicate_corr: float = 0.999) -> Screeni
 def choose_lag(values: np.ndarray, max_lag: int, criterion: str = "bic", max_rows: int = 5000) -> int:
     """Lag order of a VAR fitted to (the last ``max_rows`` rows of) ``values``, between 1 and ``max_lag``.
 
-    Falls back to 1 (with a log message) when the VAR cannot be fitted, e.g. on collinear data.
+    Metrics screened on all rows can still be constant, or duplicates of one another, within the
+    rows sampled here, which makes the VAR's covariance singular; they are set aside for the lag
+    choice (:func:`screen_metrics` on the sample). When the VAR still cannot be fitted, the lag
+    falls back to 1 with a warning.
     """
     from statsmodels.tsa.api import VAR
 
@@ -94,13 +104,19 @@ def choose_lag(values: np.ndarray, max_lag: int, criterion: str = "bic", max_row
     x = x[~np.isnan(x).any(axis=1)]
     if x.shape[0] < 10 * (max_lag + 1) or x.shape[1] < 1:
         return 1
+    # non-constant, and no duplicate, in the rows every lagged copy of a metric covers
+    x = x[:, screen_metrics(x[max_lag : len(x) - max_lag]).usable]
+    if x.shape[1] < 1:
+        return 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             order = VAR(x).select_order(maxlags=max_lag)
         chosen = int(getattr(order, criterion))
     except (np.linalg.LinAlgError, ValueError) as exc:
-        logger.info("VAR lag selection failed (%s); using lag 1", exc)
+        message = f"VAR lag selection failed ({exc}); the causal model uses lag 1"
+        logger.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
         return 1
     return int(min(max(chosen, 1), max_lag))
 

@@ -127,13 +127,16 @@ def collect_passes(series, cache: Path, modes: list[str], steps: int = 10) -> No
 
 
 # ----------------------------------------------------------------------------- evidence rules
-def snr(steps: np.ndarray, params: dict) -> np.ndarray:
-    """The context's signal-to-noise ratio alpha_bar / (1 - alpha_bar) at each step."""
+def schedule(params: dict):
+    """The noise schedule of a variant's detector parameters."""
     from tsdiff.diffusion.schedule import NoiseSchedule
 
-    sched = NoiseSchedule(int(params.get("diffusion_steps", 50)), params.get("schedule", "quad"))
-    ab = sched.alpha_bar[steps]
-    return ab / (1.0 - ab)
+    return NoiseSchedule(int(params.get("diffusion_steps", 50)), params.get("schedule", "quad"))
+
+
+def snr(steps: np.ndarray, params: dict) -> np.ndarray:
+    """The context's signal-to-noise ratio alpha_bar / (1 - alpha_bar) at each step."""
+    return schedule(params).snr[steps]
 
 
 def over_metrics(entry: np.ndarray, how: str) -> np.ndarray:
@@ -246,10 +249,7 @@ class Rule:
 
 def elbo_weights(steps: np.ndarray, params: dict) -> np.ndarray:
     """The detector's ELBO weights of the steps (:meth:`NoiseSchedule.elbo_weights`)."""
-    from tsdiff.diffusion.schedule import NoiseSchedule
-
-    sched = NoiseSchedule(int(params.get("diffusion_steps", 50)), params.get("schedule", "quad"))
-    return sched.elbo_weights(steps)
+    return schedule(params).elbo_weights(steps)
 
 
 RULES: dict[str, Rule] = {

@@ -53,14 +53,13 @@ def screen_metrics(values: np.ndarray, duplicate_corr: float = 0.999) -> Screeni
     """Set aside constant metrics and near-duplicates of earlier metrics."""
     # constant: a spread of exactly 0 (the standard deviation of a constant column can come out
     # as 1e-17, which made a constant metric look usable)
-    varies = [False] * values.shape[1]
+    varies = np.zeros(values.shape[1], dtype=bool)
     if len(values):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=RuntimeWarning)  # an all-missing column
-            spread = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
-        varies = [bool(v > 0) for v in spread]
-    constant = [j for j in range(values.shape[1]) if not varies[j]]
-    candidates = [j for j in range(values.shape[1]) if varies[j]]
+            warnings.simplefilter("ignore", category=RuntimeWarning)  # an all-missing column: NaN
+            varies = np.nanmax(values, axis=0) > np.nanmin(values, axis=0)
+    constant = [int(j) for j in np.flatnonzero(~varies)]
+    candidates = [int(j) for j in np.flatnonzero(varies)]
     usable: list[int] = []
     duplicate_of: dict[int, int] = {}
     if candidates:

@@ -51,6 +51,11 @@ class NoiseSchedule:
         self.alpha = 1.0 - beta
         self.alpha_bar = np.cumprod(self.alpha)
 
+    @property
+    def snr(self) -> np.ndarray:
+        """Signal-to-noise ratio ``alpha_bar / (1 - alpha_bar)`` of each step."""
+        return self.alpha_bar / (1.0 - self.alpha_bar)
+
     def ddim_steps(self, n_reverse: int) -> np.ndarray:
         """``n_reverse`` steps to visit, from T-1 down to 0, evenly spaced (all T when n_reverse >= T)."""
         n = int(min(max(n_reverse, 1), self.n_steps))
@@ -61,7 +66,7 @@ class NoiseSchedule:
         ``SNR(t - 1) - SNR(t)`` with ``SNR = alpha_bar / (1 - alpha_bar)`` (Kingma et al. 2021; for
         step 0, ``SNR(0)``), normalised to sum to 1 over the steps given."""
         steps = np.asarray(steps, dtype=int)
-        snr = self.alpha_bar / (1.0 - self.alpha_bar)
+        snr = self.snr
         before = np.where(steps > 0, snr[np.maximum(steps - 1, 0)], 2.0 * snr[0])
         weights = before - snr[steps]
         return weights / weights.sum()

@@ -21,7 +21,7 @@ def test_events_rank_metrics_and_use_index_labels():
     fs = pd.DataFrame(
         {"cpu": [0, 1, 1, 0, 0, 0, 9, 0], "mem": [0, 4, 8, 0, 0, 0, 1, 0]}, index=idx, dtype=float
     )
-    events = find_events(scores, labels, fs, top_k=1)
+    events = find_events(scores, labels, fs, top_k=1, merge_gap=0, min_rows=1)
     assert len(events) == 2
     first = events.iloc[0]
     assert first["start"] == idx[1] and first["end"] == idx[2] and first["peak"] == idx[2]

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator
 
 from tsdiff.errors import ModelFormatError, NotFittedError, ParameterError
 from tsdiff.frame import RobustScaler, ValidatedFrame, align_columns, validate_frame
-from tsdiff.results import DetectionResult, find_events, run_slices
+from tsdiff.results import EVENT_MERGE_GAP, EVENT_MIN_ROWS, DetectionResult, event_slices, find_events
 
 THRESHOLD_METHODS = ("pot", "quantile")
 #: the saved array that holds ``calibration_scores_``
@@ -187,6 +187,32 @@ class BaseDetector(BaseEstimator):
         """
         return [[] for _ in positions]
 
+    def explain_events(self, evidence: np.ndarray, positions: list[slice], index: Any = None) -> list[Any]:
+        """One :class:`~tsdiff.causal.explain.Explanation` per event (rows ``positions`` of
+        ``evidence``, over rows labelled ``index``); only detectors with a causal model have them."""
+        raise ParameterError(f"{type(self).__name__} has no causal model to explain events with")
+
+    def rank_causes(self, X: Any, start: Any = None, end: Any = None) -> Any:
+        """The :class:`~tsdiff.causal.explain.Explanation` of rows ``start``..``end`` of ``X`` (index
+        labels, inclusive; None: the first or last row), as an event's (detectors with a causal
+        model only).
+
+        ``X`` should reach back some rows before ``start`` (the causal model's ``lag_ + smooth //
+        2``), so every mechanism has its history and the onsets can be searched before the start.
+        ``.root_causes`` lists the likely origins first, ``.affected`` every metric by deviation.
+        """
+        if not self.names_root_causes():
+            raise ParameterError(f"{type(self).__name__} has no causal model to rank causes with")
+        frame, values = self._prepare(X)
+        try:
+            rows = pd.Series(np.arange(len(frame.index)), index=frame.index).loc[start:end].to_numpy()
+        except (KeyError, TypeError) as exc:
+            raise ParameterError(f"cannot select rows {start!r} .. {end!r} of this index: {exc}") from None
+        if len(rows) == 0:
+            raise ParameterError(f"no rows between {start!r} and {end!r}")
+        evidence = self.score_scaled(values).evidence
+        return self.explain_events(evidence, [slice(int(rows[0]), int(rows[-1]) + 1)], frame.index)[0]
+
     def score_scaled(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> ScoreParts:
         """Score values already scaled by ``scaler_`` (what :meth:`score`, :meth:`detect` and a
         stream run on); ``offset`` and ``memo`` as for ``_score``."""
@@ -244,7 +270,13 @@ class BaseDetector(BaseEstimator):
         """0/1 per row of ``X``: 1 where the score is above the fitted threshold."""
         return (self.score(X) > self.threshold_).astype(np.int8).rename("label")
 
-    def detect(self, X: Any, top_k: int = 3) -> DetectionResult:
+    def detect(
+        self,
+        X: Any,
+        top_k: int = 3,
+        merge_gap: int = EVENT_MERGE_GAP,
+        min_rows: int = EVENT_MIN_ROWS,
+    ) -> DetectionResult:
         """Scores, labels, per-metric scores and events for ``X``.
 
         Parameters
@@ -253,15 +285,24 @@ class BaseDetector(BaseEstimator):
             Data with the columns seen at fit time (any order when named).
         top_k
             Number of metrics named per event.
+        merge_gap, min_rows
+            Anomalous runs at most ``merge_gap`` rows apart form one event; events spanning
+            fewer than ``min_rows`` rows are dropped (row labels are not changed). The defaults
+            were chosen on the development split.
         """
         frame, values = self._prepare(X)
         parts = self.score_scaled(values)
         s = pd.Series(parts.scores, index=frame.index, name="score")
         labels = (s > self.threshold_).astype(np.int8).rename("label")
         fs = pd.DataFrame(parts.feature_scores, index=frame.index, columns=self.feature_names_in_)
-        events = find_events(s, labels, fs, top_k=top_k)
-        if len(events):
-            events["root_causes"] = self.root_causes(parts.evidence, run_slices(labels.to_numpy()))
+        events = find_events(s, labels, fs, top_k=top_k, merge_gap=merge_gap, min_rows=min_rows)
+        explanations = None
+        if self.names_root_causes():
+            spans = event_slices(labels.to_numpy(), merge_gap, min_rows)
+            explanations = self.explain_events(parts.evidence, spans, frame.index)
+            events["root_causes"] = pd.Series(
+                [e.root_causes for e in explanations], index=events.index, dtype=object
+            )
         return DetectionResult(
             scores=s,
             labels=labels,
@@ -272,6 +313,7 @@ class BaseDetector(BaseEstimator):
             components={
                 name: pd.Series(v, index=frame.index, name=name) for name, v in parts.components.items()
             },
+            explanations=explanations,
         )
 
     def save(self, path: str | Path) -> Path:

@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     _time_column(stream)
     _fail_on_anomaly(stream)
 
+    explain = sub.add_parser(
+        "explain", help="explain an event of a causal or hybrid model: ranked metrics, roles, subgraph"
+    )
+    explain.add_argument("model", help="model directory written by 'tsdiff fit' (causal or hybrid)")
+    explain.add_argument("data", help="CSV or Parquet file with the model's metric columns")
+    which = explain.add_mutually_exclusive_group()
+    which.add_argument("--event", type=int, help="number of the event to explain (0 = first; -1 = last)")
+    which.add_argument("--start", help="explain the rows from this index label on (with --end)")
+    explain.add_argument("--end", help="last row to explain (index label, inclusive; with --start)")
+    explain.add_argument("--plot", help="PNG written with the event's causal subgraph")
+    explain.add_argument("--dot", help="file written with the event's causal subgraph in Graphviz DOT")
+    explain.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _time_column(explain)
+
     evaluate = sub.add_parser("evaluate", help="compare scores with labels (VUS-PR, AUC-PR, F1 ...)")
     evaluate.add_argument("scores", help="file written by 'tsdiff score' (columns score and label)")
     evaluate.add_argument("labels", help="file with a 0/1 label column, one row per scored row")
@@ -140,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_score(args)
         if args.command == "stream":
             return run_stream(args)
+        if args.command == "explain":
+            return run_explain(args)
         if args.command == "evaluate":
             return run_evaluate(args)
         if args.command == "fleet":
@@ -354,6 +370,83 @@ def _numeric_cells(frame: object) -> object:
                 f"column {column!r} holds {cell!r}, not a number", column=column
             ) from None
     return out
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Without ``--event`` or ``--start``: list the events; otherwise print one explanation."""
+    import tsdiff
+    from tsdiff.errors import ParameterError
+    from tsdiff.tableio import read_table
+
+    if (args.start is None) != (args.end is None):
+        raise ParameterError("--start and --end go together")
+    detector = tsdiff.load(args.model)
+    if not detector.names_root_causes():
+        raise ParameterError(
+            f"the model in {args.model} ({type(detector).__name__}) has no causal model to explain with"
+        )
+    data = read_table(args.data, args.time_column)
+    if args.start is not None:
+        explanation = detector.rank_causes(data, _index_label(data, args.start), _index_label(data, args.end))
+    else:
+        result = detector.detect(data)
+        if args.event is None:
+            _list_events(result)
+            return EXIT_OK
+        if not len(result.events):
+            raise ParameterError(f"no events in {args.data}, so no event {args.event}")
+        explanation = result.explain(args.event)
+    if args.json:
+        from tsdiff.serialize import to_json
+
+        print(to_json(explanation.to_dict(), "the explanation"))
+    else:
+        print(explanation.to_text())
+    if args.dot:
+        with open(args.dot, "w", encoding="utf-8") as handle:
+            handle.write(explanation.to_dot() + "\n")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = explanation.plot()
+        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+        _progress(f"tsdiff explain: wrote {args.plot}")
+    return EXIT_OK
+
+
+def _list_events(result: object) -> None:
+    events = result.events  # type: ignore[attr-defined]
+    if not len(events):
+        print("no events")
+        return
+    print(f"{len(events)} events (explain one with --event N):")
+    for i, ev in enumerate(events.itertuples(index=False)):
+        causes = ", ".join(map(str, ev.root_causes[:3]))
+        span = f"{ev.start} .. {ev.end}  {ev.n_rows} rows"
+        print(f"{i:>4}  {span}  peak {ev.peak_score:.3g}  root causes: {causes}")
+
+
+def _index_label(data: object, text: str) -> object:
+    """A ``--start``/``--end`` value as a label of the data's index (a time, or a row number)."""
+    import pandas as pd
+
+    from tsdiff.errors import ParameterError
+
+    index = data.index  # type: ignore[attr-defined]
+    try:
+        if isinstance(index, pd.DatetimeIndex):
+            stamp = pd.Timestamp(text)
+            if index.tz is not None and stamp.tz is None:
+                stamp = stamp.tz_localize(index.tz)
+            return stamp
+        return int(text)
+    except (ValueError, TypeError):
+        kind = "a time" if isinstance(index, pd.DatetimeIndex) else "a row number"
+        raise ParameterError(f"{text!r} is not {kind} of this data's index") from None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -247,6 +247,12 @@ class FusionDetector(BaseDetector):
             return super().root_causes(evidence, positions)
         return self.components_[cause].root_causes(evidence, positions)
 
+    def explain_events(self, evidence: np.ndarray, positions: list[slice], index: Any = None) -> list[Any]:
+        cause = self._cause_component()
+        if cause is None:
+            return super().explain_events(evidence, positions, index)
+        return self.components_[cause].explain_events(evidence, positions, index)
+
     # ----------------------------------------------------------------- persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays: dict[str, np.ndarray] = {}

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-EVENT_COLUMNS = ["start", "end", "peak", "peak_score", "n_rows", "top_metrics", "root_causes"]
+EVENT_COLUMNS = ["start", "end", "peak", "peak_score", "n_rows", "n_flagged", "top_metrics", "root_causes"]
+#: flagged runs closer than this many rows form one event, and events shorter than
+#: ``EVENT_MIN_ROWS`` rows are dropped. Chosen on the development split (benchmarks/RESULTS.md,
+#: "Event merging"): the best mean event F1 over SMD, SKAB, synthetic and MSL among gaps up to
+#: 120 rows and minimum lengths 1-10
+EVENT_MERGE_GAP = 120
+EVENT_MIN_ROWS = 3
 
 
 @dataclass
@@ -29,13 +35,19 @@ class DetectionResult:
     feature_scores
         Per-row, per-metric contribution (same index as ``scores``, one column per metric).
     events
-        One row per run of consecutive anomalous rows: ``start`` and ``end`` (index labels, both
-        inclusive), ``peak`` (label of the highest score), ``peak_score``, ``n_rows``,
-        ``top_metrics`` (metric names ranked by mean feature score over the event) and
-        ``root_causes`` (metric names whose own mechanism broke, ranked; empty for detectors that
-        do not model causes).
+        One row per event: a run of anomalous rows, merged with the runs that follow it within
+        ``merge_gap`` rows, kept when it spans at least ``min_rows`` rows (see
+        :meth:`~tsdiff.base.BaseDetector.detect`). Columns: ``start`` and ``end`` (index labels,
+        both inclusive), ``peak`` (label of the highest score), ``peak_score``, ``n_rows`` (rows
+        spanned), ``n_flagged`` (anomalous rows among them), ``top_metrics`` (metric names ranked
+        by mean feature score over the event) and ``root_causes`` (likely origins first; empty for
+        detectors that do not model causes).
     components
         Component scores for detectors built from several models (name -> per-row Series).
+    explanations
+        One :class:`~tsdiff.causal.explain.Explanation` per event (a ranked table of the metrics
+        with their evidence, onsets and causal roles, and the event's causal subgraph), from
+        detectors with a causal model; None otherwise. See :meth:`explain`.
     """
 
     scores: pd.Series
@@ -45,6 +57,19 @@ class DetectionResult:
     feature_scores: pd.DataFrame
     events: pd.DataFrame
     components: dict[str, pd.Series] = field(default_factory=dict)
+    explanations: list[Any] | None = None
+
+    def explain(self, event: int) -> Any:
+        """The :class:`~tsdiff.causal.explain.Explanation` of event number ``event`` (0-based, the
+        row of :attr:`events`; negative numbers count from the end)."""
+        from tsdiff.errors import ParameterError
+
+        if self.explanations is None:
+            raise ParameterError("this detector has no causal model, so its events carry no explanation")
+        n = len(self.explanations)
+        if isinstance(event, bool) or not isinstance(event, (int, np.integer)) or not -n <= event < n:
+            raise ParameterError(f"event must be an integer in [0, {n}), got {event!r}")
+        return self.explanations[int(event)]
 
     def to_frame(self, feature_scores: bool = True) -> pd.DataFrame:
         """One row per input row: ``score``, ``label``, component scores, and ``score:<metric>`` columns."""
@@ -58,8 +83,11 @@ class DetectionResult:
         """Per row, the ``;``-joined metric names (``column``: ``"root_causes"`` or ``"top_metrics"``)
         of the event the row belongs to; ``""`` outside events."""
         out = np.full(len(self.labels), "", dtype=object)
-        runs = run_slices(self.labels.to_numpy())
-        for names, rows in zip(self.events[column], runs, strict=True):
+        position = pd.Series(np.arange(len(self.labels)), index=self.labels.index)
+        for names, start, end in zip(
+            self.events[column], self.events["start"], self.events["end"], strict=True
+        ):
+            rows = position.loc[start:end].to_numpy()
             out[rows] = ";".join(map(str, names))
         return pd.Series(out, index=self.labels.index, name=column)
 
@@ -78,8 +106,10 @@ def find_events(
     feature_scores: pd.DataFrame,
     top_k: int = 3,
     root_causes: list[list[Any]] | None = None,
+    merge_gap: int = EVENT_MERGE_GAP,
+    min_rows: int = EVENT_MIN_ROWS,
 ) -> pd.DataFrame:
-    """Group consecutive anomalous rows into events and rank the metrics behind each.
+    """Group anomalous rows into events and rank the metrics behind each.
 
     Parameters
     ----------
@@ -89,13 +119,16 @@ def find_events(
         How many metrics to list in ``top_metrics``.
     root_causes
         Optional ranked root-cause metric names, one list per event (from a causal model).
+    merge_gap, min_rows
+        See :func:`event_slices`.
     """
     index = scores.index
     s = scores.to_numpy()
     fs = feature_scores.to_numpy()
     names = list(feature_scores.columns)
     rows = []
-    for i, run in enumerate(run_slices(labels.to_numpy())):
+    flags = labels.to_numpy()
+    for i, run in enumerate(event_slices(flags, merge_gap, min_rows)):
         a, b = run.start, run.stop
         peak = a + int(np.nanargmax(s[a:b])) if np.isfinite(s[a:b]).any() else a
         if fs.size:
@@ -112,6 +145,7 @@ def find_events(
                 "peak": index[peak],
                 "peak_score": float(s[peak]),
                 "n_rows": int(b - a),
+                "n_flagged": int(np.count_nonzero(flags[a:b])),
                 "top_metrics": top,
                 "root_causes": list(root_causes[i]) if root_causes is not None else [],
             }
@@ -126,3 +160,22 @@ def run_slices(flags: np.ndarray) -> list[slice]:
         slice(int(a), int(b))
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
     ]
+
+
+def event_slices(
+    flags: np.ndarray, merge_gap: int = EVENT_MERGE_GAP, min_rows: int = EVENT_MIN_ROWS
+) -> list[slice]:
+    """Half-open row ranges of events: runs of non-zero ``flags`` merged with the next run when at
+    most ``merge_gap`` rows lie between them, then kept when they span at least ``min_rows`` rows."""
+    from tsdiff.errors import ParameterError
+
+    for name, value, least in (("merge_gap", merge_gap, 0), ("min_rows", min_rows, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ParameterError(f"{name} must be an integer >= {least}, got {value!r}")
+    merged: list[list[int]] = []
+    for run in run_slices(flags):
+        if merged and run.start - merged[-1][1] <= merge_gap:
+            merged[-1][1] = run.stop
+        else:
+            merged.append([run.start, run.stop])
+    return [slice(a, b) for a, b in merged if b - a >= min_rows]

@@ -250,7 +250,8 @@ class StreamScorer:
         causes: list[Any] = []
         if final:
             if label:
-                total, count = self._event if self._event is not None else (np.zeros(len(names)), 0)
+                width = np.shape(parts.evidence)[1]
+                total, count = self._event if self._event is not None else (np.zeros(width), 0)
                 self._event = (total + np.asarray(parts.evidence[i], dtype=np.float64), count + 1)
                 mean = self._event[0] / self._event[1]
                 causes = det.root_causes(mean[None, :], [slice(0, 1)])[0]

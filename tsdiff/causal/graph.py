@@ -53,8 +53,8 @@ class CausalGraph:
         Same-time edges are solid, lagged ones dashed, unoriented ones drawn without arrowheads;
         self-loops (a metric's own past) are left out.
         """
-        lines = [f"digraph {_dot_id(name)} {{", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
-        lines += [f"  {_dot_id(m)};" for m in self.metrics]
+        lines = [f"digraph {dot_id(name)} {{", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
+        lines += [f"  {dot_id(m)};" for m in self.metrics]
         shown = self.edges[
             (self.edges["cause"] != self.edges["effect"]) & (self.edges["strength"] >= min_strength)
         ]
@@ -70,7 +70,7 @@ class CausalGraph:
             arrow = ", dir=none" if not row.oriented else ""
             width = 0.5 + 2.5 * min(float(row.strength), 1.0)
             lines.append(
-                f"  {_dot_id(row.cause)} -> {_dot_id(row.effect)} "
+                f"  {dot_id(row.cause)} -> {dot_id(row.effect)} "
                 f'[label="{int(row.lag)}", style={style}, penwidth={width:.2f}{arrow}];'
             )
         lines.append("}")
@@ -140,6 +140,7 @@ class CausalGraph:
         return f"CausalGraph({len(self.metrics)} metrics, {len(self.edges)} edges, {lagged} lagged)"
 
 
-def _dot_id(name: Any) -> str:
+def dot_id(name: Any) -> str:
+    """A Graphviz identifier for ``name``: quoted, with quotes and backslashes escaped."""
     text = str(name).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'

@@ -59,7 +59,7 @@ TABLE_COLUMNS = [
     "deviation",
     "direction",
     "violation",
-    "peak_violation",
+    "mean_violation",
     "strength",
 ]
 
@@ -128,7 +128,7 @@ class Explanation:
         explains it and the shortest path lag from it; empty and NaN otherwise), ``onset`` (index
         label where its evidence first persistently crossed its level), ``deviation`` (largest
         deviation over the event, in training standard deviations) and ``direction``
-        (``"up"``/``"down"``), ``violation`` and ``peak_violation`` (mean and largest calibrated
+        (``"up"``/``"down"``), ``violation`` and ``mean_violation`` (largest and mean calibrated
         violation over the event), ``strength`` (largest evidence over its level, short moving
         mean) and ``onset_row`` (the onset's row position).
     root_causes
@@ -178,8 +178,8 @@ class Explanation:
         return self.to_text()
 
     def to_dot(self, name: str = "event") -> str:
-        """Graphviz DOT of the event's subgraph: nodes coloured by onset (earliest darkest),
-        edges labelled ``lag / strength``."""
+        """Graphviz DOT of the event's subgraph: nodes shaded by onset (earliest lightest, the
+        latest darkest), labelled with their role; edges labelled ``lag / strength``."""
         from tsdiff.causal.graph import dot_id
 
         order = {m: i for i, m in enumerate(self.table["metric"])}
@@ -190,7 +190,7 @@ class Explanation:
             "  node [shape=box, style=filled, fontsize=10];",
         ]
         for row in self.table.itertuples(index=False):
-            shade = 90 - int(60 * rank[row.metric])
+            shade = 95 - int(40 * rank[row.metric])
             label = f"{row.metric}\\n{self.role_text(row)}"
             lines.append(f'  {dot_id(row.metric)} [label="{label}", fillcolor="gray{shade}"];')
         if self.graph is not None:
@@ -280,7 +280,7 @@ class Explanation:
                     "deviation": float(row.deviation),
                     "direction": row.direction,
                     "violation": float(row.violation),
-                    "peak_violation": float(row.peak_violation),
+                    "mean_violation": float(row.mean_violation),
                 }
             )
         return {
@@ -387,8 +387,8 @@ def explain_rows(
                 "onset": label(int(onset[j])),
                 "deviation": float(peak_dev[j]),
                 "direction": str(direction[j]),
-                "violation": float(mean_viol[j]),
-                "peak_violation": float(peak_viol[j]),
+                "violation": float(peak_viol[j]),
+                "mean_violation": float(mean_viol[j]),
                 "strength": float(strength[j]),
                 "onset_row": int(onset[j]),
             }

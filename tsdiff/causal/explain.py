@@ -104,12 +104,12 @@ def onset_rows(evidence: np.ndarray, level: float) -> np.ndarray:
     e = centered_mean(np.nan_to_num(evidence), ONSET_SMOOTH) if len(evidence) > 1 else evidence
     above = e > level
     n = len(e)
-    out = np.argmax(e, axis=0)
-    for j in range(e.shape[1]):
-        for t in np.flatnonzero(above[:, j]):
-            if above[t : min(n, t + ONSET_PERSIST), j].mean() >= 0.6:
-                out[j] = t
-                break
+    # share of rows above the level among each row and the ONSET_PERSIST - 1 after it
+    counts = np.vstack([np.zeros((1, e.shape[1])), np.cumsum(above, axis=0)])
+    stop = np.minimum(np.arange(n) + ONSET_PERSIST, n)
+    share = (counts[stop] - counts[:n]) / (stop - np.arange(n))[:, None]
+    onset = above & (share >= 0.6)
+    out = np.where(onset.any(axis=0), np.argmax(onset, axis=0), np.argmax(e, axis=0))
     return out.astype(np.int64)
 
 

@@ -5,13 +5,25 @@ scalars, package versions) and every array is a safetensors tensor. Only the det
 :func:`tsdiff.registry.detector_classes` can be loaded, so a model directory cannot make tsdiff
 import arbitrary code. A detector built from others (a :class:`~tsdiff.fusion.FusionDetector`)
 saves each fitted component in a folder of its own, named after the component.
+
+Saving is atomic: the whole folder (components included) is written under a temporary name beside
+``path`` and then renamed into place, so a reader sees the old model or the new one, never a mix.
+Every save draws a save id, stored in ``config.json`` and in the safetensors metadata; a load
+refuses arrays whose id differs from the config's (files of two saves put together), after a few
+retries that let a concurrent save finish. Neither saving nor loading follows a symbolic link, and
+only regular files are read (a FIFO cannot block a load).
 """
 
 from __future__ import annotations
 
+import glob
 import importlib
 import logging
+import os
 import platform
+import shutil
+import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +43,10 @@ CONFIG_FILE = "config.json"
 ARRAYS_FILE = "arrays.safetensors"
 #: key marking a parameter that is itself a (configured, unfitted) detector
 NESTED = "__detector__"
+#: config key and safetensors metadata key of the id shared by one save's files
+SAVE_ID = "save_id"
+#: a load that finds the model being replaced tries again this many times, this far apart
+LOAD_RETRIES, LOAD_RETRY_SECONDS = 5, 0.05
 
 
 def _versions() -> dict[str, str]:
@@ -51,55 +67,149 @@ def _registered_class(detector: Any, what: str) -> str:
 
 
 def save(detector: Any, path: str | Path) -> Path:
-    """Write a fitted detector to the directory ``path`` (created if needed) and return it."""
+    """Write a fitted detector to the directory ``path`` and return it, atomically.
+
+    ``path`` must not exist, or be an earlier saved tsdiff model (which is replaced); any other
+    existing file or folder is refused with :class:`~tsdiff.errors.ParameterError`, so saving
+    never deletes what is not a model.
+    """
+    detector.check_fitted()
+    path = Path(path)
+    if path.is_symlink():
+        raise ParameterError(f"{path} is a symbolic link; save to a real folder")
+    if path.exists() and not (path.is_dir() and (_is_model_dir(path) or not any(path.iterdir()))):
+        raise ParameterError(f"{path} exists and is not a saved tsdiff model; refusing to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    staging = path.parent / f".{path.name}.saving-{token}"
+    try:
+        _write(detector, staging)
+        _replace(staging, path, token)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("saved %s to %s", type(detector).__name__, path)
+    return path
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and not (path / CONFIG_FILE).is_symlink()
+
+
+def _write(detector: Any, path: Path) -> None:
+    """Write ``detector`` (and its components, in folders of their own) into the new folder ``path``."""
     from safetensors.numpy import save_file
 
-    detector.check_fitted()
     name = _registered_class(detector, "cannot save")
     state, arrays = detector.export_state()
     components = detector.fitted_components()
+    save_id = uuid.uuid4().hex
     body = {
         "class": name,
         "params": encode_params(detector.get_params(deep=False)),
         **state,
         "components": list(components),
         "versions": _versions(),
+        SAVE_ID: save_id,
     }
     text = to_json(envelope(FORMAT, FORMAT_VERSION, body), f"the {name}", indent=2)
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / ARRAYS_FILE))
+    path.mkdir()
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in arrays.items()},
+        str(path / ARRAYS_FILE),
+        metadata={SAVE_ID: save_id},
+    )
     (path / CONFIG_FILE).write_text(text)
     for component_name, component in components.items():
-        save(component, path / component_name)
-    logger.info("saved %s to %s", name, path)
-    return path
+        _write(component, path / component_name)
+
+
+def _replace(staging: Path, path: Path, token: str) -> None:
+    """Put the finished folder ``staging`` at ``path``: a rename, after moving an old model aside."""
+    retired = path.parent / f".{path.name}.replaced-{token}"
+    moved = False
+    if path.exists():
+        os.replace(path, retired)  # a concurrent load in this instant sees no model: a typed error
+        moved = True
+    try:
+        os.replace(staging, path)
+    except OSError:
+        if moved and not path.exists():
+            os.replace(retired, path)  # put the old model back
+        raise
+    if moved:
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def load(path: str | Path) -> Any:
-    """Load a detector saved with ``detector.save(path)``; it scores exactly as it did when saved."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    """Load a detector saved with ``detector.save(path)``; it scores exactly as it did when saved.
+
+    A model being replaced by a concurrent save is read again (a few times) until its files
+    belong to one save; otherwise :class:`~tsdiff.errors.ModelFormatError`.
+    """
+    for attempt in range(LOAD_RETRIES):
+        try:
+            return _load(Path(path))
+        except _TornRead as exc:
+            if attempt == LOAD_RETRIES - 1:
+                raise ModelFormatError(str(exc)) from None
+            time.sleep(LOAD_RETRY_SECONDS)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _TornRead(ModelFormatError):
+    """The files read belong to different saves (or vanished mid-read): worth reading again."""
+
+
+def _regular_file(path: Path, what: str) -> Path:
+    if path.is_symlink():
+        raise ModelFormatError(f"{path} is a symbolic link; a saved model holds only regular files")
+    if path.exists() and not path.is_file():
+        raise ModelFormatError(f"{path} is not a regular file ({what})")
+    return path
+
+
+def _load(path: Path) -> Any:
+    from safetensors import SafetensorError, safe_open
 
     from tsdiff.fusion import COMPONENT_NAME, FusionDetector
 
-    path = Path(path)
-    config_path = path / CONFIG_FILE
-    if not path.is_dir():
-        raise ModelFormatError(f"{path} is not a directory holding a saved tsdiff model")
-    if not config_path.is_file():
+    if path.is_symlink():
+        raise ModelFormatError(f"{path} is a symbolic link; load the model folder itself")
+    config_path = _regular_file(path / CONFIG_FILE, "the model config")
+    if not path.is_dir() or not config_path.is_file():
+        if any(path.parent.glob(f".{glob.escape(path.name)}.replaced-*")):
+            raise _TornRead(f"{path} is being replaced; no model there for an instant")
+        if not path.is_dir():
+            raise ModelFormatError(f"{path} is not a directory holding a saved tsdiff model")
         raise ModelFormatError(f"{path} has no {CONFIG_FILE}; it is not a saved tsdiff model")
-    config = read_document(config_path, FORMAT, FORMAT_VERSION, ModelFormatError, "tsdiff model config")
+    try:
+        config = read_document(config_path, FORMAT, FORMAT_VERSION, ModelFormatError, "tsdiff model config")
+    except FileNotFoundError:
+        raise _TornRead(f"{path} was replaced while it was read") from None
     saved_by = config.get("versions", {}).get("tsdiff")
     if saved_by != __version__:
         warnings.warn(
-            f"{path} was saved by tsdiff {saved_by}; this is tsdiff {__version__}", UserWarning, stacklevel=2
+            f"{path} was saved by tsdiff {saved_by}; this is tsdiff {__version__}", UserWarning, stacklevel=3
         )
     cls = _detector_class(config.get("class"), f"{path} holds")
+    arrays_path = _regular_file(path / ARRAYS_FILE, "the model arrays")
+    arrays: dict[str, np.ndarray] = {}
+    saved_id = None
     try:
-        arrays = load_file(str(path / ARRAYS_FILE)) if (path / ARRAYS_FILE).exists() else {}
+        if arrays_path.exists():
+            with safe_open(str(arrays_path), framework="numpy") as handle:
+                saved_id = (handle.metadata() or {}).get(SAVE_ID)
+                arrays = {key: handle.get_tensor(key) for key in handle.keys()}
+    except FileNotFoundError:
+        raise _TornRead(f"{path} was replaced while it was read") from None
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFormatError(f"{path / ARRAYS_FILE} cannot be read: {exc}") from None
+        raise ModelFormatError(f"{arrays_path} cannot be read: {exc}") from None
+    if config.get(SAVE_ID) != saved_id:
+        raise _TornRead(
+            f"{path}: {ARRAYS_FILE} and {CONFIG_FILE} come from different saves (save ids "
+            f"{saved_id!r} and {config.get(SAVE_ID)!r})"
+        )
     try:
         detector = _construct(cls, config["params"])
         # the component folders (models saved before "components" was kept list them in "state")
@@ -110,7 +220,7 @@ def load(path: str | Path) -> Any:
             bad = [n for n in names if not isinstance(n, str) or not COMPONENT_NAME.fullmatch(n)]
             if bad:  # a name is a folder inside this one: nothing else may be read
                 raise ModelFormatError(f"{path}: {bad[0]!r} is not a component name")
-            detector.components_ = {name: load(path / name) for name in names}
+            detector.components_ = {name: _load(path / name) for name in names}
         detector.import_state(config, arrays)
     except (ModelFormatError, MissingDependencyError):
         raise

@@ -56,6 +56,26 @@ def test_numpy_input(name, train_frame, test_frame):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_huge_finite_values_never_poison_scores(name, train_frame, test_frame):
+    train = train_frame.copy()
+    train["flat"] = 1.0  # a tiny training spread turns a big value into a huge scaled one
+    train.iloc[7, 1] = 1e99  # the largest magnitudes accepted, in training too
+    det = fitted(name, train)
+    test = test_frame.copy()
+    test["flat"] = 1.0
+    test.iloc[40, 0], test.iloc[41, 1], test.iloc[60:70, 4] = -1e99, 1e99, 1e99
+    scores = det.score(test)
+    assert np.isfinite(scores.to_numpy()).all()
+    assert np.isfinite(det.detect(test).feature_scores.to_numpy()).all()
+    for frame in (test, train):
+        frame = frame.copy()
+        frame.iloc[3, 2] = 1e200
+        with pytest.raises(errors.ExtremeValueError, match="1e\\+200 at row") as info:
+            det.score(frame) if frame is not train else DETECTORS[name](random_state=0).fit(frame)
+        assert info.value.column == frame.columns[2] and info.value.row == frame.index[3]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_nan_input_accepted(name, train_frame, test_frame):
     train = train_frame.copy()
     test = test_frame.copy()

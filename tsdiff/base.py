@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from tsdiff.errors import ModelFormatError, NotFittedError, ParameterError
-from tsdiff.frame import RobustScaler, ValidatedFrame, align_columns, validate_frame
+from tsdiff.frame import SCALED_LIMIT, RobustScaler, ValidatedFrame, align_columns, validate_frame
 from tsdiff.results import EVENT_MERGE_GAP, EVENT_MIN_ROWS, DetectionResult, event_slices, find_events
 
 THRESHOLD_METHODS = ("pot", "quantile")
@@ -259,7 +259,7 @@ class BaseDetector(BaseEstimator):
 
     def _input_scaler(self, values: np.ndarray) -> RobustScaler:
         """The scaler fitted on the training values that every later input goes through."""
-        return RobustScaler().fit(values)
+        return RobustScaler(clip=SCALED_LIMIT).fit(values)
 
     def score(self, X: Any) -> pd.Series:
         """One anomaly score per row of ``X`` (higher is more anomalous), indexed like ``X``."""

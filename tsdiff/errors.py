@@ -54,6 +54,11 @@ class InfiniteValueError(InputError):
     """A cell holds +inf or -inf."""
 
 
+class ExtremeValueError(InputError):
+    """A cell holds a finite value beyond ``tsdiff.frame.MAX_ABS_VALUE`` (1e100) in magnitude:
+    no metric is that large, and arithmetic on it overflows."""
+
+
 class DuplicateTimestampError(InputError):
     """Two rows share one index label."""
 

@@ -21,6 +21,7 @@ from tsdiff.errors import (
     DuplicateColumnError,
     DuplicateTimestampError,
     EmptyInputError,
+    ExtremeValueError,
     InfiniteValueError,
     InputTypeError,
     NonNumericColumnError,
@@ -30,6 +31,12 @@ from tsdiff.errors import (
     UnsortedIndexError,
     fmt_label,
 )
+
+#: largest magnitude a metric value may have; beyond it input is refused (ExtremeValueError)
+MAX_ABS_VALUE = 1e100
+#: scaled values (units of a metric's training spread) are clipped to this magnitude, so sums and
+#: squares of them stay finite in every detector
+SCALED_LIMIT = 1e6
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,16 @@ def _check_values(
         i, j = np.argwhere(inf)[0]
         raise InfiniteValueError(
             f"column {fmt_label(columns[j])} holds {values[i, j]} at row {fmt_label(index[i])}",
+            column=columns[j],
+            row=index[i],
+        )
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(values) > MAX_ABS_VALUE
+    if huge.any():
+        i, j = np.argwhere(huge)[0]
+        raise ExtremeValueError(
+            f"column {fmt_label(columns[j])} holds {values[i, j]:.3g} at row {fmt_label(index[i])}, beyond "
+            f"the {MAX_ABS_VALUE:.0e} tsdiff accepts in magnitude",
             column=columns[j],
             row=index[i],
         )

@@ -158,7 +158,7 @@ def test_a_failed_save_keeps_the_old_model(tmp_path, monkeypatch):
     a = PCADetector(n_components=1).fit(make_frame(200, 4))
     a.save(tmp_path / "m")
     b = PCADetector(n_components=3).fit(make_frame(200, 4, seed=5))
-    monkeypatch.setattr(type(b), "_get_state", lambda self: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(b, "export_state", lambda: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         b.save(tmp_path / "m")
     assert tsdiff.load(tmp_path / "m").n_components == 1
@@ -231,3 +231,94 @@ def test_loads_during_saves_in_another_process_see_one_whole_model(tmp_path):
         saver.wait(timeout=120)
     assert saver.returncode == 0 and whole > 0
     assert refused <= whole  # a typed refusal is allowed, but rare: loads retry a torn read
+
+
+# ----------------------------------------------------------------- crafted model folders
+def _config_edit(**path_values):
+    """An edit of config.json: dotted paths -> new values."""
+
+    def edit(path):
+        config = json.loads((path / CONFIG_FILE).read_text())
+        for dotted, value in path_values.items():
+            keys = dotted.split(".")
+            node = config
+            for key in keys[:-1]:
+                node = node[int(key)] if isinstance(node, list) else node[key]
+            last = int(keys[-1]) if isinstance(node, list) else keys[-1]
+            node[last] = value(node[last]) if callable(value) else value
+        (path / CONFIG_FILE).write_text(json.dumps(config))
+
+    return edit
+
+
+def _array_edit(**changes):
+    """An edit of arrays.safetensors keeping the save id: name -> new array (or a function of it)."""
+
+    def edit(path):
+        def apply(arrays):
+            for name, value in changes.items():
+                arrays[name] = np.asarray(value(arrays[name]) if callable(value) else value)
+
+        _rewrite_arrays(path, apply)
+
+    return edit
+
+
+def _cycle(left):
+    out = np.array(left)
+    out[out >= 0] = 0  # every inner node points back at the root
+    return out
+
+
+CRAFTED = {
+    "NaN threshold": ("pca", _config_edit(**{"threshold.value": float("nan")}), "threshold"),
+    "zero scale": ("pca", _config_edit(**{"scaler.scale": lambda s: [0.0, *s[1:]]}), "scaler scale"),
+    "negative scale": ("pca", _config_edit(**{"scaler.scale": lambda s: [-1.0, *s[1:]]}), "scaler scale"),
+    "short scaler": ("pca", _config_edit(**{"scaler.center": lambda c: c[:-1]}), "scaler center"),
+    "components of another shape": ("pca", _array_edit(components=np.ones((2, 5))), "components"),
+    "NaN in the mean": ("pca", _array_edit(mean=lambda m: np.full_like(m, np.nan)), "NaN"),
+    "an extra array": ("iforest", _array_edit(threshold=np.array([-1.0])), "does not have"),
+    "a cycle in a tree": ("iforest", _array_edit(left=_cycle, right=_cycle), "cycle"),
+    "a split on a missing column": ("iforest", _array_edit(feature=lambda f: f + 99), "feature"),
+    "causal lag 1e9": ("causal", _config_edit(**{"state.lag": 10**9}), "causal lag"),
+    "predictor -1": ("causal", _config_edit(**{"state.specs.0.1": [[-1, 1]]}), "reads"),
+    "edge to nowhere": ("causal", _config_edit(**{"state.graph.edges.0.cause": "ghost"}), "unknown metric"),
+    "NaN coefficient": (
+        "causal",
+        _array_edit(**{"mechanism.0.coef": lambda c: np.full_like(c, np.nan)}),
+        "NaN",
+    ),
+    "huge declared size": ("imdiffusion", _config_edit(**{"state.n_metrics": 30_000_000}), "n_metrics"),
+    "wrong metric count": ("imdiffusion", _config_edit(**{"state.n_metrics": 3}), "declares 3 metrics"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_models_are_refused_quickly(case, tmp_path):
+    import time
+
+    from tests.detectors import DETECTORS
+
+    name, edit, message = CRAFTED[case]
+    train = make_frame(300, 4, seed=0)
+    det = DETECTORS[name](random_state=0).fit(train)
+    path = det.save(tmp_path / "m")
+    edit(path)
+    t0 = time.perf_counter()
+    with pytest.raises(errors.ModelFormatError, match=message):
+        tsdiff.load(path)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_a_hybrid_with_a_component_of_other_columns_is_refused(tmp_path):
+    import shutil
+
+    from tests.detectors import DETECTORS
+
+    hybrid = DETECTORS["hybrid"](random_state=0).fit(make_frame(300, 4))
+    path = hybrid.save(tmp_path / "h")
+    other = DETECTORS["causal"](random_state=0).fit(make_frame(300, 4).rename(columns={"m0": "x"}))
+    shutil.rmtree(path / "causal")
+    other.save(path / "causal")
+    with pytest.raises(errors.ModelFormatError, match="other columns"):
+        tsdiff.load(path)

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from tsdiff.errors import ModelFormatError, NotFittedError, ParameterError
+from tsdiff.checks import check_array, check_int, require
+from tsdiff.errors import NotFittedError, ParameterError
 from tsdiff.frame import SCALED_LIMIT, RobustScaler, ValidatedFrame, align_columns, validate_frame
 from tsdiff.results import EVENT_MERGE_GAP, EVENT_MIN_ROWS, DetectionResult, event_slices, find_events
 
@@ -110,6 +111,8 @@ class BaseDetector(BaseEstimator):
     #: values for parameters that a saved model predates (it was fitted and scores that way); a
     #: parameter added later defaults to these, not to the new default, when such a model is loaded
     LEGACY_PARAMS: ClassVar[dict[str, Any]] = {}
+    #: arrays that models saved by earlier versions hold beside those of :meth:`_get_state`
+    LEGACY_ARRAYS: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- to implement
     @abstractmethod
@@ -354,8 +357,6 @@ class BaseDetector(BaseEstimator):
         self.n_features_in_ = len(self.feature_names_in_)
         self.columns_named_ = bool(config["columns_named"])
         self.scaler_ = RobustScaler.from_dict(config["scaler"])
-        if len(self.scaler_.center_) != self.n_features_in_:
-            raise ModelFormatError("the saved scaler does not match the saved column names")
         saved = config["threshold"]
         model = saved["model"]
         self.threshold_model_ = None if model is None else BaseThreshold.from_dict(model)
@@ -365,7 +366,31 @@ class BaseDetector(BaseEstimator):
         self.n_train_rows_ = config.get("n_train_rows")
         calibration = arrays.pop(CALIBRATION_ARRAY, None)
         self.calibration_scores_ = None if calibration is None else np.asarray(calibration, np.float64)
+        self._check_common_state()
         self._set_state(config["state"], arrays)
+        self._check_state()
+        extra = sorted(set(arrays) - set(self._get_state()[1]) - set(self.LEGACY_ARRAYS))
+        require(not extra, f"holds array(s) {extra} that a {type(self).__name__} does not have")
+
+    def _check_common_state(self) -> None:
+        """Refuse a loaded model whose columns, scaler, threshold or held-out scores are broken."""
+        k = self.n_features_in_
+        require(k >= 1, "names no columns")
+        require(len({repr(c) for c in self.feature_names_in_}) == k, "names a column twice")
+        check_array("scaler center", self.scaler_.center_, (k,))
+        check_array("scaler scale", self.scaler_.scale_, (k,), positive=True)
+        clip = self.scaler_.clip
+        require(clip is None or (np.isfinite(clip) and clip > 0), f"has a scaler clip of {clip!r}")
+        require(np.isfinite(self.threshold_), f"has the threshold {self.threshold_!r}")
+        if self.n_train_rows_ is not None:
+            check_int("n_train_rows", self.n_train_rows_, 0, 10**12)
+        if self.calibration_scores_ is not None:
+            check_array("calibration scores", self.calibration_scores_, (None,))
+
+    def _check_state(self) -> None:
+        """Refuse (with :class:`~tsdiff.errors.ModelFormatError`, see :mod:`tsdiff.checks`) a state
+        that :meth:`_set_state` restored but that this detector cannot score with: wrong shapes,
+        values out of range, references to columns that do not exist."""
 
     # ----------------------------------------------------------------- shared steps
     def _check_params(self) -> None:

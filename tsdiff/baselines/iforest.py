@@ -140,6 +140,16 @@ class IsolationForestDetector(BaseDetector):
         return {"max_samples": self.max_samples_}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        for key, value in arrays.items():
-            setattr(self, f"{key}_", value)
-        self.max_samples_ = int(state["max_samples"])
+        for key in ("left", "right", "feature", "split", "leaf_path", "roots"):
+            setattr(self, f"{key}_", arrays[key])
+        self.max_samples_ = state["max_samples"]
+
+    def _check_state(self) -> None:
+        from tsdiff.checks import check_array, check_int, check_trees
+
+        check_trees("forest", self.left_, self.right_, self.roots_)
+        n = len(self.left_)
+        check_array("feature", self.feature_, (n,), integer=True, low=0, high=self.n_features_in_ - 1)
+        check_array("split", self.split_, (n,))
+        check_array("leaf_path", self.leaf_path_, (n,), low=0.0)
+        check_int("max_samples", self.max_samples_, 1, 10**9)

@@ -101,3 +101,9 @@ class KMeansDetector(BaseDetector):
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.centers_ = arrays["centers"]
+
+    def _check_state(self) -> None:
+        from tsdiff.checks import check_array, require
+
+        centers = check_array("centers", self.centers_, (None, int(self.window), self.n_features_in_))
+        require(1 <= len(centers) <= max(int(self.n_clusters), 1), f"has {len(centers)} cluster centres")

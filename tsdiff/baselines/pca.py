@@ -89,3 +89,11 @@ class PCADetector(BaseDetector):
         self.mean_ = arrays["mean"]
         self.components_ = arrays["components"]
         self.explained_variance_ratio_ = arrays["explained_variance_ratio"]
+
+    def _check_state(self) -> None:
+        from tsdiff.checks import check_array
+
+        k = self.n_features_in_
+        check_array("mean", self.mean_, (k,))
+        c = check_array("components", self.components_, (None, k)).shape[0]
+        check_array("explained_variance_ratio", self.explained_variance_ratio_, (c,))

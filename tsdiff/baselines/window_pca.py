@@ -158,3 +158,14 @@ class WindowPCADetector(BaseDetector):
         self.center_ = arrays["center"]
         self.components_ = arrays["components"]
         self.explained_variance_ratio_ = arrays["explained_variance_ratio"]
+
+    def _check_state(self) -> None:
+        from tsdiff.checks import check_array, check_int
+
+        k = self.n_features_in_
+        d = check_int("window", self.window_, 1, 100_000) * k
+        check_array("mean", self.mean_, (k,))
+        check_array("std", self.std_, (k,), positive=True)
+        check_array("center", self.center_, (d,))
+        c = check_array("components", self.components_, (None, d)).shape[0]
+        check_array("explained_variance_ratio", self.explained_variance_ratio_, (c,))

@@ -353,7 +353,7 @@ class CausalDetector(BaseDetector):
         k = self.n_features_in_
         evidence = np.asarray(evidence, dtype=np.float64)
         lookback = int(self.lag_) + int(self.smooth) // 2
-        duplicates = {int(a): int(b) for a, b in self.screening_["duplicate_of"].items()}
+        duplicates = dict(self.screening_["duplicate_of"])
         return [
             explain_rows(
                 evidence[:, :k],
@@ -411,7 +411,12 @@ class CausalDetector(BaseDetector):
                 model_from_arrays(self.mechanism, unprefixed(arrays, f"mechanism.{spec.target}"))
             )
         self.graph_ = CausalGraph.from_dict(state["graph"])
-        self.screening_ = state["screening"]
+        screening = state["screening"]
+        self.screening_ = {
+            "usable": [int(j) for j in screening["usable"]],
+            "constant": [int(j) for j in screening["constant"]],
+            "duplicate_of": {int(a): int(b) for a, b in screening["duplicate_of"].items()},
+        }
         self.discovery_seconds_ = float(state["discovery_seconds"])
         self.residual_center_ = np.asarray(arrays["residual_center"], dtype=np.float64)
         self.residual_scale_ = np.asarray(arrays["residual_scale"], dtype=np.float64)
@@ -420,3 +425,57 @@ class CausalDetector(BaseDetector):
         self.value_scale_ = np.asarray(arrays["value_scale"], dtype=np.float64)
         self.deviation_level_ = np.asarray(arrays["deviation_level"], dtype=np.float64)
         self.ancestry_ = None
+
+    def _check_state(self) -> None:
+        from tsdiff.causal.mechanisms import LinearModel
+        from tsdiff.checks import check_array, check_int, check_trees, require
+
+        k = self.n_features_in_
+        lag = check_int("causal lag", self.lag_, 1, max(int(self.max_lag), 1))
+        require(sorted(s.target for s in self.specs_) == list(range(k)), "has no mechanism for some metric")
+        for spec, model in zip(self.specs_, self.models_, strict=True):
+            for col, shift in spec.predictors:
+                require(
+                    0 <= col < k and 0 <= shift <= lag, f"mechanism {spec.target} reads ({col}, lag {shift})"
+                )
+            p = len(spec.predictors)
+            if isinstance(model, LinearModel):
+                check_array(f"mechanism.{spec.target}.coef", model.coef_, (p,))
+                require(np.isfinite(model.intercept_), f"mechanism {spec.target} has a non-finite intercept")
+            else:
+                nodes = model.trees_.nodes
+                leaf = check_array(
+                    f"mechanism.{spec.target}.is_leaf", nodes["is_leaf"], (None,), integer=True
+                )
+                check_trees(
+                    f"mechanism.{spec.target}", nodes["left"], nodes["right"], model.trees_.roots, leaf == 1
+                )
+                n = len(leaf)
+                check_array(f"mechanism.{spec.target}.value", nodes["value"], (n,))
+                check_array(f"mechanism.{spec.target}.threshold", nodes["threshold"], (n,), finite=False)
+                inner = leaf == 0
+                feature = check_array(
+                    f"mechanism.{spec.target}.feature", nodes["feature"], (n,), integer=True
+                )
+                require(
+                    ((feature[inner] >= 0) & (feature[inner] < max(p, 1))).all(),
+                    "a tree splits on no predictor",
+                )
+                require(
+                    np.isfinite(model.trees_.baseline), f"mechanism {spec.target} has a non-finite baseline"
+                )
+        check_array("residual_center", self.residual_center_, (k,))
+        check_array("value_center", self.value_center_, (k,))
+        for name in ("residual_scale", "violation_scale", "value_scale", "deviation_level"):
+            check_array(name, getattr(self, f"{name}_"), (k,), positive=True)
+        names = list(self.feature_names_in_)
+        require(list(self.graph_.metrics) == names, "has a causal graph over other metrics")
+        edges = self.graph_.edges
+        known = set(map(repr, names))
+        ends = [repr(c) for c in edges["cause"]] + [repr(e) for e in edges["effect"]]
+        require(all(e in known for e in ends), "has a causal graph edge to an unknown metric")
+        check_array("graph lags", edges["lag"].to_numpy(), (None,), integer=True, low=0, high=lag)
+        screening = self.screening_
+        twins = screening["duplicate_of"]
+        positions = [*screening["usable"], *screening["constant"], *twins, *twins.values()]
+        require(all(0 <= j < k for j in positions), "has a screening over other columns")

@@ -372,14 +372,28 @@ class ImDiffusionDetector(BaseDetector):
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        from tsdiff.checks import check_int, require
         from tsdiff.diffusion.training import TrainingHistory
         from tsdiff.thresholds import BaseThreshold
 
         self.config_ = self._settings()
         self.seed_ = int(state["seed"])
+        # sizes declared in the config must match the columns and the arrays before anything is built
+        n_metrics = check_int("n_metrics", state["n_metrics"], 1, self.n_features_in_)
+        require(
+            n_metrics == self.n_features_in_,
+            f"declares {n_metrics} metrics for {self.n_features_in_} columns",
+        )
+        embedding = arrays.get("model.metric_emb.weight")
+        require(
+            embedding is not None and np.shape(embedding)[0] == n_metrics,
+            "has no metric embedding for its columns",
+        )
         strategies = arrays.get("model.strategy_emb.weight")
-        n_strategies = None if strategies is None else int(np.shape(strategies)[0])
-        model = self.config_.build_model(int(state["n_metrics"]), n_strategies)
+        n_strategies = (
+            None if strategies is None else check_int("strategies", int(np.shape(strategies)[0]), 1, 64)
+        )
+        model = self.config_.build_model(n_metrics, n_strategies)
         self.model_ = load_module_arrays(model, arrays).eval()
         self.step_thresholds_ = np.asarray(arrays["step_thresholds"], dtype=np.float64)
         # models saved before the scales existed never use them (metric_norm 0)
@@ -389,3 +403,10 @@ class ImDiffusionDetector(BaseDetector):
             raise ModelFormatError("the saved model sets metric_norm but has no metric_scales array")
         self.step_threshold_models_ = [BaseThreshold.from_dict(d) for d in state["step_threshold_models"]]
         self.history_ = TrainingHistory(**state["history"])
+
+    def _check_state(self) -> None:
+        from tsdiff.checks import check_array
+
+        check_array("step_thresholds", self.step_thresholds_, (None,))
+        if self.metric_scales_ is not None:
+            check_array("metric_scales", self.metric_scales_, (None, self.n_features_in_), positive=True)

@@ -244,3 +244,40 @@ def test_cli_fleet_fit_and_score(tmp_path, capsys):
         )
         == EXIT_BAD_INPUT
     )
+
+
+def test_entities_that_would_share_a_model_are_refused(client, tmp_path):
+    table = long_table(["1", "web"])
+    mixed = pd.concat([table, long_table(["x"]).assign(host=1)], ignore_index=True)
+    with pytest.raises(errors.InputError, match=r"1 \(int\) .* '1' \(str\)|'1' \(str\) .* 1 \(int\)"):
+        fit_fleet(mixed, detector(), tmp_path, entity_col="host", client=client, verbose=False)
+    assert not (tmp_path / "entities").exists()  # refused before anything was fitted
+    fit_fleet(table, detector(), tmp_path, entity_col="host", client=client, verbose=False)
+    later = long_table(["x"]).assign(host=1)
+    with pytest.raises(errors.InputError, match="fitted earlier"):
+        fit_fleet(later, detector(), tmp_path, entity_col="host", client=client, verbose=False)
+    index = json.loads((tmp_path / INDEX_FILE).read_text())
+    assert index["entities"]["1"]["type"] == "str"
+
+
+UPDATER = """
+import sys
+from tsdiff.fleet.storage import update_index
+for i in range(int(sys.argv[3])):
+    update_index(sys.argv[1], {}, {f"{sys.argv[2]}-{i}": {"rows": i}}, {})
+"""
+
+
+def test_index_updates_from_two_processes_keep_every_entity(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", UPDATER, str(tmp_path), name, "300"], cwd=root)
+        for name in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    index = json.loads((tmp_path / INDEX_FILE).read_text())
+    assert len(index["entities"]) == 600

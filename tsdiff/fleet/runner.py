@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from tsdiff.errors import InputError, ParameterError
+from tsdiff.errors import InputError, ModelFormatError, ParameterError
 from tsdiff.fleet.cluster import fleet_client
-from tsdiff.fleet.storage import read_index, update_index
+from tsdiff.fleet.storage import check_entity_names, entity_type, read_index, update_index
 from tsdiff.fleet.tasks import RECORD_COLUMNS, fit_group, score_group, split_entities
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def _check_table(data: Any, entity_col: str, time_col: str | None) -> Any:
             raise InputError("the fleet data has no rows")
         if data[entity_col].isna().any():
             logger.warning("%d rows without an entity are ignored", int(data[entity_col].isna().sum()))
+        check_entity_names(data[entity_col].dropna().unique())
         if time_col is not None and not _time_like(data[time_col]):
             times = pd.to_datetime(data[time_col], errors="coerce", format="mixed")
             if times.isna().all():
@@ -194,6 +195,12 @@ def fit_fleet(
         raise ParameterError(f"detector must be a tsdiff detector, got {type(detector).__name__}")
     data = _check_table(data, entity_col, time_col)
     model_dir = Path(model_dir)
+    try:
+        known = {name: entry.get("type") for name, entry in read_index(model_dir)["entities"].items()}
+    except ModelFormatError:
+        known = {}
+    entities = data[entity_col].dropna().unique()
+    check_entity_names(entities.compute() if _is_dask_frame(data) else entities, known)
     model_dir.mkdir(parents=True, exist_ok=True)
     with fleet_client(client, address, n_workers, threads_per_worker, processes) as c:
         outcomes = _run(c, data, entity_col, fit_group, (time_col, detector, str(model_dir)), verbose)
@@ -201,7 +208,12 @@ def fit_fleet(
     from tsdiff.persist import encode_params
 
     fitted = {
-        str(r["entity"]): {"rows": r["rows"], "columns": r["columns"], "threshold": r["threshold"]}
+        str(r["entity"]): {
+            "rows": r["rows"],
+            "columns": r["columns"],
+            "threshold": r["threshold"],
+            "type": entity_type(r["entity"]),
+        }
         for r in records
         if r["status"] == "ok"
     }

@@ -16,13 +16,18 @@ from __future__ import annotations
 import os
 import tempfile
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tsdiff.errors import InputError, ModelFormatError
 from tsdiff.serialize import envelope, read_document, to_json
 
 INDEX_FILE = "fleet.json"
+LOCK_FILE = ".fleet.lock"
 ENTITIES_DIR = "entities"
 FORMAT = "tsdiff-fleet"
 FORMAT_VERSION = 1
@@ -41,6 +46,41 @@ def entity_dirname(entity: Any) -> str:
     if len(name.encode()) > MAX_NAME_BYTES:
         raise InputError(f"entity name {text[:40]!r}... is too long for a directory name", row=entity)
     return name
+
+
+def entity_type(entity: Any) -> str:
+    """The kind of an entity name as the index records it (``str``, ``int``, ``float``, ...)."""
+    if isinstance(entity, str):
+        return "str"
+    if isinstance(entity, (bool, np.bool_)):
+        return "bool"
+    if isinstance(entity, (int, np.integer)):
+        return "int"
+    if isinstance(entity, (float, np.floating)):
+        return "float"
+    return type(entity).__name__
+
+
+def check_entity_names(entities: Any, known: dict[str, str] | None = None) -> None:
+    """Refuse entities that would share a folder and an index entry: ``1`` and ``"1"`` (or
+    ``1.0``), or a name an earlier run recorded with another type (``known``: name -> type)."""
+    seen: dict[str, Any] = {}
+    for entity in entities:
+        key = str(entity)
+        if key in seen and (entity_type(seen[key]), seen[key]) != (entity_type(entity), entity):
+            raise InputError(
+                f"entities {seen[key]!r} ({entity_type(seen[key])}) and {entity!r} ({entity_type(entity)}) "
+                f"would share the model of {key!r}; give them distinct names",
+                row=entity,
+            )
+        seen[key] = entity
+        recorded = (known or {}).get(key)
+        if recorded is not None and recorded != entity_type(entity):
+            raise InputError(
+                f"entity {entity!r} ({entity_type(entity)}) would replace the model of the {recorded} "
+                f"entity {key!r} fitted earlier; give it a distinct name",
+                row=entity,
+            )
 
 
 def entity_path(model_dir: str | Path, entity: Any) -> Path:
@@ -69,23 +109,42 @@ def update_index(
     """Merge one fit run into the index (atomically replaced) and return it.
 
     Entities fitted now replace their old entries; an entity that failed now keeps the model of an
-    earlier run, if any, and is listed under ``failed`` until a later run fits it.
+    earlier run, if any, and is listed under ``failed`` until a later run fits it. The read, merge
+    and write happen under an exclusive lock on ``.fleet.lock``, so fits running at once into one
+    folder each keep their entities.
     """
     model_dir = Path(model_dir)
-    try:
-        index = read_index(model_dir)
-    except ModelFormatError:
-        if (model_dir / INDEX_FILE).exists():
-            raise
-        index = envelope(FORMAT, FORMAT_VERSION, {"entities": {}, "failed": {}})
-    index.pop("version", None)  # an index written before the envelope had its own version key
-    index.update({"format_version": FORMAT_VERSION, **settings})
-    index["entities"].update(fitted)
-    index["failed"] = {k: v for k, v in {**index.get("failed", {}), **failed}.items() if k not in fitted}
     model_dir.mkdir(parents=True, exist_ok=True)
-    text = to_json(index, "the fleet index", indent=1, default=str)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".fleet-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, model_dir / INDEX_FILE)
+    with _locked(model_dir / LOCK_FILE):
+        try:
+            index = read_index(model_dir)
+        except ModelFormatError:
+            if (model_dir / INDEX_FILE).exists():
+                raise
+            index = envelope(FORMAT, FORMAT_VERSION, {"entities": {}, "failed": {}})
+        index.pop("version", None)  # an index written before the envelope had its own version key
+        index.update({"format_version": FORMAT_VERSION, **settings})
+        index["entities"].update(fitted)
+        index["failed"] = {k: v for k, v in {**index.get("failed", {}), **failed}.items() if k not in fitted}
+        text = to_json(index, "the fleet index", indent=1, default=str)
+        fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".fleet-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, model_dir / INDEX_FILE)
     return index
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (POSIX ``flock``; elsewhere, none) while inside."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

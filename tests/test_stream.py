@@ -157,3 +157,70 @@ def test_anomalous_rows_carry_root_causes_from_the_causal_model():
 def test_random_detector_refuses_to_stream():
     with pytest.raises(errors.ParameterError):
         StreamScorer(DETECTORS["random"](random_state=0).fit(make_frame(100, 4)))
+
+
+# ----------------------------------------------------------------- snapshots a monitor can trust
+@pytest.mark.parametrize("name", ["causal", "kmeans"])
+def test_kill_and_restore_at_random_points_across_a_dst_change(name, tmp_path):
+    import tsdiff
+
+    det = fitted(name)
+    frame = live_frame(200)
+    # hourly rows in Berlin across the end of summer time (2024-10-27 03:00 -> 02:00)
+    frame.index = pd.date_range("2024-10-25 12:00", periods=len(frame), freq="h", tz="Europe/Berlin")
+    whole = stream_in_chunks(StreamScorer(det), frame, seed=5, max_chunk=5)
+    det.save(tmp_path / "m")
+    rng = np.random.default_rng(0)
+    cuts = sorted(rng.choice(np.arange(1, len(frame)), size=min(100, len(frame) - 1), replace=False))
+    scorer, parts, done = StreamScorer(det), [], 0
+    for cut in [*cuts, len(frame)]:
+        parts.append(scorer.update(frame.iloc[done:cut]))
+        done = cut
+        # the process dies here; a new one loads the model and continues from the snapshot
+        snapshot = json.loads(json.dumps(scorer.state()))
+        scorer = StreamScorer.from_state(tsdiff.load(tmp_path / "m"), snapshot)
+        assert snapshot["time_zone"] == "Europe/Berlin"
+    parts.append(scorer.flush())
+    joined = pd.concat([p for p in parts if len(p)])
+    assert joined.index.equals(whole.index) and not joined.index.duplicated().any()
+    np.testing.assert_allclose(joined["score"], whole["score"], rtol=1e-6, atol=1e-9)
+
+
+def test_a_snapshot_of_another_model_or_with_tampered_counters_is_refused():
+    det = fitted("pca")
+    scorer = StreamScorer(det)
+    scorer.update(live_frame(40))
+    snapshot = json.loads(json.dumps(scorer.state()))
+    other = DETECTORS["pca"](random_state=0).fit(make_frame(300, 4, seed=9))
+    with pytest.raises(errors.ParameterError, match="another model"):
+        StreamScorer.from_state(other, snapshot)
+    reordered = DETECTORS["pca"](random_state=0).fit(make_frame(300, 4, seed=0)[["m1", "m0", "m2", "m3"]])
+    with pytest.raises(errors.ParameterError, match="another model"):
+        StreamScorer.from_state(reordered, snapshot)
+    for key, value in [("received", 41), ("final", 10_000), ("start", -1), ("dropped", "0")]:
+        tampered = {**snapshot, key: value}
+        with pytest.raises(errors.ParameterError, match=r"inconsistent|not a count"):
+            StreamScorer.from_state(det, tampered)
+    assert StreamScorer.from_state(det, snapshot).state() == snapshot
+
+
+def test_a_failed_update_does_not_count_its_late_rows():
+    det, frame = fitted("pca"), live_frame(60)
+    scorer = StreamScorer(det)
+    scorer.update(frame.iloc[:30])
+    bad = frame.iloc[[5, 31]].astype(object)
+    bad.iloc[1, 0] = "oops"  # the whole update is refused ...
+    with pytest.raises(errors.NonNumericColumnError):
+        scorer.update(bad)
+    assert scorer.dropped_ == 0  # ... so its late row 5 was not dropped either
+    scorer.update(frame.iloc[[5, 31]])
+    assert scorer.dropped_ == 1
+
+
+@pytest.mark.parametrize("name", STREAMABLE)
+def test_the_fingerprint_survives_save_and_load(name, tmp_path):
+    import tsdiff
+
+    det = fitted(name)
+    det.save(tmp_path / "m")
+    assert StreamScorer(tsdiff.load(tmp_path / "m")).fingerprint == StreamScorer(det).fingerprint

@@ -98,6 +98,8 @@ class StreamScorer:
         self.geometry = geometry
         self.latency = int(geometry.lookahead)
         self.min_rows = max(int(detector.min_rows()), 1)
+        #: identifies the model a snapshot (:meth:`state`) belongs to
+        self.fingerprint = model_fingerprint(detector)
         k = detector.n_features_in_
         self._values = np.empty((0, k))  # raw rows of the buffer
         self._index: list[Any] = []
@@ -132,7 +134,7 @@ class StreamScorer:
         last = self._index[-1]
         return last + 1 if isinstance(last, (int, np.integer)) else self._received
 
-    def _clean(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _clean(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         if not frame.index.is_monotonic_increasing:
             frame = frame.sort_index(kind="stable")
         duplicated = frame.index.duplicated(keep="first")
@@ -152,10 +154,8 @@ class StreamScorer:
                 raise LateRowError(
                     f"row {first!r} is not after the last row received ({self._index[-1]!r})", row=first
                 )
-            self.dropped_ += int(bad.sum())
-            logger.warning("dropped %d late or duplicate row(s)", int(bad.sum()))
             frame = frame[~bad]
-        return frame
+        return frame, int(bad.sum())
 
     def _fill_gaps(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         gap = np.zeros(len(frame), dtype=bool)
@@ -194,13 +194,18 @@ class StreamScorer:
             ``top_metrics`` and, on anomalous final rows, ``root_causes`` of the event in progress.
             A row may appear twice: provisionally, then final.
         """
-        frame = self._clean(self._as_frame(rows, index))
+        frame, late = self._clean(self._as_frame(rows, index))
+        if len(frame):
+            frame, gap = self._fill_gaps(frame)
+            checked = validate_frame(frame, min_rows=1, what="rows", allow_all_nan=True)
+            checked = align_columns(checked, self.detector.feature_names_in_, self.detector.columns_named_)
+        # everything is checked: from here on the update cannot fail on bad input (a failed update
+        # keeps nothing, and does not count its late rows as dropped)
+        if late:
+            self.dropped_ += late
+            logger.warning("dropped %d late or duplicate row(s)", late)
         if not len(frame):
             return self._empty()
-        frame, gap = self._fill_gaps(frame)
-        checked = validate_frame(frame, min_rows=1, what="rows", allow_all_nan=True)
-        checked = align_columns(checked, self.detector.feature_names_in_, self.detector.columns_named_)
-        # everything is checked: from here on the update cannot fail on bad input
         self._values = np.vstack([self._values, checked.values])
         self._index.extend(checked.index)
         self._gap.extend(gap.tolist())
@@ -296,12 +301,20 @@ class StreamScorer:
         """A JSON-ready snapshot; :meth:`from_state` continues from it without losing a row."""
         index = pd.Index(self._index)
         timestamps = isinstance(index, pd.DatetimeIndex)
+        if timestamps:  # UTC epochs and the zone's name: a DST change cannot break the restore
+            labels: Any = json_ready(index.asi8.tolist())
+            zone = None if index.tz is None else str(index.tz)
+        else:
+            labels, zone = json_ready(self._index), None
         return envelope(
             STATE_FORMAT,
             STATE_VERSION,
             {
-                "index": [t.isoformat() for t in index] if timestamps else json_ready(self._index),
+                "model": self.fingerprint,
+                "index": labels,
                 "index_is_time": timestamps,
+                "time_unit": str(index.unit) if timestamps else None,
+                "time_zone": zone,
                 "values": json_ready(self._values.tolist()),
                 "gap": list(self._gap),
                 "start": self._start,
@@ -320,30 +333,102 @@ class StreamScorer:
 
     @classmethod
     def from_state(cls, detector: Any, state: dict[str, Any]) -> StreamScorer:
-        """Rebuild a scorer for ``detector`` (the one the snapshot was taken with) from :meth:`state`."""
+        """Rebuild a scorer for ``detector`` (the one the snapshot was taken with) from :meth:`state`.
+
+        A snapshot of another model (or of the same columns in another order), or one whose
+        counters do not add up, is refused with :class:`~tsdiff.errors.ParameterError`: restoring it
+        would lose rows or score some twice.
+        """
         open_envelope(state, STATE_FORMAT, STATE_VERSION, ParameterError, "tsdiff stream state")
-        out = cls(detector, state["provisional"], state["freq"], state["on_late"], state["top_k"])
-        values = np.array(
-            [[np.nan if v is None else v for v in row] for row in state["values"]], dtype=np.float64
-        ).reshape(-1, detector.n_features_in_)
-        out._values = values
-        out._index = (
-            list(pd.DatetimeIndex(state["index"])) if state["index_is_time"] else list(state["index"])
+        try:
+            out = cls(detector, state["provisional"], state["freq"], state["on_late"], state["top_k"])
+            if state.get("model") != out.fingerprint:
+                raise ParameterError(
+                    "the stream state was taken with another model (or the same columns in another "
+                    "order); it cannot continue with this one"
+                )
+            values = np.array(
+                [[np.nan if v is None else v for v in row] for row in state["values"]], dtype=np.float64
+            ).reshape(-1, detector.n_features_in_)
+            out._values = values
+            out._index = _restore_index(state)
+            out._gap = [bool(g) for g in state["gap"]]
+            out._start, out._received, out._final = (
+                _count(state, "start"),
+                _count(state, "received"),
+                _count(state, "final"),
+            )
+            event = state["event"]
+            out._event = (
+                None
+                if event is None
+                else (np.asarray(event["total"], dtype=np.float64), _count(event, "count"))
+            )
+            out.dropped_ = _count(state, "dropped")
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ParameterError):
+                raise
+            raise ParameterError(
+                f"the stream state is incomplete or corrupt: {type(exc).__name__}: {exc}"
+            ) from None
+        n = len(values)
+        consistent = (
+            len(out._index) == n == len(out._gap)
+            and out._start + n == out._received
+            and out._start <= out._final <= out._received
+            and (out._event is None or out._event[1] >= 1)
         )
-        out._gap = [bool(g) for g in state["gap"]]
-        out._start, out._received, out._final = (
-            int(state["start"]),
-            int(state["received"]),
-            int(state["final"]),
-        )
-        event = state["event"]
-        out._event = (
-            None if event is None else (np.asarray(event["total"], dtype=np.float64), int(event["count"]))
-        )
-        out.dropped_ = int(state["dropped"])
-        if len(out._index) != len(values) or len(out._gap) != len(values):
-            raise ParameterError("the stream state is inconsistent (index, values and gaps differ in length)")
+        if not consistent:
+            raise ParameterError(
+                "the stream state is inconsistent (its rows and counters do not add up: "
+                f"start {out._start} + {n} buffered rows, received {out._received}, final {out._final})"
+            )
         return out
+
+
+def _count(state: dict[str, Any], key: str) -> int:
+    value = state[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(f"the stream state's {key!r} is {value!r}, not a count")
+    return value
+
+
+def _restore_index(state: dict[str, Any]) -> list[Any]:
+    """The buffered rows' labels; timestamps from UTC epochs in the saved zone (or, for snapshots
+    taken before epochs were kept, from ISO strings, converted to UTC first)."""
+    labels = state["index"]
+    if not state["index_is_time"]:
+        return list(labels)
+    if labels and isinstance(labels[0], str):  # an older snapshot: ISO strings
+        return list(pd.DatetimeIndex(pd.to_datetime(labels, utc=True)))
+    unit = state.get("time_unit") or "ns"
+    index = pd.DatetimeIndex(np.asarray(labels, dtype="int64").astype(f"datetime64[{unit}]"))
+    zone = state.get("time_zone")
+    if zone is not None:
+        index = index.tz_localize("UTC").tz_convert(zone)
+    return list(index)
+
+
+def model_fingerprint(detector: Any) -> str:
+    """A short hash of everything a fitted detector scores with (its class, parameters, columns in
+    order, threshold, scaler and learned arrays, its components'), equal for a model and its saved
+    and reloaded copy."""
+    import hashlib
+
+    from tsdiff.persist import encode_params
+    from tsdiff.serialize import to_json
+
+    digest = hashlib.sha256()
+    config, arrays = detector.export_state()
+    head = {"class": type(detector).__name__, "params": encode_params(detector.get_params(deep=False))}
+    digest.update(to_json({**head, **config}, "the model", indent=None, default=str).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    for name, component in detector.fitted_components().items():
+        digest.update(f"{name}={model_fingerprint(component)}".encode())
+    return digest.hexdigest()[:32]
 
 
 def _forget_before(memo: dict, position: int) -> None:

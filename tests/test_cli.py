@@ -147,3 +147,119 @@ def test_a_closed_pipe_is_not_an_internal_error():
     )
     assert proc.returncode == EXIT_OK, proc.stderr
     assert "internal error" not in proc.stderr
+
+
+# ----------------------------------------------------------------- a monitoring script's view
+@pytest.fixture(scope="module")
+def pca_files(tmp_path_factory):
+    from tests.helpers import make_frame
+
+    root = tmp_path_factory.mktemp("cli")
+    make_frame(300, 4, seed=0).to_csv(root / "train.csv")
+    test = make_frame(100, 4, seed=1)
+    test.to_csv(root / "test.csv")
+    epoch = test.reset_index()
+    epoch["time"] = (epoch["time"] - pd.Timestamp("1970-01-01")) // pd.Timedelta("1s")
+    epoch.to_csv(root / "epoch.csv", index=False)
+    epoch.assign(time=epoch["time"] * 1000).to_csv(root / "epoch_ms.csv", index=False)
+    test.to_csv(root / "semicolon.csv", sep=";")
+    (root / "afile").write_text("not a model")
+    assert main(["fit", str(root / "train.csv"), "-o", str(root / "model"), "--detector", "pca"]) == EXIT_OK
+    return root
+
+
+CASES = [
+    # (argv with {d} for the folder, exit code, a piece of the one-line message)
+    (["fit", "{d}/train.csv", "-o", "{d}/afile", "--detector", "pca"], 2, "not a saved tsdiff model"),
+    (["score", "{d}/model", "{d}/test.csv", "-o", "{d}/nodir/x.csv"], 2, "no folder"),
+    (["score", "{d}/model", "{d}/test.csv", "-o", "{d}/x.xlsx"], 2, "unknown suffix '.xlsx'"),
+    (["score", "{d}/model", "{d}/test.csv", "-o", "{d}"], 2, "unknown suffix"),
+    (["score", "{d}/model", "{d}/epoch.csv", "-o", "{d}/e.csv"], 2, "--time-unit s"),
+    (["score", "{d}/model", "{d}/epoch_ms.csv", "-o", "{d}/e.csv"], 2, "--time-unit ms"),
+    (["score", "{d}/model", "{d}/semicolon.csv", "-o", "{d}/e.csv"], 2, "--sep"),
+    (["score", "{d}/afile", "{d}/test.csv", "-o", "{d}/e.csv"], 2, "not a directory"),
+    (["evaluate", "{d}/test.csv", "{d}/test.csv"], 2, "no column 'score'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), CASES)
+def test_user_errors_exit_2_with_one_line_and_no_work_done(pca_files, capsys, argv, code, message):
+    assert main([a.format(d=pca_files) for a in argv]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("tsdiff: error:")
+    assert not any(line.startswith("tsdiff fit:") for line in err)  # refused before fitting
+
+
+def test_epoch_times_separators_and_stdout(pca_files, capsys):
+    d = pca_files
+    for name, unit in (("epoch.csv", "s"), ("epoch_ms.csv", "ms")):
+        assert main(["score", f"{d}/model", f"{d}/{name}", "-o", "-", "--time-unit", unit]) == EXIT_OK
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("time,score,label") and out[1].startswith("2024-01-01 00:00:00+00:00")
+    assert main(["-q", "score", f"{d}/model", f"{d}/semicolon.csv", "-o", "-", "--sep", ";"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 101 and captured.err == ""  # --quiet: no progress lines
+
+
+def _stream(model, text, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "tsdiff.cli", "stream", str(model), *extra],
+        input=text,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_stream_checks_its_header_once(pca_files):
+    d = pca_files
+    lines = (d / "test.csv").read_text().splitlines()
+    headless = _stream(d / "model", "\n".join(lines[-5:]) + "\n")  # `tail -n 5` drops the header
+    assert headless.returncode == 2 and "header is missing" in headless.stderr and headless.stdout == ""
+    semi = _stream(d / "model", (d / "semicolon.csv").read_text())
+    assert semi.returncode == 2 and "--sep" in semi.stderr
+    ok = _stream(d / "model", (d / "semicolon.csv").read_text(), "--sep", ";")
+    assert ok.returncode == 0 and len(ok.stdout.splitlines()) == 100
+    extra = _stream(d / "model", "\n".join([lines[0] + ",m9", *[x + ",1" for x in lines[1:4]]]) + "\n")
+    assert extra.returncode == 2 and "m9" in extra.stderr
+    short = _stream(d / "model", "\n".join(lines[:1]) + "\n", "--freq", "banana")
+    assert short.returncode == 2 and "not a pandas frequency" in short.stderr
+
+
+def test_stream_of_too_few_rows_says_so_and_gap_rows_have_no_score(tmp_path):
+    from tests.helpers import make_frame
+
+    make_frame(300, 3, seed=0).to_csv(tmp_path / "train.csv")
+    main(["fit", str(tmp_path / "train.csv"), "-o", str(tmp_path / "m"), "--detector", "causal"])
+    main(["fit", str(tmp_path / "train.csv"), "-o", str(tmp_path / "w"), "--detector", "kmeans"])
+    test = make_frame(40, 3, seed=1)
+    text = test.to_csv()
+    few = _stream(tmp_path / "w", "\n".join(text.splitlines()[:4]) + "\n")  # a 40-row window
+    assert few.returncode == 0 and few.stdout == "" and "none scored" in few.stderr
+    rows = text.splitlines()
+    shifted = rows[20].replace(":00,", ":02,", 1)  # a scrape 2 s late: moved onto the grid
+    holed = [*rows[:10], *rows[13:20], shifted, *rows[21:]]
+    out = _stream(tmp_path / "m", "\n".join(holed) + "\n", "--freq", "1min")
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(records) == 40 and [r["gap"] for r in records].count(True) == 3
+    assert all(r["score"] is None and r["label"] is None for r in records if r["gap"])
+    assert all(isinstance(r["score"], float) for r in records if not r["gap"])
+
+
+def test_evaluate_joins_labels_on_time_and_checks_its_window(tmp_path, capsys):
+    idx = pd.date_range("2024-01-01", periods=50, freq="min", name="time")
+    pd.DataFrame({"score": np.linspace(0, 1, 50), "label": 0}, index=idx).to_csv(tmp_path / "s.csv")
+    labels = pd.DataFrame({"label": (np.arange(50) > 44).astype(int)}, index=idx)
+    labels.iloc[::-1].to_csv(tmp_path / "l.csv")  # other row order: joined on time, not position
+    assert main(["evaluate", str(tmp_path / "s.csv"), str(tmp_path / "l.csv"), "--json"]) == EXIT_OK
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["AUC-ROC"] == pytest.approx(1.0)
+    labels.set_axis(idx + pd.Timedelta(days=30)).to_csv(tmp_path / "late.csv")
+    assert main(["evaluate", str(tmp_path / "s.csv"), str(tmp_path / "late.csv")]) == EXIT_BAD_INPUT
+    assert "no scored time has a label" in capsys.readouterr().err
+    args = ["evaluate", str(tmp_path / "s.csv"), str(tmp_path / "l.csv"), "--sliding-window", "500"]
+    assert main(args) == EXIT_BAD_INPUT
+    assert "--sliding-window" in capsys.readouterr().err
+    labels.assign(label=0).to_csv(tmp_path / "none.csv")
+    assert main(["evaluate", str(tmp_path / "s.csv"), str(tmp_path / "none.csv")]) == EXIT_OK
+    assert "mark no anomaly" in capsys.readouterr().err

@@ -105,12 +105,17 @@ def test_gaps_are_filled_on_the_grid_and_flagged():
     scorer = StreamScorer(det, freq="1min")
     out = stream_in_chunks(scorer, holed, max_chunk=7)
     assert out.index.equals(frame.index)
-    assert out["gap"].to_numpy().nonzero()[0].tolist() == [50, 51, 52]
-    assert np.isfinite(out["score"]).all()
-    on_grid = StreamScorer(det, freq="1min")
+    gaps = out["gap"].to_numpy()
+    assert gaps.nonzero()[0].tolist() == [50, 51, 52]
+    # a gap row has no data: no score and no label, never the last ones carried forward
+    assert out.loc[gaps, ["score", "label"]].isna().all().all()
+    assert np.isfinite(out.loc[~gaps, "score"]).all()
+    on_grid = StreamScorer(fitted("pca"), freq="1min")  # no latency: a row is scored at once
     on_grid.update(frame.iloc[[0]])
-    with pytest.raises(errors.ParameterError, match="grid"):
+    with pytest.raises(errors.InputError, match="off the stream's 1min grid"):
         on_grid.update(frame.iloc[[1]].set_axis([frame.index[1] + pd.Timedelta("30s")]))
+    late_scrape = on_grid.update(frame.iloc[[1]].set_axis([frame.index[1] + pd.Timedelta("2s")]))
+    assert list(late_scrape.index) == [frame.index[1]]  # 2 s off: moved onto the grid
 
 
 def test_dict_rows_and_bad_values():

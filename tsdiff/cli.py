@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tsdiff", description="Multivariate time-series anomaly detection.")
     parser.add_argument("--version", action="version", version=f"tsdiff {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details on stderr")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress messages or bars on stderr (errors still)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="fit and evaluate on the bundled SMD machine (no download)")
@@ -80,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--freq", help="expected spacing of the timestamps (e.g. 1min): gaps become empty rows"
     )
+    stream.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.1,
+        help="with --freq: share of a step a timestamp may be off the grid and still be moved onto it "
+        "(default 0.1); a row farther off is reported and skipped",
+    )
     _time_column(stream)
     _fail_on_anomaly(stream)
 
@@ -128,6 +138,25 @@ def _time_column(parser: argparse.ArgumentParser) -> None:
         help="column holding the timestamps (default: a first column named timestamp, time, date or "
         "datetime, else none)",
     )
+    parser.add_argument(
+        "--time-unit",
+        choices=("s", "ms", "us", "ns"),
+        help="the time column holds epoch numbers in this unit (numbers are never taken as times without it)",
+    )
+    parser.add_argument(
+        "--time-format",
+        help="strftime pattern of text times that are not ISO 8601, e.g. '%%d/%%m/%%Y %%H:%%M' (no day/month "
+        "guessing)",
+    )
+    parser.add_argument("--sep", default=",", help="CSV field separator (default ',')")
+
+
+def _read(path: str, args: argparse.Namespace) -> object:
+    from tsdiff.tableio import read_table
+
+    return read_table(
+        path, args.time_column, sep=args.sep, time_unit=args.time_unit, time_format=args.time_format
+    )
 
 
 def _fail_on_anomaly(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tsdiff`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    global _QUIET
+    _QUIET = bool(args.quiet)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -165,14 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TsdiffError as exc:
         sys.stderr.write(f"tsdiff: error: {exc}\n")
         return EXIT_BAD_INPUT
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        sys.stderr.write(f"tsdiff: error: {exc.strerror}: {exc.filename}\n")
-        return EXIT_BAD_INPUT
     except BrokenPipeError:  # the reader went away (e.g. `tsdiff ... | head`): not a failure of ours
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
+    except OSError as exc:  # a missing file, no permission, a full disk: the user's to fix
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"tsdiff: error: {exc.strerror or exc}{where}\n")
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("tsdiff: interrupted\n")
         return 130
@@ -185,7 +217,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_BAD_INPUT
 
 
+_QUIET = False
+
+
+def _quieted(detector: object) -> object:
+    """With ``--quiet``, ``detector`` and its components draw no progress bars."""
+    from tsdiff.errors import NotFittedError
+
+    if _QUIET:
+        try:
+            parts = [detector, *detector.fitted_components().values()]  # type: ignore[attr-defined]
+        except NotFittedError:
+            parts = [detector]
+        for part in parts:
+            if "verbose" in part.get_params(deep=False):  # type: ignore[attr-defined]
+                part.set_params(verbose=False)  # type: ignore[attr-defined]
+    return detector
+
+
 def _progress(message: str) -> None:
+    if _QUIET:
+        return
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
@@ -275,12 +327,13 @@ def _print_events(name: str, result: object, data: object, n_events: int) -> Non
 
 # ----------------------------------------------------------------- commands
 def run_fit(args: argparse.Namespace) -> int:
+    from tsdiff.persist import check_save_target
     from tsdiff.registry import build
-    from tsdiff.tableio import read_table
 
-    data = read_table(args.data, args.time_column)
+    check_save_target(args.output)  # before a long fit, not after it
+    data = _read(args.data, args)
     _progress(f"tsdiff fit: {data.shape[0]} rows x {data.shape[1]} metrics from {args.data}")
-    detector = build(args.detector, args.preset, random_state=args.random_state)
+    detector = _quieted(build(args.detector, args.preset, random_state=args.random_state))
     t0 = time.perf_counter()
     detector.fit(data)
     detector.save(args.output)
@@ -292,10 +345,11 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     import tsdiff
-    from tsdiff.tableio import read_table, write_table
+    from tsdiff.tableio import check_output, write_table
 
-    detector = tsdiff.load(args.model)
-    data = read_table(args.data, args.time_column)
+    check_output(args.output)
+    detector = _quieted(tsdiff.load(args.model))
+    data = _read(args.data, args)
     _progress(f"tsdiff score: {data.shape[0]} rows from {args.data} with {type(detector).__name__}")
     result = detector.detect(data)
     frame = result.to_frame(feature_scores=args.feature_scores)
@@ -319,38 +373,92 @@ def run_stream(args: argparse.Namespace) -> int:
     from tsdiff.stream import StreamScorer
     from tsdiff.tableio import set_time_index
 
-    detector = tsdiff.load(args.model)
-    scorer = StreamScorer(detector, provisional=args.provisional, freq=args.freq)
-    reader = csv.reader(sys.stdin)
+    detector = _quieted(tsdiff.load(args.model))
+    scorer = StreamScorer(detector, provisional=args.provisional, freq=args.freq, tolerance=args.tolerance)
+    reader = csv.reader(sys.stdin, delimiter=args.sep)
     header = next(reader, None)
     if header is None:
         raise InputError("no CSV header on stdin")
-    anomalies = 0
+    _check_stream_header(header, detector, args)
+    anomalies, scored, lines = 0, 0, 0
 
     def emit(out: pd.DataFrame) -> None:
-        nonlocal anomalies
+        nonlocal anomalies, scored
         for ts, row in out.iterrows():
             record = {"time": ts.isoformat() if hasattr(ts, "isoformat") else json_ready(ts)}
             record.update({k: json_ready(v) for k, v in row.items()})
-            anomalies += int(record["label"]) if record.get("final") else 0
+            if record.get("final"):
+                anomalies += int(record["label"] == 1)
+                scored += 1
             sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
 
     for line_no, cells in enumerate(reader, start=2):
         if not cells:
             continue
+        lines += 1
         if len(cells) != len(header):
             sys.stderr.write(
                 f"tsdiff: line {line_no}: {len(cells)} fields, expected {len(header)}; skipped\n"
             )
             continue
         try:
-            frame = set_time_index(pd.DataFrame([cells], columns=header), args.time_column, f"line {line_no}")
+            frame = set_time_index(
+                pd.DataFrame([cells], columns=header),
+                args.time_column,
+                f"line {line_no}",
+                time_unit=args.time_unit,
+                time_format=args.time_format,
+            )
             emit(scorer.update(_numeric_cells(frame)))
         except InputError as exc:  # one bad line must not stop a monitor: report it and go on
             sys.stderr.write(f"tsdiff: line {line_no}: {exc}; skipped\n")
     emit(scorer.flush())
+    if lines and not scored:
+        sys.stderr.write(
+            f"tsdiff: {lines} row(s) read, none scored: the model needs at least {scorer.min_rows} rows\n"
+        )
     return EXIT_ANOMALY if args.fail_on_anomaly and anomalies else EXIT_OK
+
+
+def _check_stream_header(header: list[str], detector: object, args: argparse.Namespace) -> None:
+    """Refuse (exit 2) a header that cannot be the model's: a data line, other columns, another
+    separator. Checked once, so a monitor is never left skipping every line in silence."""
+    from tsdiff.errors import ColumnMismatchError, InputError
+    from tsdiff.tableio import find_time_column
+
+    def number(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return True
+
+    if header and sum(number(c) for c in header) > len(header) // 2:
+        raise InputError(
+            "the first line holds numbers, not column names: the CSV header is missing "
+            "(tail -n +1 -f FILE keeps it; tail -n N drops it)"
+        )
+    time_column = find_time_column(header, args.time_column, "the CSV header")
+    names = [c for c in header if c != time_column]
+    if not detector.columns_named_:  # type: ignore[attr-defined]
+        if len(names) != detector.n_features_in_:  # type: ignore[attr-defined]
+            raise InputError(
+                f"the CSV header has {len(names)} metric columns; the model has {detector.n_features_in_}"
+            )  # type: ignore[attr-defined]
+        return
+    expected = [str(c) for c in detector.feature_names_in_]  # type: ignore[attr-defined]
+    missing = [c for c in expected if c not in names]
+    extra = [c for c in names if c not in expected]
+    if missing or extra:
+        hint = ""
+        if len(header) == 1 and args.sep == "," and any(sep in header[0] for sep in ";\t|"):
+            hint = " (is the separator another one? --sep)"
+        raise (
+            ColumnMismatchError(missing=missing, extra=extra)
+            if not hint
+            else InputError(f"the CSV header {header[0]!r} is one column{hint}")
+        )
 
 
 def _numeric_cells(frame: object) -> object:
@@ -376,16 +484,15 @@ def run_explain(args: argparse.Namespace) -> int:
     """Without ``--event`` or ``--start``: list the events; otherwise print one explanation."""
     import tsdiff
     from tsdiff.errors import ParameterError
-    from tsdiff.tableio import read_table
 
     if (args.start is None) != (args.end is None):
         raise ParameterError("--start and --end go together")
-    detector = tsdiff.load(args.model)
+    detector = _quieted(tsdiff.load(args.model))
     if not detector.names_root_causes():
         raise ParameterError(
             f"the model in {args.model} ({type(detector).__name__}) has no causal model to explain with"
         )
-    data = read_table(args.data, args.time_column)
+    data = _read(args.data, args)
     if args.start is not None:
         explanation = detector.rank_causes(data, _index_label(data, args.start), _index_label(data, args.end))
     else:
@@ -451,24 +558,52 @@ def _index_label(data: object, text: str) -> object:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
+    import pandas as pd
 
     from tsdiff.errors import InputError
     from tsdiff.metrics import choose_sliding_window, evaluate
-    from tsdiff.tableio import read_table
 
-    scores = read_table(args.scores, args.time_column)
-    labels = read_table(args.labels, args.time_column)
+    scores = _read(args.scores, args)
+    labels = _read(args.labels, args)
     for what, frame, column in (("scores", scores, "score"), ("labels", labels, args.label_column)):
         if column not in frame.columns:
             raise InputError(f"{what} file has no column {column!r}")
-    if len(scores) != len(labels):
-        raise InputError(f"{len(scores)} scored rows but {len(labels)} labels")
-    y = labels[args.label_column].to_numpy()
+    timed = isinstance(scores.index, pd.DatetimeIndex) and isinstance(labels.index, pd.DatetimeIndex)
+    if timed:  # join on time, so labels of other rows can never line up by position
+        if labels.index.tz != scores.index.tz:
+            raise InputError("the scores' and the labels' timestamps differ in time zone")
+        joined = labels[args.label_column].reindex(scores.index)
+        unlabelled = int(joined.isna().sum())
+        if unlabelled == len(joined):
+            raise InputError(
+                f"no scored time has a label: scores cover {scores.index[0]} .. {scores.index[-1]}, "
+                f"labels {labels.index[0]} .. {labels.index[-1]}"
+            )
+        if unlabelled:
+            raise InputError(
+                f"{unlabelled} scored rows have no label (first: {joined.index[joined.isna()][0]})"
+            )
+        y = joined.to_numpy()
+    else:
+        if len(scores) != len(labels):
+            raise InputError(f"{len(scores)} scored rows but {len(labels)} labels")
+        y = labels[args.label_column].to_numpy()
     if not np.isin(y, (0, 1)).all():
         raise InputError(f"label column {args.label_column!r} must hold only 0 and 1")
+    y = y.astype(np.int8)
     s = scores["score"].to_numpy(dtype=float)
     pred = scores["label"].to_numpy() if "label" in scores.columns else None
-    window = args.sliding_window or choose_sliding_window(s)
+    if args.sliding_window is not None and not 0 <= args.sliding_window <= len(s):
+        raise InputError(
+            f"--sliding-window must be between 0 and the {len(s)} scored rows, got {args.sliding_window}"
+        )
+    window = args.sliding_window if args.sliding_window is not None else choose_sliding_window(s)
+    if not y.any():
+        _progress("tsdiff evaluate: the labels mark no anomaly, so the ranking metrics are undefined (nan)")
+    how = "joined on time" if timed else "by position"
+    _progress(
+        f"tsdiff evaluate: {len(s)} rows, {int(y.sum())} labelled anomalous ({how}); VUS window {window}"
+    )
     metrics = evaluate(y, s, window, pred=pred)
     if args.json:
         from tsdiff.serialize import to_json

@@ -120,6 +120,12 @@ def validate_frame(
 def _check_columns(columns: pd.Index) -> None:
     if isinstance(columns, pd.MultiIndex):
         raise InputTypeError("columns must be a flat index, not a MultiIndex; flatten the column names first")
+    missing = [i for i, c in enumerate(columns) if c is None or (isinstance(c, float) and np.isnan(c))]
+    if missing:
+        raise InputTypeError(
+            f"column {missing[0]} (by position) has no name (NaN or None); name every column",
+            column=missing[0],
+        )
     duplicated = columns[columns.duplicated()]
     if len(duplicated):
         raise DuplicateColumnError(
@@ -131,6 +137,13 @@ def _numeric_column(col: pd.Series, name: Any) -> np.ndarray:
     dtype = col.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         raise NonNumericColumnError(f"column {fmt_label(name)} is categorical, not numeric", column=name)
+    if isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype)):
+        kind = "periods" if isinstance(dtype, pd.PeriodDtype) else "intervals"
+        raise NonNumericColumnError(
+            f"column {fmt_label(name)} holds {kind}, not numbers (a period column is a time: make it "
+            "the index with .to_timestamp())",
+            column=name,
+        )
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
         if pd.api.types.is_complex_dtype(dtype):
             raise NonNumericColumnError(f"column {fmt_label(name)} holds complex numbers", column=name)
@@ -142,7 +155,22 @@ def _numeric_column(col: pd.Series, name: Any) -> np.ndarray:
             column=name,
         )
     # object / string columns: accept only when every present value is a number
-    converted = pd.to_numeric(col, errors="coerce")
+    try:
+        converted = pd.to_numeric(col, errors="coerce")
+        values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (OverflowError, TypeError, ValueError):
+        for row, value in col.items():
+            try:
+                float(value)
+            except OverflowError:
+                raise ExtremeValueError(
+                    f"column {fmt_label(name)} holds a number too large for a float at row {fmt_label(row)}",
+                    column=name,
+                    row=row,
+                ) from None
+            except (TypeError, ValueError):
+                continue
+        raise NonNumericColumnError(f"column {fmt_label(name)} is not numeric", column=name) from None
     bad = converted.isna() & col.notna()
     if bad.any():
         row = col.index[int(np.argmax(bad.to_numpy()))]
@@ -151,7 +179,7 @@ def _numeric_column(col: pd.Series, name: Any) -> np.ndarray:
             column=name,
             row=row,
         )
-    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
 
 
 def _numeric_array(X: Any) -> np.ndarray:
@@ -176,6 +204,10 @@ def _numeric_array(X: Any) -> np.ndarray:
 def _check_index(index: pd.Index) -> None:
     if isinstance(index, pd.RangeIndex) and index.step > 0:
         return
+    if len(index) and (
+        pd.api.types.is_object_dtype(index.dtype) or pd.api.types.is_string_dtype(index.dtype)
+    ):
+        _check_object_index(index)
     if index.hasnans:  # NaT or NaN labels can be neither ordered nor matched
         row = int(np.argmax(index.isna()))
         raise UnsortedIndexError(f"row {row} (by position) has no index label (NaN or NaT)", row=row)
@@ -190,6 +222,33 @@ def _check_index(index: pd.Index) -> None:
         raise UnsortedIndexError(
             f"index is not sorted: row {fmt_label(index[pos])} comes after {fmt_label(index[pos - 1])}",
             row=index[pos],
+        )
+
+
+def _check_object_index(index: pd.Index) -> None:
+    """An index of Python objects: one kind of label, no mix of zoned and naive times, and no
+    timestamps held as text (rows would be ordered as strings)."""
+    present = [v for v in index if not (v is None or (isinstance(v, float) and np.isnan(v)))]
+    kinds = {
+        "time" if isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "tzinfo") else type(v).__name__
+        for v in present
+    }
+    if len(kinds) > 1:
+        raise InputTypeError(
+            f"the index mixes labels of kinds {sorted(kinds)}; use one kind (times, or numbers)"
+        )
+    if kinds == {"time"}:
+        zoned = {getattr(v, "tzinfo", None) is not None for v in present}
+        if len(zoned) > 1:
+            raise InputTypeError("the index mixes time-zoned and naive timestamps; localize or convert them")
+    if kinds == {"str"}:
+        sample = present[: min(len(present), 20)]
+        try:
+            pd.to_datetime(pd.Series(sample), format="ISO8601")
+        except (ValueError, TypeError):
+            return  # plain text labels: rows are taken in the order given
+        raise InputTypeError(
+            f"the index holds timestamps as text ({sample[0]!r}); parse them with pd.to_datetime first"
         )
 
 

@@ -74,11 +74,7 @@ def save(detector: Any, path: str | Path) -> Path:
     never deletes what is not a model.
     """
     detector.check_fitted()
-    path = Path(path)
-    if path.is_symlink():
-        raise ParameterError(f"{path} is a symbolic link; save to a real folder")
-    if path.exists() and not (path.is_dir() and (_is_model_dir(path) or not any(path.iterdir()))):
-        raise ParameterError(f"{path} exists and is not a saved tsdiff model; refusing to replace it")
+    path = check_save_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     staging = path.parent / f".{path.name}.saving-{token}"
@@ -89,6 +85,17 @@ def save(detector: Any, path: str | Path) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved %s to %s", type(detector).__name__, path)
+    return path
+
+
+def check_save_target(path: str | Path) -> Path:
+    """``path`` as a place :func:`save` may write: absent, an empty folder, or a saved model (which
+    is replaced); :class:`~tsdiff.errors.ParameterError` otherwise (checked before a long fit)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise ParameterError(f"{path} is a symbolic link; save to a real folder")
+    if path.exists() and not (path.is_dir() and (_is_model_dir(path) or not any(path.iterdir()))):
+        raise ParameterError(f"{path} exists and is not a saved tsdiff model; refusing to replace it")
     return path
 
 

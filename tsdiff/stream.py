@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tsdiff.errors import LateRowError, ParameterError
+from tsdiff.errors import InputError, LateRowError, ParameterError
 from tsdiff.frame import align_columns, validate_frame
 from tsdiff.serialize import envelope, json_ready, open_envelope
 
@@ -60,7 +60,12 @@ class StreamScorer:
         Also return an immediate, provisional score for rows whose final score must wait.
     freq
         Expected spacing of a DatetimeIndex (a pandas offset such as ``"1min"``); missing
-        timestamps are filled with empty rows. None: no gap filling.
+        timestamps are filled with empty rows (returned with ``gap=True``, no score and no label:
+        NaN). None: no gap filling.
+    tolerance
+        With ``freq``: a timestamp this close to the grid (a fraction of ``freq``, default 0.1) is
+        moved onto it (a scrape a second late); one farther off is refused with
+        :class:`~tsdiff.errors.InputError`, and only that update is lost.
     on_late
         ``"drop"`` (default) or ``"raise"`` for rows that arrive at or before the last timestamp.
     top_k
@@ -81,8 +86,12 @@ class StreamScorer:
         freq: Any = None,
         on_late: str = "drop",
         top_k: int = 3,
+        tolerance: float = 0.1,
     ) -> None:
         detector.check_fitted()
+        if not 0.0 <= float(tolerance) < 0.5:
+            raise ParameterError(f"tolerance must be in [0, 0.5), got {tolerance!r}")
+        self.tolerance = float(tolerance)
         geometry = detector.stream_geometry()
         if geometry is None:
             raise ParameterError(
@@ -92,7 +101,11 @@ class StreamScorer:
             raise ParameterError(f"on_late must be 'drop' or 'raise', got {on_late!r}")
         self.detector = detector
         self.provisional = bool(provisional)
-        self.freq = pd.tseries.frequencies.to_offset(freq) if freq is not None else None
+        self.freq_text = None if freq is None else str(freq)
+        try:
+            self.freq = pd.tseries.frequencies.to_offset(freq) if freq is not None else None
+        except (ValueError, TypeError):
+            raise ParameterError(f"freq {freq!r} is not a pandas frequency such as '1min' or '30s'") from None
         self.on_late = on_late
         self.top_k = int(top_k)
         self.geometry = geometry
@@ -163,17 +176,33 @@ class StreamScorer:
             return frame, gap
         if not isinstance(frame.index, pd.DatetimeIndex):
             raise ParameterError("freq needs rows with a DatetimeIndex")
+        frame = self._snap(frame)
         first = self._index[-1] + self.freq if self._index else frame.index[0]
         full = pd.date_range(first, frame.index[-1], freq=self.freq)
         if not full.isin(frame.index).all() or not frame.index.isin(full).all():
-            off_grid = frame.index[~frame.index.isin(full)]
-            if len(off_grid):
-                raise ParameterError(
-                    f"row {off_grid[0]!r} is not on the {self.freq.freqstr} grid of the stream"
-                )
             gap = ~full.isin(frame.index)
             frame = frame.reindex(full)
         return frame, gap
+
+    def _snap(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Timestamps within ``tolerance`` of the grid moved onto it; any other is an InputError."""
+        step = pd.Timedelta(self.freq)
+        anchor = self._index[-1] if self._index else frame.index[0]
+        offset = (frame.index - anchor) / step
+        nearest = np.round(np.asarray(offset, dtype=np.float64))
+        off = np.abs(offset - nearest) > self.tolerance
+        if off.any():
+            row = frame.index[int(np.argmax(off))]
+            raise InputError(
+                f"row {row!r} is off the stream's {self.freq_text} grid by more than "
+                f"{self.tolerance:.0%} of a step",
+                row=row,
+            )
+        snapped = anchor + pd.to_timedelta(nearest * step.value, unit="ns")
+        if snapped.duplicated().any() or (self._index and (snapped <= self._index[-1]).any()):
+            row = frame.index[int(np.argmax(snapped.duplicated()))]
+            raise InputError(f"row {row!r} falls on a grid step another row already took", row=row)
+        return frame.set_axis(pd.DatetimeIndex(snapped, name=frame.index.name))
 
     # ----------------------------------------------------------------- update
     def update(self, rows: Any, index: Any = None) -> pd.DataFrame:
@@ -239,7 +268,10 @@ class StreamScorer:
         det = self.detector
         i = pos - self._start
         score = float(parts.scores[i])
-        label = int(score > det.threshold_)
+        gap = bool(self._gap[i])
+        label: Any = int(score > det.threshold_)
+        if gap:  # no data: no score and no label, never the last ones carried forward
+            score, label = float("nan"), float("nan")
         names = det.feature_names_in_
         top = np.argsort(-np.asarray(parts.feature_scores[i]), kind="stable")[: self.top_k]
         row: dict[str, Any] = {
@@ -247,13 +279,13 @@ class StreamScorer:
             "score": score,
             "label": label,
             "final": final,
-            "gap": bool(self._gap[i]),
+            "gap": gap,
         }
         for name, values in parts.components.items():
             row[f"score_{name}"] = float(values[i])
         row["top_metrics"] = [names[j] for j in top]
         causes: list[Any] = []
-        if final:
+        if final and not gap:
             if label:
                 width = np.shape(parts.evidence)[1]
                 total, count = self._event if self._event is not None else (np.zeros(width), 0)
@@ -328,6 +360,7 @@ class StreamScorer:
                 "freq": None if self.freq is None else self.freq.freqstr,
                 "on_late": self.on_late,
                 "top_k": self.top_k,
+                "tolerance": self.tolerance,
             },
         )
 
@@ -341,7 +374,14 @@ class StreamScorer:
         """
         open_envelope(state, STATE_FORMAT, STATE_VERSION, ParameterError, "tsdiff stream state")
         try:
-            out = cls(detector, state["provisional"], state["freq"], state["on_late"], state["top_k"])
+            out = cls(
+                detector,
+                state["provisional"],
+                state["freq"],
+                state["on_late"],
+                state["top_k"],
+                state.get("tolerance", 0.1),
+            )
             if state.get("model") != out.fingerprint:
                 raise ParameterError(
                     "the stream state was taken with another model (or the same columns in another "

@@ -57,7 +57,7 @@ def entry_errors(
     truth_all = network_input(values, None)[0].to(device)
     families = config.families()
     parts = []
-    progress = tqdm(desc="scoring", unit="window", disable=not verbose, leave=False)
+    progress = tqdm(desc="scoring", unit="window", disable=None if verbose else True, leave=False)
     try:
         with cpu_threads(), torch.inference_mode():
             for index, (kind, size) in enumerate(families):

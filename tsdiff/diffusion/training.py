@@ -192,7 +192,7 @@ def train_denoiser(
     focus_range = config.training_step_range()
     stale = 0
     started = time.perf_counter()
-    bar = tqdm(total=max_steps, desc="training", unit="step", disable=not verbose, leave=False)
+    bar = tqdm(total=max_steps, desc="training", unit="step", disable=None if verbose else True, leave=False)
     running = 0.0
     history.stopped_because = "max_steps"
     for step in range(1, max_steps + 1):

@@ -112,7 +112,9 @@ def _run(client: Any, data: Any, entity_col: str, function: Any, args: tuple, ve
         keys = [entity for entity, _ in groups]
     by_future = {f.key: k for f, k in zip(futures, keys, strict=True)}
     out = []
-    with tqdm(total=len(futures), desc="entities", unit="task", disable=not verbose, leave=False) as bar:
+    with tqdm(
+        total=len(futures), desc="entities", unit="task", disable=None if verbose else True, leave=False
+    ) as bar:
         for future in as_completed(futures):
             try:
                 out.append((by_future[future.key], future.result()))

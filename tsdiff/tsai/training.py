@@ -105,7 +105,10 @@ class TqdmProgress(Callback):
     def before_fit(self) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.n_epoch * len(self.dls.train), desc="training", unit="batch", leave=False)
+        total = self.n_epoch * len(self.dls.train)
+        self.bar = tqdm(
+            total=total, desc="training", unit="batch", leave=False, disable=None
+        )  # off unless a terminal
 
     def after_batch(self) -> None:
         if self.training:

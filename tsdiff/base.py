@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from tsdiff.checks import check_array, check_int, require
-from tsdiff.errors import NotFittedError, ParameterError
+from tsdiff.errors import NotFittedError, ParameterError, TsdiffError
 from tsdiff.frame import SCALED_LIMIT, RobustScaler, ValidatedFrame, align_columns, validate_frame
 from tsdiff.results import EVENT_MERGE_GAP, EVENT_MIN_ROWS, DetectionResult, event_slices, find_events
 
@@ -345,6 +345,8 @@ class BaseDetector(BaseEstimator):
             "n_train_rows": None if self.n_train_rows_ is None else int(self.n_train_rows_),
             "state": state,
         }
+        if getattr(self, "source_", None) is not None:  # where the training data came from
+            config["source"] = self.source_
         if self.calibration_scores_ is not None:  # None: loaded from a model saved without them
             arrays = {**arrays, CALIBRATION_ARRAY: self.calibration_scores_}
         return config, arrays
@@ -364,6 +366,7 @@ class BaseDetector(BaseEstimator):
         self.threshold_method_ = str(saved["method"])
         # models saved before these were kept: the training rows are unknown, the scores absent
         self.n_train_rows_ = config.get("n_train_rows")
+        self.source_ = config.get("source")
         calibration = arrays.pop(CALIBRATION_ARRAY, None)
         self.calibration_scores_ = None if calibration is None else np.asarray(calibration, np.float64)
         self._check_common_state()
@@ -386,6 +389,13 @@ class BaseDetector(BaseEstimator):
             check_int("n_train_rows", self.n_train_rows_, 0, 10**12)
         if self.calibration_scores_ is not None:
             check_array("calibration scores", self.calibration_scores_, (None,))
+        if self.source_ is not None:
+            from tsdiff.sources.prometheus import PrometheusSource
+
+            try:
+                PrometheusSource.from_dict(self.source_)
+            except (TsdiffError, KeyError, TypeError, ValueError) as exc:
+                require(False, f"has a broken data source: {exc}")
 
     def _check_state(self) -> None:
         """Refuse (with :class:`~tsdiff.errors.ModelFormatError`, see :mod:`tsdiff.checks`) a state

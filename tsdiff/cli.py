@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from tsdiff._version import __version__
-from tsdiff.errors import TsdiffError
+from tsdiff.errors import ParameterError, TsdiffError
 from tsdiff.registry import DETECTORS, preset_names
 
 EXIT_OK, EXIT_ANOMALY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -57,8 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--events", type=int, default=5, help="how many of the largest events to list")
 
-    fit = sub.add_parser("fit", help="fit a detector on normal data and save it")
-    fit.add_argument("data", help="CSV or Parquet file of metrics (one row per timestamp)")
+    fit = sub.add_parser(
+        "fit", help="fit a detector on normal data (a file, or a Prometheus server) and save it"
+    )
+    fit.add_argument("data", nargs="?", help="CSV or Parquet file of metrics (one row per timestamp)")
+    prom = fit.add_argument_group("reading from Prometheus instead of a file")
+    prom.add_argument(
+        "--prometheus", metavar="URL", help="base URL of a Prometheus server, e.g. http://127.0.0.1:9090"
+    )
+    prom.add_argument(
+        "--query", action="append", default=[], help="a PromQL query (repeatable); NAME=QUERY names it"
+    )
+    prom.add_argument(
+        "--selector", help="a series selector whose every series becomes a column, e.g. '{job=\"node\"}'"
+    )
+    prom.add_argument("--start", help="first time: RFC 3339, Unix seconds, or now-2h")
+    prom.add_argument("--end", default="now", help="last time (default now)")
+    prom.add_argument("--step", default="60s", help="row spacing (default 60s)")
     fit.add_argument("-o", "--output", required=True, help="model directory to write")
     fit.add_argument("--detector", choices=list(DETECTORS), default="hybrid")
     _preset(fit, "default")
@@ -149,6 +164,22 @@ def _time_column(parser: argparse.ArgumentParser) -> None:
         "guessing)",
     )
     parser.add_argument("--sep", default=",", help="CSV field separator (default ',')")
+
+
+def _read_prometheus(args: argparse.Namespace) -> tuple[object, object]:
+    """The source and the frame ``fit --prometheus`` asks for."""
+    from tsdiff.sources.prometheus import PrometheusSource
+
+    if args.start is None:
+        raise ParameterError("--prometheus needs --start (e.g. now-7d)")
+    queries: dict[str, str] | list[str] = [q for q in args.query if "=" not in q.split("{")[0]]
+    named = {q.split("=", 1)[0]: q.split("=", 1)[1] for q in args.query if "=" in q.split("{")[0]}
+    if named:
+        if queries:
+            raise ParameterError("name every --query (NAME=QUERY) or none")
+        queries = named
+    source = PrometheusSource(args.prometheus, queries, selector=args.selector, step=args.step)
+    return source, source.read(args.start, args.end)
 
 
 def _read(path: str, args: argparse.Namespace) -> object:
@@ -331,11 +362,22 @@ def run_fit(args: argparse.Namespace) -> int:
     from tsdiff.registry import build
 
     check_save_target(args.output)  # before a long fit, not after it
-    data = _read(args.data, args)
-    _progress(f"tsdiff fit: {data.shape[0]} rows x {data.shape[1]} metrics from {args.data}")
+    source = None
+    if args.prometheus is not None:
+        if args.data is not None:
+            raise ParameterError("give a data file or --prometheus, not both")
+        source, data = _read_prometheus(args)
+        where = f"{args.prometheus} ({len(source.queries)} queries, step {source.step:g}s)"
+    elif args.data is None:
+        raise ParameterError("give a data file, or --prometheus URL with --query/--selector and --start")
+    else:
+        data, where = _read(args.data, args), args.data
+    _progress(f"tsdiff fit: {data.shape[0]} rows x {data.shape[1]} metrics from {where}")
     detector = _quieted(build(args.detector, args.preset, random_state=args.random_state))
     t0 = time.perf_counter()
     detector.fit(data)
+    if source is not None:
+        detector.source_ = source.to_dict()  # saved with the model: a watcher asks the same queries
     detector.save(args.output)
     _progress(
         f"tsdiff fit: {args.detector} fitted in {time.perf_counter() - t0:.1f}s, saved to {args.output}"

@@ -113,6 +113,15 @@ class ModelFormatError(TsdiffError):
     """A saved model directory is missing, corrupt, foreign or from an incompatible version."""
 
 
+class SourceError(TsdiffError):
+    """A metrics source (a Prometheus server) failed or answered with an error; ``query`` names
+    the query at fault."""
+
+    def __init__(self, message: str, *, query: str | None = None) -> None:
+        super().__init__(f"query {query!r}: {message}" if query is not None else message)
+        self.query = query
+
+
 class DatasetError(TsdiffError):
     """A dataset file is missing or not in the expected format."""
 

@@ -1,0 +1,200 @@
+"""Reading metrics from a real Prometheus server (Debian's ``prometheus`` package).
+
+A slice of the bundled SMD machine is backfilled with ``promtool tsdb create-blocks-from
+openmetrics``; a ``prometheus`` process serves it on 127.0.0.1. Outside CI the tests skip, with the
+reason, when the binaries are missing; in CI (``$CI`` set) a missing binary is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsdiff import errors
+from tsdiff.sources import prometheus as prom
+from tsdiff.sources.prometheus import PrometheusSource, parse_duration, parse_time, series_name
+
+BINARIES = [shutil.which("prometheus"), shutil.which("promtool")]
+START = pd.Timestamp("2024-06-01T00:00:00Z")
+ROWS, METRICS = 600, ["m1", "m2", "m3", "m4", "m5"]
+
+
+def needs_prometheus() -> None:
+    if all(BINARIES):
+        return
+    if os.environ.get("CI"):
+        pytest.fail("CI must have Debian's prometheus package (apt-get install -y prometheus)")
+    pytest.skip("the prometheus and promtool binaries are not installed (apt-get install prometheus)")
+
+
+# ----------------------------------------------------------------- parsing, no server
+def test_durations_and_times():
+    assert parse_duration("90s") == 90 and parse_duration("1h30m") == 5400 and parse_duration("500ms") == 0.5
+    assert parse_duration(15) == 15
+    for bad in ("banana", "-5s", "0s", "5 s"):
+        with pytest.raises(errors.ParameterError):
+            parse_duration(bad)
+    now = 1_717_200_000.0
+    assert parse_time("now", now) == pd.Timestamp(now, unit="s", tz="UTC")
+    assert parse_time("now-2h", now) == pd.Timestamp(now - 7200, unit="s", tz="UTC")
+    assert parse_time("now-140s", now) == pd.Timestamp(now - 140, unit="s", tz="UTC")
+    assert parse_time("1717200000") == pd.Timestamp(1717200000, unit="s", tz="UTC")
+    assert parse_time("2024-06-01T02:00:00+02:00") == START
+    for bad in ("yesterday", "2024-06-01 00:00"):  # no zone: refused rather than guessed
+        with pytest.raises(errors.ParameterError):
+            parse_time(bad)
+
+
+def test_series_names_are_stable_label_strings():
+    labels = {"__name__": "node_load1", "job": "node", "instance": 'a"b'}
+    assert series_name(labels) == 'node_load1{instance="a\\"b",job="node"}'
+    assert series_name({"job": "x"}, "load") == 'load{job="x"}'
+    assert series_name({"__name__": "up"}) == "up"
+
+
+def test_unreachable_server_is_a_typed_error_naming_the_query():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    source = PrometheusSource(f"http://127.0.0.1:{port}", ["up"], step="60s", timeout=2)
+    with pytest.raises(errors.SourceError, match="query 'up': cannot reach"):
+        source.read("now-5m", "now")
+    with pytest.raises(errors.ParameterError):
+        PrometheusSource("ftp://x", ["up"])
+    with pytest.raises(errors.ParameterError):
+        PrometheusSource("http://127.0.0.1:9", [])
+
+
+# ----------------------------------------------------------------- a real server
+@pytest.fixture(scope="module")
+def smd_slice():
+    from tsdiff.datasets import load_bundled
+
+    frame = load_bundled().train.iloc[:ROWS][METRICS].copy()
+    frame.index = pd.date_range(START, periods=ROWS, freq="min", name="timestamp")
+    return frame
+
+
+def _openmetrics(frame: pd.DataFrame) -> str:
+    lines = []
+    for column in frame.columns:
+        name = f"smd_{column}"
+        lines.append(f"# TYPE {name} gauge")
+        for stamp, value in frame[column].items():
+            if np.isfinite(value):
+                lines.append(f'{name}{{machine="1-2"}} {value!r} {stamp.value // 10**9}')
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, smd_slice):
+    needs_prometheus()
+    prometheus, promtool = BINARIES
+    root = tmp_path_factory.mktemp("prometheus")
+    (root / "data.om").write_text(_openmetrics(smd_slice))
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(root / "data.om"), str(root / "tsdb")],
+        check=True,
+        capture_output=True,
+    )
+    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'tsdb'}",
+            "--storage.tsdb.retention.time=100y",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "prometheus.log", "w"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"prometheus did not start: {(root / 'prometheus.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _expected(smd_slice: pd.DataFrame) -> pd.DataFrame:
+    out = smd_slice.copy()
+    out.columns = [f'smd_{c}{{machine="1-2"}}' for c in out.columns]
+    out.index = out.index.as_unit("ns")  # the grid is in nanoseconds
+    return out
+
+
+def test_a_selector_reads_back_the_backfilled_frame(server, smd_slice):
+    source = PrometheusSource(server, selector='{machine="1-2"}', step="60s")
+    end = START + pd.Timedelta(minutes=ROWS - 1)
+    frame = source.read(START.isoformat(), end.isoformat())
+    expected = _expected(smd_slice)
+    assert list(frame.columns) == sorted(expected.columns)
+    pd.testing.assert_frame_equal(frame[expected.columns], expected, check_names=False, check_freq=False)
+
+
+def test_long_ranges_are_read_in_chunks(server, smd_slice, monkeypatch):
+    monkeypatch.setattr(prom, "MAX_POINTS", 77)
+    source = PrometheusSource(server, {"load": 'smd_m1{machine="1-2"}'}, step="60s")
+    frame = source.read(START, START + pd.Timedelta(minutes=ROWS - 1))
+    assert list(frame.columns) == ["load"]
+    np.testing.assert_array_equal(frame["load"].to_numpy(), smd_slice["m1"].to_numpy())
+
+
+def test_missing_samples_are_nan_on_the_grid(server, smd_slice):
+    source = PrometheusSource(server, ['smd_m2{machine="1-2"}'], step="60s")
+    # an hour before the data and a coarser grid: rows without samples are NaN, never invented
+    frame = source.read(START - pd.Timedelta(hours=1), START + pd.Timedelta(minutes=59))
+    values = frame.iloc[:, 0]
+    assert values.iloc[:60].isna().all() and values.iloc[60:].notna().all()
+
+
+def test_promql_errors_are_typed_and_name_the_query(server):
+    source = PrometheusSource(server, ["rate(smd_m1[5m]"], step="60s")
+    with pytest.raises(errors.SourceError, match=r"query 'rate\(smd_m1\[5m\]': .*bad_data"):
+        source.read(START, START + pd.Timedelta(minutes=10))
+
+
+def test_fit_from_prometheus_equals_fit_from_the_csv(server, smd_slice, tmp_path):
+    import tsdiff
+    from tsdiff.cli import EXIT_OK, main
+
+    expected = _expected(smd_slice)
+    expected.index = expected.index.tz_convert(None)
+    expected.rename_axis("timestamp").to_csv(tmp_path / "slice.csv")
+    end = (START + pd.Timedelta(minutes=ROWS - 1)).isoformat()
+    args = ["fit", "--prometheus", server, "--selector", '{machine="1-2"}', "--start", START.isoformat()]
+    args += ["--end", end, "--step", "60s", "--detector", "pca", "-o", str(tmp_path / "p")]
+    assert main(args) == EXIT_OK
+    csv_args = ["fit", str(tmp_path / "slice.csv"), "--detector", "pca", "-o", str(tmp_path / "c")]
+    assert main(csv_args) == EXIT_OK
+    from_prometheus, from_csv = tsdiff.load(tmp_path / "p"), tsdiff.load(tmp_path / "c")
+    assert from_prometheus.source_["url"] == server and from_prometheus.source_["step"] == 60
+    test = pd.read_csv(tmp_path / "slice.csv", index_col=0, parse_dates=True)
+    test = test[from_csv.feature_names_in_]
+    np.testing.assert_allclose(from_prometheus.score(test), from_csv.score(test), rtol=1e-12)
+    config = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert config["source"]["queries"] == [[None, '{machine="1-2"}']]

@@ -1,0 +1,1 @@
+"""Where metrics come from besides files: a Prometheus server (:mod:`tsdiff.sources.prometheus`)."""

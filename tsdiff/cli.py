@@ -108,6 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
     _time_column(stream)
     _fail_on_anomaly(stream)
 
+    watch = sub.add_parser(
+        "watch", help="score a Prometheus server's metrics as they arrive; serve /metrics for Prometheus"
+    )
+    watch.add_argument("model", help="model directory written by 'tsdiff fit --prometheus'")
+    watch.add_argument(
+        "--prometheus", metavar="URL", help="the server to read (default: the one fitted from)"
+    )
+    watch.add_argument("--listen", default="127.0.0.1:9108", help="HOST:PORT serving /metrics and /healthz")
+    watch.add_argument(
+        "--state", help="state file, written after every poll and resumed from (default: beside the model)"
+    )
+    watch.add_argument("--output", help="also append every final row as a JSON line to this file")
+    watch.add_argument(
+        "--start", default="now", help="first row when there is no state to resume (default now)"
+    )
+    watch.add_argument("--until", help="stop after scoring the rows up to this time (a replay)")
+    watch.add_argument(
+        "--delay", default="0s", help="read this far behind now, so the latest scrape has landed"
+    )
+    watch.add_argument("--interval", type=float, help="seconds between polls (default: the model's step)")
+    watch.add_argument("--batch", type=int, default=1440, help="most rows one poll reads (default 1440)")
+
     explain = sub.add_parser(
         "explain", help="explain an event of a causal or hybrid model: ranked metrics, roles, subgraph"
     )
@@ -218,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_stream(args)
         if args.command == "explain":
             return run_explain(args)
+        if args.command == "watch":
+            return run_watch(args)
         if args.command == "evaluate":
             return run_evaluate(args)
         if args.command == "fleet":
@@ -520,6 +544,51 @@ def _numeric_cells(frame: object) -> object:
                 f"column {column!r} holds {cell!r}, not a number", column=column
             ) from None
     return out
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """Poll, score and serve until SIGTERM/SIGINT (or ``--until``); the state is saved after every poll."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    import tsdiff
+    from tsdiff.sources.prometheus import PrometheusSource
+    from tsdiff.watch import Watcher, serve
+
+    detector = _quieted(tsdiff.load(args.model))
+    if getattr(detector, "source_", None) is None:
+        raise ParameterError(
+            f"the model in {args.model} was not fitted from Prometheus (tsdiff fit --prometheus)"
+        )
+    source = PrometheusSource.from_dict(detector.source_, url=args.prometheus)
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ParameterError(f"--listen must be HOST:PORT, got {args.listen!r}")
+    model = Path(args.model)
+    state = args.state or str(model.parent / f"{model.name}.watch-state.json")
+    watcher = Watcher(
+        detector,
+        source,
+        state_path=state,
+        output=args.output,
+        start=args.start,
+        delay=args.delay,
+        batch=args.batch,
+    )
+    server = serve(watcher, host, int(port))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    _progress(
+        f"tsdiff watch: {type(detector).__name__} on {source.url}, serving http://{args.listen}/metrics"
+    )
+    try:
+        watcher.run(stop, until=args.until, interval=args.interval)
+    finally:
+        server.shutdown()
+    _progress(f"tsdiff watch: stopped after {watcher.rows_scored} scored rows; state in {state}")
+    return EXIT_OK
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -198,3 +198,90 @@ def test_fit_from_prometheus_equals_fit_from_the_csv(server, smd_slice, tmp_path
     np.testing.assert_allclose(from_prometheus.score(test), from_csv.score(test), rtol=1e-12)
     config = json.loads((tmp_path / "p" / "config.json").read_text())
     assert config["source"]["queries"] == [[None, '{machine="1-2"}']]
+
+
+# ----------------------------------------------------------------- tsdiff watch
+def _fit_from_prometheus(server, folder, rows=400):
+    from tsdiff.cli import EXIT_OK, main
+
+    end = (START + pd.Timedelta(minutes=rows - 1)).isoformat()
+    args = ["fit", "--prometheus", server, "--selector", '{machine="1-2"}', "--start", START.isoformat()]
+    assert main([*args, "--end", end, "--detector", "pca", "-o", str(folder / "model")]) == EXIT_OK
+    import tsdiff
+
+    return tsdiff.load(folder / "model")
+
+
+def test_watch_serves_the_last_final_score_at_metrics(server, smd_slice, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tsdiff.sources.prometheus import PrometheusSource
+    from tsdiff.watch import Watcher, serve
+
+    det = _fit_from_prometheus(server, tmp_path)
+    source = PrometheusSource.from_dict(det.source_)
+    first = START + pd.Timedelta(minutes=400)
+    watcher = Watcher(det, source, state_path=tmp_path / "state.json", start=first)
+    assert watcher.poll(until=START + pd.Timedelta(minutes=459)) == 60
+    httpd = serve(watcher, "127.0.0.1", 0)
+    port = httpd.server_address[1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+        assert answer.status == 200
+    httpd.shutdown()
+    values = {
+        s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels
+    }
+    rows = _expected(smd_slice).iloc[400:460]
+    rows.columns = list(det.feature_names_in_)
+    batch = det.score(rows)
+    assert values["tsdiff_anomaly_score"] == pytest.approx(batch.iloc[-1], abs=1e-9)
+    assert values["tsdiff_score_ratio"] == pytest.approx(batch.iloc[-1] / det.threshold_, abs=1e-9)
+    assert values["tsdiff_last_scored_timestamp_seconds"] == rows.index[-1].value / 1e9
+    assert values["tsdiff_rows_scored_total"] == 60 and values["tsdiff_source_up"] == 1
+
+
+def test_watch_killed_mid_replay_resumes_without_losing_or_repeating_a_row(server, smd_slice, tmp_path):
+    import signal
+    import sys
+
+    det = _fit_from_prometheus(server, tmp_path)
+    first, last = START + pd.Timedelta(minutes=400), START + pd.Timedelta(minutes=ROWS - 1)
+    args = [sys.executable, "-m", "tsdiff.cli", "watch", str(tmp_path / "model"), "--listen", "127.0.0.1:0"]
+    args += ["--start", first.isoformat(), "--until", last.isoformat(), "--batch", "10", "--interval", "0.3"]
+    args += ["--output", str(tmp_path / "rows.jsonl"), "--state", str(tmp_path / "state.json")]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (
+        not (tmp_path / "state.json").exists()
+        or json.loads((tmp_path / "state.json").read_text())["rows_scored"] < 50
+    ):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait(timeout=30)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    times = [pd.Timestamp(x["time"]) for x in lines]
+    expected = _expected(smd_slice).iloc[400:]
+    assert times == list(expected.index)  # every row once, in order
+    expected.columns = list(det.feature_names_in_)
+    np.testing.assert_allclose([x["score"] for x in lines], det.score(expected).to_numpy(), rtol=1e-9)
+
+
+def test_the_example_config_and_alerting_rules_pass_promtool():
+    from pathlib import Path
+
+    needs_prometheus()
+    folder = Path(__file__).resolve().parents[2] / "examples" / "prometheus"
+    rules = subprocess.run(
+        [BINARIES[1], "check", "rules", str(folder / "alerts.yml")], capture_output=True, text=True
+    )
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert "3 rules found" in rules.stdout + rules.stderr
+    config = subprocess.run(
+        [BINARIES[1], "check", "config", str(folder / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert config.returncode == 0, config.stdout + config.stderr

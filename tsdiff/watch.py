@@ -8,7 +8,9 @@ Prometheus scrapes (``/metrics``, exposition format by the official ``prometheus
 
 * ``tsdiff_anomaly_score``, ``tsdiff_anomaly`` (0/1 by the model's own threshold) and
   ``tsdiff_score_ratio`` (score / threshold: 1 means "alert", whatever the model's units), for the
-  last row whose score is final; ``tsdiff_last_scored_timestamp_seconds`` is that row's time;
+  last row whose score is final, stamped with that row's time (so Prometheus stores each row's
+  score at the row's time, and a range query gives back the batch scores);
+  ``tsdiff_last_scored_timestamp_seconds`` is that time;
 * ``tsdiff_metric_contribution{metric=...}`` for the top metrics of that row, and
   ``tsdiff_root_cause{metric=...}`` (rank 1 = likely origin) while it is anomalous;
 * ``tsdiff_rows_scored_total``, ``tsdiff_rows_dropped_total``, ``tsdiff_source_up``,
@@ -254,39 +256,31 @@ class Watcher:
         if last is None or last["score"] is None:
             return
         threshold = float(det.threshold_)
+        ratio = _ratio(last["score"], threshold)
+        stamp = last["seconds"]  # each row's values carry the row's own time
         for name, text, value in (
             ("tsdiff_anomaly_score", "Anomaly score of the last final row.", last["score"]),
-            (
-                "tsdiff_anomaly",
-                "1 when the last final row is anomalous (the model's threshold).",
-                last["label"],
-            ),
-            (
-                "tsdiff_score_ratio",
-                "Score over threshold of the last final row (1: alert).",
-                _ratio(last["score"], threshold),
-            ),
-            ("tsdiff_last_scored_timestamp_seconds", "Time of the last final row.", last["seconds"]),
+            ("tsdiff_anomaly", "1 when the last final row is anomalous (model threshold).", last["label"]),
+            ("tsdiff_score_ratio", "Score / threshold of the last final row (1: alert).", ratio),
         ):
             family = GaugeMetricFamily(name, text)
-            family.add_metric([], float(value))
+            family.add_metric([], float(value), timestamp=stamp)
             yield family
+        seen = GaugeMetricFamily("tsdiff_last_scored_timestamp_seconds", "Time of the last final row.")
+        seen.add_metric([], stamp)
+        yield seen
         top = GaugeMetricFamily(
-            "tsdiff_metric_contribution",
-            "Rank of a top metric of the last final row (1: largest).",
-            labels=["metric"],
+            "tsdiff_metric_contribution", "Rank of a top metric of the last final row.", labels=["metric"]
         )
         for rank, metric in enumerate(last["top_metrics"], start=1):
-            top.add_metric([metric], rank)
+            top.add_metric([metric], rank, timestamp=stamp)
         yield top
         causes = GaugeMetricFamily(
-            "tsdiff_root_cause",
-            "Rank of a likely root cause while an event is open (1: first).",
-            labels=["metric"],
+            "tsdiff_root_cause", "Rank of a likely root cause of the open event.", labels=["metric"]
         )
         if last["label"]:
             for rank, metric in enumerate(last["root_causes"], start=1):
-                causes.add_metric([metric], rank)
+                causes.add_metric([metric], rank, timestamp=stamp)
         yield causes
 
     def healthy(self) -> bool:

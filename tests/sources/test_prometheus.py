@@ -62,9 +62,7 @@ def test_series_names_are_stable_label_strings():
 
 
 def test_unreachable_server_is_a_typed_error_naming_the_query():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
+    port = free_port()  # nothing listens here once closed
     source = PrometheusSource(f"http://127.0.0.1:{port}", ["up"], step="60s", timeout=2)
     with pytest.raises(errors.SourceError, match="query 'up': cannot reach"):
         source.read("now-5m", "now")
@@ -99,7 +97,7 @@ def _openmetrics(frame: pd.DataFrame) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, smd_slice):
     needs_prometheus()
-    prometheus, promtool = BINARIES
+    promtool = BINARIES[1]
     root = tmp_path_factory.mktemp("prometheus")
     (root / "data.om").write_text(_openmetrics(smd_slice))
     subprocess.run(
@@ -107,10 +105,24 @@ def server(tmp_path_factory, smd_slice):
         check=True,
         capture_output=True,
     )
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+    proc, url = run_prometheus(root, "global:\n  scrape_interval: 15s\n")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def run_prometheus(root, config: str, port: int | None = None):
+    """Start ``prometheus`` with ``config`` and the storage ``root/tsdb``; (process, URL) once ready."""
+    prometheus = BINARIES[0]
+    (root / "prometheus.yml").write_text(config)
+    port = port or free_port()
+    log = open(root / "prometheus.log", "w")
     proc = subprocess.Popen(
         [
             prometheus,
@@ -120,7 +132,7 @@ def server(tmp_path_factory, smd_slice):
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=open(root / "prometheus.log", "w"),
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -128,16 +140,13 @@ def server(tmp_path_factory, smd_slice):
         try:
             with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
                 if answer.status == 200:
-                    break
+                    return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"prometheus did not start: {(root / 'prometheus.log').read_text()[-2000:]}")
         time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def _expected(smd_slice: pd.DataFrame) -> pd.DataFrame:

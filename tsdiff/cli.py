@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--freq", help="expected spacing of the timestamps (e.g. 1min): gaps become empty rows"
     )
     stream.add_argument(
+        "--incidents",
+        action="store_true",
+        help="write Alertmanager alerts (JSON lines) when an incident opens and resolves, not rows",
+    )
+    stream.add_argument(
         "--tolerance",
         type=float,
         default=0.1,
@@ -447,6 +452,9 @@ def run_stream(args: argparse.Namespace) -> int:
         raise InputError("no CSV header on stdin")
     _check_stream_header(header, detector, args)
     anomalies, scored, lines = 0, 0, 0
+    from tsdiff.incidents import IncidentTracker, alertmanager_alert
+
+    tracker = IncidentTracker(risk=float(getattr(detector, "risk", 1e-3)))
 
     def emit(out: pd.DataFrame) -> None:
         nonlocal anomalies, scored
@@ -456,7 +464,12 @@ def run_stream(args: argparse.Namespace) -> int:
             if record.get("final"):
                 anomalies += int(record["label"] == 1)
                 scored += 1
-            sys.stdout.write(json.dumps(record) + "\n")
+                for _, incident in tracker.update(ts, row["score"], row["label"], list(row["root_causes"])):
+                    if args.incidents:
+                        alert = alertmanager_alert(incident, {"model": str(args.model)})
+                        sys.stdout.write(json.dumps(alert) + "\n")
+            if not args.incidents:
+                sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
 
     for line_no, cells in enumerate(reader, start=2):

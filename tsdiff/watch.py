@@ -99,6 +99,10 @@ class Watcher:
         self.last: dict[str, Any] | None = None  # the last final row
         self.last_poll_ok = time.time()
         self.scorer = StreamScorer(detector, top_k=self.top_k)
+        from tsdiff.incidents import IncidentTracker
+
+        self.incidents = IncidentTracker(risk=float(getattr(detector, "risk", 1e-3)))
+        self.was_drifting = False
         self.next_ns = (parse_time(start).value // self.step_ns) * self.step_ns
         if self.state_path is not None and self.state_path.exists():
             self._resume()
@@ -115,6 +119,7 @@ class Watcher:
             self.next_ns = int(state["next_ns"])
             self.rows_scored = int(state["rows_scored"])
             self.last = state.get("last")
+            self.incidents.restore(state["incidents"])
             written = int(state["output_bytes"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, ParameterError):
@@ -135,9 +140,8 @@ class Watcher:
             "next_ns": int(self.next_ns),
             "rows_scored": self.rows_scored,
             "last": self.last,
-            "output_bytes": self.output.stat().st_size
-            if self.output is not None and self.output.exists()
-            else 0,
+            "incidents": self.incidents.state(),
+            "output_bytes": _size(self.output),
         }
         text = json.dumps(state)
         folder = self.state_path.parent
@@ -194,6 +198,17 @@ class Watcher:
                     "root_causes": [str(m) for m in row["root_causes"]],
                 }
                 lines.append(json.dumps(self.last))
+                for change, incident in self.incidents.update(
+                    stamp, score, row["label"], self.last["root_causes"]
+                ):
+                    logger.warning("incident %d %s (peak %.4g)", incident.id, change, incident.peak_score)
+            drifting = self.incidents.drifting
+            if drifting and not self.was_drifting:
+                logger.warning(
+                    "%.1f%% of the last rows flagged, far above the model's risk: a stale model or drift",
+                    100 * self.incidents.flagged_share,
+                )
+            self.was_drifting = drifting
         if self.output is not None and lines:
             with open(self.output, "a") as handle:
                 handle.write("\n".join(lines) + "\n")
@@ -253,6 +268,19 @@ class Watcher:
         )
         yield CounterMetricFamily("tsdiff_rows_scored", "Rows whose final score is known.", value=scored)
         yield CounterMetricFamily("tsdiff_rows_dropped", "Late or duplicate rows dropped.", value=dropped)
+        with self.lock:
+            open_now = self.incidents.open_incident is not None
+            opened, share = self.incidents.incidents_opened, self.incidents.flagged_share
+            drift = self.incidents.drifting
+        for name, text, value in (
+            ("tsdiff_incident_open", "1 while an incident is open.", float(open_now)),
+            ("tsdiff_flagged_share", "Share of flagged rows over the drift window.", share),
+            ("tsdiff_drift_warning", "1 when far more rows are flagged than the model's risk.", float(drift)),
+        ):
+            family = GaugeMetricFamily(name, text)
+            family.add_metric([], value)
+            yield family
+        yield CounterMetricFamily("tsdiff_incidents", "Incidents opened.", value=opened)
         if last is None or last["score"] is None:
             return
         threshold = float(det.threshold_)
@@ -286,6 +314,10 @@ class Watcher:
     def healthy(self) -> bool:
         """The source answered within the last three steps (or five minutes, if longer)."""
         return time.time() - self.last_poll_ok < max(3 * self.source.step, 300.0)
+
+
+def _size(path: Path | None) -> int:
+    return path.stat().st_size if path is not None and path.exists() else 0
 
 
 def _ratio(score: float, threshold: float) -> float:

@@ -83,11 +83,15 @@ def test_an_injected_jump_is_flagged_and_visible_through_prometheus(tmp_path):
         time.sleep(6)
         JUMP["on"] = False
         jump_to = time.time()
-        time.sleep(8)  # the jump's rows are final and scraped
-        assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
-        flags = _query_range(url, "tsdiff_anomaly", jump_from - 10, jump_to + 6)
-        during = [v for t, v in flags.items() if jump_from + 2 <= t <= jump_to - 1]
-        before = [v for t, v in flags.items() if t < jump_from - 1]
+        deadline = time.monotonic() + 40  # the jump's rows become final, then are scraped
+        while True:
+            assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
+            flags = _query_range(url, "tsdiff_anomaly", jump_from - 10, jump_to + 6)
+            during = [v for t, v in flags.items() if jump_from + 2 <= t <= jump_to - 1]
+            before = [v for t, v in flags.items() if t < jump_from - 1]
+            if (during and max(during) == 1.0 and before) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert during and max(during) == 1.0  # flagged, and visible through Prometheus' query API
         assert before and max(before) == 0.0
         # the scores Prometheus stored are the model's scores of the same rows

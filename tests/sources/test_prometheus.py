@@ -294,3 +294,28 @@ def test_the_example_config_and_alerting_rules_pass_promtool():
         [BINARIES[1], "check", "config", str(folder / "prometheus.yml")], capture_output=True, text=True
     )
     assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_a_server_outage_is_retried_and_reported_never_raised(tmp_path):
+    import threading
+
+    from tsdiff.baselines import PCADetector
+    from tsdiff.watch import Watcher
+
+    from tests.helpers import make_frame
+
+    det = PCADetector().fit(make_frame(200, 3).set_axis(["a", "b", "c"], axis=1))
+    source = PrometheusSource(
+        f"http://127.0.0.1:{free_port()}", {"a": "a", "b": "b", "c": "c"}, step="1s", timeout=1
+    )
+    watcher = Watcher(det, source, state_path=tmp_path / "state.json", start="now-10s")
+    stop = threading.Event()
+    runner = threading.Thread(target=watcher.run, args=(stop,))
+    runner.start()
+    time.sleep(2.5)
+    stop.set()
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert watcher.source_up == 0 and watcher.source_errors >= 2  # retried with back-off (1 s, 2 s, ...)
+    text = "\n".join(f"{m.name} {s.value}" for m in watcher.collect() for s in m.samples)
+    assert "tsdiff_source_up 0" in text and f"tsdiff_source_errors {watcher.source_errors}" in text

@@ -406,7 +406,12 @@ def run_fit(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     detector.fit(data)
     if source is not None:
-        detector.source_ = source.to_dict()  # saved with the model: a watcher asks the same queries
+        # saved with the model: a watcher asks the same queries; the fitted range is reported
+        detector.source_ = {
+            **source.to_dict(),
+            "fitted_from": str(data.index[0]),
+            "fitted_to": str(data.index[-1]),
+        }
     detector.save(args.output)
     _progress(
         f"tsdiff fit: {args.detector} fitted in {time.perf_counter() - t0:.1f}s, saved to {args.output}"

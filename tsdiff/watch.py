@@ -254,11 +254,15 @@ class Watcher:
             last = None if self.last is None else dict(self.last)
             scored, dropped = self.rows_scored, self.scorer.dropped_
         info = GaugeMetricFamily(
-            "tsdiff_model_info", "The model scoring (value 1).", labels=["detector", "version", "fitted_on"]
+            "tsdiff_model_info",
+            "The model scoring (value 1).",
+            labels=["detector", "version", "fitted_from", "fitted_to"],
         )
         from tsdiff._version import __version__
 
-        info.add_metric([type(det).__name__, __version__, ",".join(map(str, det.feature_names_in_))[:200]], 1)
+        source = getattr(det, "source_", None) or {}
+        fitted = [str(source.get("fitted_from", "")), str(source.get("fitted_to", ""))]
+        info.add_metric([type(det).__name__, __version__, *fitted], 1)
         yield info
         up = GaugeMetricFamily("tsdiff_source_up", "1 when the last poll of the source succeeded.")
         up.add_metric([], self.source_up)

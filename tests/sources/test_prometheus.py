@@ -249,6 +249,12 @@ def test_watch_serves_the_last_final_score_at_metrics(server, smd_slice, tmp_pat
     assert values["tsdiff_score_ratio"] == pytest.approx(batch.iloc[-1] / det.threshold_, abs=1e-9)
     assert values["tsdiff_last_scored_timestamp_seconds"] == rows.index[-1].value / 1e9
     assert values["tsdiff_rows_scored_total"] == 60 and values["tsdiff_source_up"] == 1
+    info = next(
+        s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "tsdiff_model_info"
+    )
+    assert info.labels["detector"] == "PCADetector"
+    assert pd.Timestamp(info.labels["fitted_from"]) == START
+    assert pd.Timestamp(info.labels["fitted_to"]) == START + pd.Timedelta(minutes=399)
 
 
 def test_watch_killed_mid_replay_resumes_without_losing_or_repeating_a_row(server, smd_slice, tmp_path):

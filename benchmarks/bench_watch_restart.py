@@ -109,7 +109,7 @@ def main() -> None:
     times = [pd.Timestamp(r["time"]) for r in records]
     det = tsdiff.load(root / "model")
     live = frame.iloc[fit_rows:].copy()
-    live.index = live.index.tz_localize("UTC")
+    live.index = live.index.as_unit("ns")
     live.columns = [f'smd_{c}{{machine="1-2"}}' for c in live.columns]
     expected = det.score(live[det.feature_names_in_])
     want = list(expected.index)

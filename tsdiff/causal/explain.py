@@ -98,10 +98,16 @@ def lag_ancestry(edges: list[tuple[int, int, int, bool]], n_metrics: int) -> np.
     return d
 
 
-def onset_rows(evidence: np.ndarray, level: float) -> np.ndarray:
-    """Per column of ``evidence`` (rows, K), the first row where its short moving mean crosses
-    ``level`` and stays above it in most of the next rows; the row of its maximum when none does."""
-    e = centered_mean(np.nan_to_num(evidence), ONSET_SMOOTH) if len(evidence) > 1 else evidence
+def short_mean(evidence: np.ndarray) -> np.ndarray:
+    """The ``ONSET_SMOOTH``-row centred moving mean of ``evidence`` (rows, K), NaN as 0."""
+    evidence = np.nan_to_num(evidence)
+    return centered_mean(evidence, ONSET_SMOOTH) if len(evidence) > 1 else evidence
+
+
+def onset_rows(e: np.ndarray, level: float) -> np.ndarray:
+    """Per column of ``e`` (rows, K: evidence after :func:`short_mean`), the first row where it
+    crosses ``level`` and stays above it in most of the next rows; the row of its maximum when
+    none does."""
     above = e > level
     n = len(e)
     # share of rows above the level among each row and the ONSET_PERSIST - 1 after it
@@ -348,8 +354,8 @@ def explain_rows(
     direction = np.where(np.nan_to_num(signed[a:b]).mean(axis=0) >= 0, "up", "down")
     # both channels over the window, in units of their levels (1 = at the level)
     window = np.maximum(np.nan_to_num(violation[lo:b]) / level, np.nan_to_num(deviation[lo:b]) / dev_level)
-    short = centered_mean(window, ONSET_SMOOTH) if len(window) > 1 else window
-    onset = lo + onset_rows(window, 1.0)
+    short = short_mean(window)
+    onset = lo + onset_rows(short, 1.0)
     strength = short[a - lo :].max(axis=0)
     peak_viol = viol.max(axis=0)
     violated = peak_viol > level

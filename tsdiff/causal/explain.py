@@ -216,6 +216,8 @@ class Explanation:
         edges labelled ``lag / strength``. Returns the axes."""
         import matplotlib.pyplot as plt
 
+        from tsdiff.causal.graph import draw_edge
+
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 5))
         rank = _onset_rank(self.table)
@@ -232,26 +234,8 @@ class Explanation:
             for e in self.graph.edges.itertuples(index=False):
                 if e.cause == e.effect or e.cause not in pos or e.effect not in pos:
                     continue
-                (x0, y0), (x1, y1) = pos[e.cause], pos[e.effect]
-                ax.annotate(
-                    "",
-                    xy=(x1, y1),
-                    xytext=(x0, y0),
-                    arrowprops={
-                        "arrowstyle": "-|>" if e.oriented else "-",
-                        "lw": 0.5 + 2.0 * min(float(e.strength), 1.0),
-                        "alpha": 0.6,
-                        "shrinkA": 12,
-                        "shrinkB": 12,
-                    },
-                )
-                ax.text(
-                    (x0 + x1) / 2,
-                    (y0 + y1) / 2,
-                    f"{int(e.lag)} / {float(e.strength):.2f}",
-                    fontsize=7,
-                    color="gray",
-                )
+                label = f"{int(e.lag)} / {float(e.strength):.2f}"
+                draw_edge(ax, pos[e.cause], pos[e.effect], e, label, shrink=12, dash_lagged=False)
         roles = dict(zip(self.table["metric"], self.table["role"], strict=True))
         for m, (x, y) in pos.items():
             weight = "bold" if roles[m] == ROLE_ORIGIN else "normal"

@@ -89,21 +89,7 @@ class CausalGraph:
             (self.edges["cause"] != self.edges["effect"]) & (self.edges["strength"] >= min_strength)
         ]
         for row in shown.itertuples(index=False):
-            (x0, y0), (x1, y1) = pos[row.cause], pos[row.effect]
-            ax.annotate(
-                "",
-                xy=(x1, y1),
-                xytext=(x0, y0),
-                arrowprops={
-                    "arrowstyle": "-|>" if row.oriented else "-",
-                    "linestyle": "-" if row.lag == 0 else "--",
-                    "lw": 0.5 + 2.0 * min(float(row.strength), 1.0),
-                    "alpha": 0.6,
-                    "shrinkA": 8,
-                    "shrinkB": 8,
-                },
-            )
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2, str(int(row.lag)), fontsize=7, color="gray")
+            draw_edge(ax, pos[row.cause], pos[row.effect], row, str(int(row.lag)), shrink=8, dash_lagged=True)
         for m, (x, y) in pos.items():
             ax.text(x, y, str(m), ha="center", va="center", fontsize=8, bbox={"boxstyle": "round", "fc": "w"})
         ax.set_xlim(-1.3, 1.3)
@@ -138,6 +124,29 @@ class CausalGraph:
     def __repr__(self) -> str:
         lagged = int((self.edges["lag"] > 0).sum())
         return f"CausalGraph({len(self.metrics)} metrics, {len(self.edges)} edges, {lagged} lagged)"
+
+
+def draw_edge(
+    ax: Any, start: tuple, end: tuple, edge: Any, label: str, shrink: float, dash_lagged: bool
+) -> None:
+    """One edge of a graph plot: an arrow (a plain line when unoriented) as thick as the edge is
+    strong, dashed when lagged (with ``dash_lagged``), and ``label`` at its middle."""
+    (x0, y0), (x1, y1) = start, end
+    style = {"linestyle": "-" if edge.lag == 0 else "--"} if dash_lagged else {}
+    ax.annotate(
+        "",
+        xy=(x1, y1),
+        xytext=(x0, y0),
+        arrowprops={
+            "arrowstyle": "-|>" if edge.oriented else "-",
+            **style,
+            "lw": 0.5 + 2.0 * min(float(edge.strength), 1.0),
+            "alpha": 0.6,
+            "shrinkA": shrink,
+            "shrinkB": shrink,
+        },
+    )
+    ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, fontsize=7, color="gray")
 
 
 def dot_id(name: Any) -> str:

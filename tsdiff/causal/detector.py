@@ -263,11 +263,11 @@ class CausalDetector(BaseDetector):
           rows as a violation of ``violation_level``.
         """
         from tsdiff.causal.explain import calibrated_spread
-        from tsdiff.causal.mechanisms import predict_all, residual_scale
+        from tsdiff.causal.mechanisms import residual_scale
 
         start = self.n_train_rows_
         floor = float(self.residual_floor)
-        residuals = values - predict_all(self.specs_, self.models_, values, self.lag_)
+        residuals = self._residuals(values)
         self.residual_center_, self.residual_scale_ = residual_scale(residuals[start:], floor)
         self.violation_scale_ = calibrated_spread(residuals[start:] - self.residual_center_, floor)
         with warnings.catch_warnings():
@@ -280,20 +280,28 @@ class CausalDetector(BaseDetector):
         # a deviation as rare on the held-out rows as a calibrated violation of ``level``, and
         # never below ``level`` standard deviations
         self.deviation_level_ = level * calibrated_spread(held, 1.0)
-        return self._aggregate(self._channels(values)[0][start:])
+        return self._aggregate(self._channels(values, residuals)[0][start:])
 
     # ----------------------------------------------------------------- score
-    def _channels(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _residuals(self, values: np.ndarray) -> np.ndarray:
+        """Each value minus its mechanism's prediction (NaN where a mechanism lacks an input)."""
+        from tsdiff.causal.mechanisms import predict_all
+
+        return values - predict_all(self.specs_, self.models_, values, self.lag_)
+
+    def _channels(
+        self, values: np.ndarray, residuals: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row and metric: the smoothed violations the score is made of, the calibrated raw
         violations, and the signed deviations (0 where missing).
 
         A metric constant in training has no mechanism: its change is a deviation, never a
         violation; with ``constant_metrics="deviation"`` that deviation is its per-metric score.
+        ``residuals`` are :meth:`_residuals` of ``values`` when already at hand.
         """
-        from tsdiff.causal.mechanisms import predict_all
-
-        residuals = values - predict_all(self.specs_, self.models_, values, self.lag_) - self.residual_center_
-        residuals = np.nan_to_num(residuals, nan=0.0)
+        if residuals is None:
+            residuals = self._residuals(values)
+        residuals = np.nan_to_num(residuals - self.residual_center_, nan=0.0)
         scored = np.abs(residuals) / self.residual_scale_
         calibrated = np.abs(residuals) / self.violation_scale_
         signed = np.nan_to_num((values - self.value_center_) / self.value_scale_, nan=0.0)

@@ -45,3 +45,10 @@ def needs_shared(*names: str) -> Callable[[Any], Any]:
         return pytest.mark.shared_data(skip(test))
 
     return mark
+
+
+def check_scores(scores: pd.Series, frame: pd.DataFrame) -> None:
+    """Scores as every detector must give them: a Series on ``frame``'s index, all finite."""
+    assert isinstance(scores, pd.Series)
+    assert scores.index.equals(frame.index)
+    assert np.isfinite(scores.to_numpy()).all()

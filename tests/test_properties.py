@@ -14,6 +14,8 @@ from tsdiff.causal import CausalDetector
 from tsdiff.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from tsdiff.stream import StreamScorer
 
+from tests.helpers import check_scores
+
 SETTINGS = settings(
     max_examples=30,
     deadline=None,
@@ -75,12 +77,6 @@ DETECTORS = {
 }
 
 
-def _check_output(scores, frame):
-    assert isinstance(scores, pd.Series)
-    assert scores.index.equals(frame.index)
-    assert np.isfinite(scores.to_numpy()).all()
-
-
 @pytest.mark.parametrize("name", list(DETECTORS))
 @SETTINGS
 @given(frame=frames(min_rows=0, max_rows=80))
@@ -90,7 +86,7 @@ def test_fit_gives_typed_error_or_a_working_model(name, frame):
         det.fit(frame)
     except errors.TsdiffError:
         return
-    _check_output(det.score(frame), frame)
+    check_scores(det.score(frame), frame)
 
 
 @pytest.mark.parametrize("name", list(DETECTORS))
@@ -102,7 +98,7 @@ def test_score_gives_typed_error_or_one_finite_score_per_row(name, frame):
         scores = det.score(frame)
     except errors.TsdiffError:
         return
-    _check_output(scores, frame)
+    check_scores(scores, frame)
     assert list(frame.columns) != [] and set(frame.columns) == set(det.feature_names_in_)
 
 

@@ -67,6 +67,46 @@ def test_streaming_presets_give_final_scores_within_four_rows(name):
     assert out["final"].sum() >= len(frame) - 4
 
 
+@pytest.mark.parametrize("name", ["imdiffusion-streaming", "hybrid-streaming"])
+@pytest.mark.parametrize("provisional", [False, True])
+def test_row_by_row_tail_scoring_spreads_each_chain_over_its_block(name, provisional, monkeypatch):
+    from tsdiff.diffusion.denoiser import Denoiser
+
+    det, frame = fitted(name), live_frame(180)
+    frame.iloc[121, 0] = np.nan  # the block of rows 120-123 misses a cell: its early chain is redone
+    diffusion = det.diffusion_ if name.startswith("hybrid") else det
+    visit, tail = len(diffusion.config_.steps()[0]), diffusion.config_.tail
+    batch = det.score(frame)
+    forward, calls = Denoiser.forward, [0]
+
+    def counted(self, *args, **kwargs):
+        calls[-1] += 1
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Denoiser, "forward", counted)
+    scorer = StreamScorer(det, provisional=provisional)
+    parts = [scorer.update(frame.iloc[:100])]
+    calls.clear()
+    for i in range(100, len(frame)):
+        calls.append(0)
+        parts.append(scorer.update(frame.iloc[i : i + 1]))
+    calls.append(0)  # the flush (not a row's update)
+    parts.append(scorer.flush())
+    del calls[-1]
+    out = pd.concat([p for p in parts if len(p)])
+    final = out[out["final"]]
+    assert final.index.equals(frame.index)
+    np.testing.assert_allclose(final["score"].to_numpy(), batch.to_numpy(), rtol=1e-5, atol=1e-8)
+    if not provisional:
+        # a block's chain runs a few steps per row as its rows arrive; only the block whose rows
+        # turned out to miss a cell is imputed again, whole, when its last row comes
+        per_row = -(-visit // tail)
+        redone = 123 - 100
+        assert calls[redone] == visit + per_row
+        assert max(calls[:redone] + calls[redone + 1 :]) <= per_row
+        assert sum(calls) <= (len(frame) - 100) * visit / tail + visit + per_row
+
+
 @pytest.mark.parametrize("name", ["causal", "imdiffusion", "imdiffusion-streaming"])
 def test_final_score_comes_latency_rows_later_and_provisional_at_once(name):
     det, frame = fitted(name), live_frame(200)

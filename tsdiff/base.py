@@ -51,6 +51,25 @@ class StreamGeometry:
         )
 
 
+#: memo key under which a stream says which rows it will read: the stream position of the last
+#: row whose score it takes from this call. A detector may leave later rows unscored (NaN), as
+#: long as no row up to it changes (see :func:`child_memo`).
+MEMO_WANTED = "wanted_until"
+
+
+def child_memo(memo: dict | None, key: str) -> dict | None:
+    """The nested memo of one part of a detector (a component, a mask family), created on first use
+    and told which rows the stream will read (:data:`MEMO_WANTED`)."""
+    if memo is None:
+        return None
+    child = memo.setdefault(key, {})
+    if MEMO_WANTED in memo:
+        child[MEMO_WANTED] = memo[MEMO_WANTED]
+    else:
+        child.pop(MEMO_WANTED, None)
+    return child
+
+
 @dataclass
 class ScoreParts:
     """Everything one scoring pass gives for ``n`` rows (see :meth:`BaseDetector.score_scaled`).
@@ -133,7 +152,9 @@ class BaseDetector(BaseEstimator):
         StreamScorer` scores a moving buffer); a detector whose scores draw random numbers keys them
         by absolute position with it, so a row scores the same in a stream as in one batch.
         ``memo`` is a dict a stream keeps between calls: a detector may store work keyed by stream
-        position there (e.g. per-window results) and reuse it when the same rows come again.
+        position there (e.g. per-window results) and reuse it when the same rows come again. Its
+        :data:`MEMO_WANTED` entry, when set, is the last stream position whose score the stream
+        reads from this call; later rows may be left unscored.
         """
 
     def _calibrate(self, values: np.ndarray) -> np.ndarray:

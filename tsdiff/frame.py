@@ -102,9 +102,12 @@ def validate_frame(
         _check_columns(columns)
         if X.shape[1] == 0 or X.shape[0] == 0:
             raise EmptyInputError(f"input has {X.shape[0]} rows and {X.shape[1]} columns; both must be > 0")
-        values = np.empty(X.shape, dtype=np.float64)
-        for j, name in enumerate(columns):
-            values[:, j] = _numeric_column(X.iloc[:, j], name)
+        if all(isinstance(d, np.dtype) and d.kind in "biuf" for d in X.dtypes):
+            values = X.to_numpy(dtype=np.float64, copy=True)  # plain numbers: one conversion
+        else:
+            values = np.empty(X.shape, dtype=np.float64)
+            for j, name in enumerate(columns):
+                values[:, j] = _numeric_column(X.iloc[:, j], name)
     else:
         named = False
         values = _numeric_array(X)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry
+from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry, child_memo
 from tsdiff.calibration import CALIBRATIONS, CALIBRATORS, Calibrator
 from tsdiff.errors import ModelFormatError, ParameterError
 from tsdiff.frame import RobustScaler
@@ -205,7 +205,7 @@ class FusionDetector(BaseDetector):
         parts: dict[str, ScoreParts] = {}
         for name, component in self.components_.items():
             # the components were fitted on these columns in this order: no second validation
-            own = None if memo is None else memo.setdefault(name, {})
+            own = child_memo(memo, name)
             parts[name] = component.score_scaled(component.scaler_.transform(values), offset, own)
         calibrated = {name: self.calibrators_[name].transform(p.scores) for name, p in parts.items()}
         given = self._weights()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tsdiff.base import MEMO_WANTED
 from tsdiff.errors import InputError, LateRowError, ParameterError
 from tsdiff.frame import align_columns, validate_frame
 from tsdiff.serialize import envelope, json_ready, open_envelope
@@ -251,6 +252,8 @@ class StreamScorer:
             return self._empty()
         det = self.detector
         scaled = det.scaler_.transform(self._values)
+        # the rows read from this call: a detector may skip work for later ones (see MEMO_WANTED)
+        self._memo[MEMO_WANTED] = self._received - 1 if self.provisional else max(last_final, self._final - 1)
         parts = det.score_scaled(scaled, self._start, self._memo)
         out = []
         for pos in range(self._final, last_final + 1):

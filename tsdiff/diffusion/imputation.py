@@ -168,8 +168,14 @@ def imputation_errors(
     torch.Tensor
         (len(record), B, K, L) errors; NaN where the entry is missing or no pass targets it.
     """
-    visit, record = config.steps()
-    mode, conditioning = config.scoring, config.conditioning
+    mode = config.scoring
+    if mode == "chain":
+        truth = x0 if truth is None else truth
+        chain = ChainImputation(model, process, x0, present, noise, config, passes, truth)
+        chain.advance()
+        return chain.errors()
+    record = config.steps()[1]
+    conditioning = config.conditioning
     b = x0.shape[0]
     device = x0.device
     zero = torch.zeros((), device=device)
@@ -200,16 +206,7 @@ def imputation_errors(
             steps = torch.full((b,), t, dtype=torch.long, device=device)
             return process.estimates(x_in, t, model(x_in, observed, steps, strategy, side))
 
-        if mode == "chain":
-            state = draws[:, 0]
-            for i, t in enumerate(int(s) for s in visit):
-                x0_hat, eps_hat = estimate(state, t, draws[:, 1 + i])
-                if t in slot:
-                    errors[slot[t]] = torch.where(targets, (x0_hat - truth).abs(), errors[slot[t]])
-                if i + 1 < len(visit):  # deterministic DDIM step to the next visited step
-                    nxt = int(visit[i + 1])
-                    state = process.sqrt_ab[nxt] * x0_hat + process.sqrt_1m_ab[nxt] * eps_hat
-        elif mode == "direct":
+        if mode == "direct":
             for t in (int(s) for s in record):
                 # no noise and no chain: the clean window goes in as if it were noised to step t,
                 # and the error is how far one denoising pass moves each target
@@ -222,3 +219,102 @@ def imputation_errors(
                 x0_hat, _ = estimate(noised, t, draws[:, i])
                 errors[slot[t]] = torch.where(targets, (x0_hat - truth).abs(), errors[slot[t]])
     return errors
+
+
+class ChainImputation:
+    """The reverse chain of :func:`imputation_errors` (``scoring="chain"``) for one batch of windows,
+    run a few denoising steps at a time.
+
+    A stream uses it to start imputing a block as soon as the rows before it are in, spreading the
+    chain's steps over the updates that bring the block's own rows (a target's value is never an
+    input to its imputation, only to its error). Without ``truth`` the clean estimates at the
+    recorded steps are kept, and :meth:`errors` compares them with values given later; with it the
+    errors are folded in as the chain goes, as :func:`imputation_errors` does.
+    """
+
+    def __init__(
+        self,
+        model: Denoiser,
+        process: DiffusionProcess,
+        x0: torch.Tensor,
+        present: torch.Tensor,
+        noise: torch.Tensor,
+        config: DiffusionConfig,
+        passes: Sequence[Pass] | None = None,
+        truth: torch.Tensor | None = None,
+    ) -> None:
+        self.visit, record = config.steps()
+        self.slot = {int(t): i for i, t in enumerate(record)}
+        self.model, self.process, self.config = model, process, config
+        self.zero = torch.zeros((), device=x0.device)
+        self.x0 = torch.where(present, x0, self.zero)
+        self.passes = grating_passes(config, present) if passes is None else list(passes)
+        self.present = present
+        self.noise = noise
+        self.truth = None if truth is None else torch.where(present, truth, self.zero)
+        self._errors = torch.full((len(record), *x0.shape), float("nan"), device=x0.device)
+        self._kept: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (slot, targets, estimate)
+        self._done = 0  # steps taken, over every pass
+        self._state: torch.Tensor | None = None
+        self._pass: tuple | None = None  # (targets, observed, strategy, side) of the pass in progress
+
+    @property
+    def total_steps(self) -> int:
+        """Denoiser evaluations of the whole chain (every pass)."""
+        return len(self.passes) * len(self.visit)
+
+    @property
+    def remaining(self) -> int:
+        return self.total_steps - self._done
+
+    def advance(self, steps: int | None = None) -> None:
+        """Take ``steps`` more denoising steps (None: run to the end)."""
+        todo = self.remaining if steps is None else min(int(steps), self.remaining)
+        for _ in range(todo):
+            self._step()
+
+    def _step(self) -> None:
+        index, i = divmod(self._done, len(self.visit))
+        b = self.x0.shape[0]
+        device = self.x0.device
+        draws = self.noise[:, index]
+        if i == 0:
+            one = self.passes[index]
+            targets, observed = one.targets & self.present, one.context & self.present
+            strategy = torch.full((b,), one.strategy, dtype=torch.long, device=device)
+            self._pass = (targets, observed, strategy, self.model.side_info(observed))
+            self._state = draws[:, 0]
+        targets, observed, strategy, side = self._pass
+        t = int(self.visit[i])
+        eps = draws[:, 1 + i]
+        unconditional = self.config.conditioning == "unconditional"
+        context = self.process.noise(self.x0, t, eps) if unconditional else self.x0
+        x_in = torch.where(observed, context, torch.where(targets, self._state, self.zero))
+        steps = torch.full((b,), t, dtype=torch.long, device=device)
+        x0_hat, eps_hat = self.process.estimates(x_in, t, self.model(x_in, observed, steps, strategy, side))
+        if t in self.slot:
+            if self.truth is None:
+                self._kept.append((self.slot[t], targets, x0_hat))
+            else:
+                self._fold(self.slot[t], targets, x0_hat, self.truth)
+        if i + 1 < len(self.visit):  # deterministic DDIM step to the next visited step
+            nxt = int(self.visit[i + 1])
+            self._state = self.process.sqrt_ab[nxt] * x0_hat + self.process.sqrt_1m_ab[nxt] * eps_hat
+        self._done += 1
+
+    def _fold(self, slot: int, targets: torch.Tensor, x0_hat: torch.Tensor, truth: torch.Tensor) -> None:
+        self._errors[slot] = torch.where(targets, (x0_hat - truth).abs(), self._errors[slot])
+
+    def errors(self, truth: torch.Tensor | None = None) -> torch.Tensor:
+        """(len(record), B, K, L) absolute errors of the finished chain; ``truth`` (B, K, L) is
+        needed when none was given at the start."""
+        if self.remaining:
+            raise RuntimeError("the chain has not finished")  # a programming error, not bad input
+        if self.truth is None:
+            if truth is None:
+                raise RuntimeError("the chain kept no truth to compare with")
+            truth = torch.where(self.present, truth, self.zero)
+            for slot, targets, x0_hat in self._kept:
+                self._fold(slot, targets, x0_hat, truth)
+            self._kept = []
+        return self._errors

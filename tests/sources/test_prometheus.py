@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -94,17 +95,21 @@ def _openmetrics(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, smd_slice):
-    needs_prometheus()
-    promtool = BINARIES[1]
-    root = tmp_path_factory.mktemp("prometheus")
-    (root / "data.om").write_text(_openmetrics(smd_slice))
+def backfill(root, frame: pd.DataFrame) -> None:
+    """Write ``frame`` into the storage ``root/tsdb`` with ``promtool tsdb create-blocks-from``."""
+    (root / "data.om").write_text(_openmetrics(frame))
     subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(root / "data.om"), str(root / "tsdb")],
+        [BINARIES[1], "tsdb", "create-blocks-from", "openmetrics", str(root / "data.om"), str(root / "tsdb")],
         check=True,
         capture_output=True,
     )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, smd_slice):
+    needs_prometheus()
+    root = tmp_path_factory.mktemp("prometheus")
+    backfill(root, smd_slice)
     proc, url = run_prometheus(root, "global:\n  scrape_interval: 15s\n")
     yield url
     proc.terminate()
@@ -284,6 +289,101 @@ def test_watch_killed_mid_replay_resumes_without_losing_or_repeating_a_row(serve
     assert times == list(expected.index)  # every row once, in order
     expected.columns = list(det.feature_names_in_)
     np.testing.assert_allclose([x["score"] for x in lines], det.score(expected).to_numpy(), rtol=1e-9)
+
+
+def _streamable() -> dict[str, object]:
+    """A fresh tiny model of every streamable detector (the registry's, and the diffusion and
+    hybrid models in their low-latency tail-mask configuration), by name."""
+    from tests.detectors import DETECTORS
+
+    names = [n for n in DETECTORS if n != "random" and not n.startswith("imdiffusion-")]
+    names += ["imdiffusion-streaming", "hybrid-streaming"]
+    out = {}
+    for name in names:
+        try:
+            out[name] = DETECTORS[name](random_state=0)
+        except pytest.skip.Exception:  # an extra that is not installed
+            continue
+    return out
+
+
+def test_prometheus_stores_the_batch_scores_of_every_streamable_detector(smd_slice, tmp_path):
+    """The loop on backfilled data: every streamable detector is fitted from the server, replays
+    the next rows with ``Watcher`` (one row per poll), and the same server scrapes its ``/metrics``;
+    the samples Prometheus stored, read through its query API, are the batch scores of those rows.
+    The scores carry their rows' 2024 times, so the server accepts samples that far back
+    (``out_of_order_time_window``)."""
+    import threading
+
+    from tsdiff.stream import StreamScorer
+    from tsdiff.watch import Watcher, serve
+
+    needs_prometheus()
+    models = _streamable()
+    ports = {name: free_port() for name in models}
+    jobs = "".join(
+        f"  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        for name, port in ports.items()
+    )
+    config = (
+        "global:\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\n"
+        "storage:\n  tsdb:\n    out_of_order_time_window: 10y\n"
+        "scrape_configs:\n" + jobs
+    )
+    backfill(tmp_path, smd_slice)
+    proc, url = run_prometheus(tmp_path, config)
+    stop, threads, servers, replayed = threading.Event(), [], [], {}
+    try:
+        source = PrometheusSource(url, selector='{machine="1-2"}', step="60s")
+        train = source.read(START, START + pd.Timedelta(minutes=399))
+        first = START + pd.Timedelta(minutes=400)
+        for name, det in models.items():
+            det.fit(train)
+            det.source_ = {
+                **source.to_dict(),
+                "fitted_from": str(train.index[0]),
+                "fitted_to": str(train.index[-1]),
+            }
+            watcher = Watcher(det, PrometheusSource.from_dict(det.source_), start=first, batch=1)
+            scorer = StreamScorer(det)
+            # enough rows that 20 polls after the first window each make one row final
+            rows = scorer.min_rows + scorer.latency + 20
+            replayed[name] = (det, rows)
+            servers.append(serve(watcher, "127.0.0.1", ports[name]))
+            until = first + pd.Timedelta(minutes=rows - 1)
+            thread = threading.Thread(
+                target=watcher.run, args=(stop,), kwargs={"until": until, "interval": 0.3}
+            )
+            threads.append(thread)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        time.sleep(0.5)  # the last rows' scrape
+        frame = _expected(smd_slice)
+        for name, (det, rows) in replayed.items():
+            params = {
+                "query": f'tsdiff_anomaly_score{{job="{name}"}}[1d]',
+                "time": (first + pd.Timedelta(hours=12)).timestamp(),
+            }
+            with urllib.request.urlopen(
+                f"{url}/api/v1/query?{urllib.parse.urlencode(params)}", timeout=10
+            ) as answer:
+                result = json.loads(answer.read())["data"]["result"]
+            stored = {float(t): float(v) for series in result for t, v in series["values"]}
+            live = frame.iloc[400 : 400 + rows].set_axis(list(det.feature_names_in_), axis=1)
+            batch = det.score(live).set_axis([stamp.value / 1e9 for stamp in live.index])
+            assert set(stored) <= set(batch.index), name
+            diff = max(abs(v - batch[t]) for t, v in stored.items())
+            assert diff < 1e-6, (name, diff)
+            assert len(stored) >= 18, (name, len(stored))  # one row per poll, scraped every 0.1 s
+    finally:
+        stop.set()
+        for httpd in servers:
+            httpd.shutdown()
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_the_example_config_and_alerting_rules_pass_promtool():

@@ -98,14 +98,15 @@ class Watcher:
         self.rows_scored = 0
         self.last: dict[str, Any] | None = None  # the last final row
         self.last_poll_ok = time.time()
-        self.scorer = StreamScorer(detector, top_k=self.top_k)
         from tsdiff.incidents import IncidentTracker
 
         self.incidents = IncidentTracker(risk=float(getattr(detector, "risk", 1e-3)))
         self.was_drifting = False
         self.next_ns = (parse_time(start).value // self.step_ns) * self.step_ns
         if self.state_path is not None and self.state_path.exists():
-            self._resume()
+            self._resume()  # the scorer comes from the snapshot
+        else:
+            self.scorer = StreamScorer(detector, top_k=self.top_k)
 
     # ----------------------------------------------------------------- state
     def _resume(self) -> None:

@@ -61,7 +61,8 @@ def _is_dask_frame(data: Any) -> bool:
 
 
 def _check_table(data: Any, entity_col: str, time_col: str | None) -> Any:
-    """Check the long table's key columns; text timestamps become datetimes (NaT where unreadable)."""
+    """Check the long table's key columns; text timestamps become datetimes (ISO 8601, never a
+    guessed day/month order; NaT where unreadable)."""
     if not isinstance(data, pd.DataFrame) and not _is_dask_frame(data):
         raise InputError(f"fleet data must be a pandas or Dask DataFrame, got {type(data).__name__}")
     for role, column in (("entity", entity_col), ("time", time_col)):
@@ -76,7 +77,7 @@ def _check_table(data: Any, entity_col: str, time_col: str | None) -> Any:
             logger.warning("%d rows without an entity are ignored", int(data[entity_col].isna().sum()))
         check_entity_names(data[entity_col].dropna().unique())
         if time_col is not None and not _time_like(data[time_col]):
-            times = pd.to_datetime(data[time_col], errors="coerce", format="mixed")
+            times = pd.to_datetime(data[time_col], errors="coerce", format="ISO8601")
             if times.isna().all():
                 raise InputError(f"time column {time_col!r} holds no readable timestamp", column=time_col)
             data = data.assign(**{time_col: times})

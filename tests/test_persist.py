@@ -280,6 +280,7 @@ CRAFTED = {
     "an extra array": ("iforest", _array_edit(threshold=np.array([-1.0])), "does not have"),
     "a cycle in a tree": ("iforest", _array_edit(left=_cycle, right=_cycle), "cycle"),
     "a split on a missing column": ("iforest", _array_edit(feature=lambda f: f + 99), "feature"),
+    "a forest of one sample": ("iforest", _config_edit(**{"state.max_samples": 1}), "max_samples"),
     "causal lag 1e9": ("causal", _config_edit(**{"state.lag": 10**9}), "causal lag"),
     "predictor -1": ("causal", _config_edit(**{"state.specs.0.1": [[-1, 1]]}), "reads"),
     "edge to nowhere": ("causal", _config_edit(**{"state.graph.edges.0.cause": "ghost"}), "unknown metric"),

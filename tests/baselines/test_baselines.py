@@ -30,6 +30,15 @@ def test_average_path_length_known_values():
     assert average_path_length(np.array([256]))[0] == pytest.approx(10.24, abs=0.01)
 
 
+def test_a_forest_needs_two_rows_to_fit():
+    # a tree of one point measures no path (its scores would be 0/0); a saved one is refused too
+    # (test_persist's crafted models)
+    with pytest.raises(errors.TooFewRowsError, match="2"):
+        IsolationForestDetector(random_state=0).fit(make_frame(1, 3))
+    det = IsolationForestDetector(n_estimators=5, random_state=0).fit(make_frame(2, 3))
+    assert np.isfinite(det.score(make_frame(4, 3, seed=1))).all()
+
+
 def test_pca_keeps_components_for_the_variance_asked():
     train = make_frame(400, 6, seed=0)
     det = PCADetector(n_components=0.99).fit(train)

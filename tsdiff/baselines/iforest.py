@@ -121,6 +121,9 @@ class IsolationForestDetector(BaseDetector):
             node = np.where(inner, child, node)
         return self.leaf_path_[node].mean(axis=1)
 
+    def min_fit_rows(self) -> int:
+        return 2  # a path length is only measured against trees of two points or more
+
     def stream_geometry(self) -> StreamGeometry:
         return StreamGeometry()  # one row at a time (missing cells carry the last value forward)
 
@@ -152,4 +155,4 @@ class IsolationForestDetector(BaseDetector):
         check_array("feature", self.feature_, (n,), integer=True, low=0, high=self.n_features_in_ - 1)
         check_array("split", self.split_, (n,))
         check_array("leaf_path", self.leaf_path_, (n,), low=0.0)
-        check_int("max_samples", self.max_samples_, 1, 10**9)
+        check_int("max_samples", self.max_samples_, 2, 10**9)  # one sample: no path to compare with

@@ -253,7 +253,7 @@ class StreamScorer:
         det = self.detector
         scaled = det.scaler_.transform(self._values)
         # the rows read from this call: a detector may skip work for later ones (see MEMO_WANTED)
-        self._memo[MEMO_WANTED] = self._received - 1 if self.provisional else max(last_final, self._final - 1)
+        self._memo[MEMO_WANTED] = self._received - 1 if self.provisional else last_final
         parts = det.score_scaled(scaled, self._start, self._memo)
         out = []
         for pos in range(self._final, last_final + 1):

@@ -203,10 +203,15 @@ class DiffusionConfig:
         per_epoch = n_windows / self.batch_size
         return max(1, min(self.max_steps, math.ceil(self.max_epochs * per_epoch)))
 
+    def smooth_ahead(self) -> int:
+        """Rows past a row that its smoothed errors read: a centred smoothing reaches
+        length - length//2 - 1 rows ahead, a trailing one none."""
+        length = self.smooth_length()
+        return 0 if self.trailing else length - length // 2 - 1
+
     def stream_geometry(self) -> StreamGeometry:
         length = self.smooth_length()
-        # a centred smoothing reaches length - length//2 - 1 rows past a row; a trailing one none
-        ahead = 0 if self.trailing else length - length // 2 - 1
+        ahead = self.smooth_ahead()
         geometry = StreamGeometry()
         for kind, _ in self.families():
             if kind == "grating":

@@ -175,50 +175,74 @@ def imputation_errors(
         chain.advance()
         return chain.errors()
     record = config.steps()[1]
-    conditioning = config.conditioning
-    b = x0.shape[0]
-    device = x0.device
-    zero = torch.zeros((), device=device)
+    zero = torch.zeros((), device=x0.device)
     x0 = torch.where(present, x0, zero)
     truth = x0 if truth is None else torch.where(present, truth, zero)
     passes = grating_passes(config, present) if passes is None else passes
-    errors = torch.full((len(record), *x0.shape), float("nan"), device=device)
+    errors = torch.full((len(record), *x0.shape), float("nan"), device=x0.device)
     slot = {int(t): i for i, t in enumerate(record)}
 
     for index, one in enumerate(passes):
-        targets, observed = one.targets & present, one.context & present
-        visible = targets | observed
-        strategy = torch.full((b,), one.strategy, dtype=torch.long, device=device)
-        side = model.side_info(observed)
+        inputs = _PassInputs.of(model, one, present)
+        visible = inputs.targets | inputs.observed
         draws = noise[:, index]
-
-        def estimate(
-            state: torch.Tensor,
-            t: int,
-            eps: torch.Tensor,
-            observed: torch.Tensor = observed,
-            targets: torch.Tensor = targets,
-            strategy: torch.Tensor = strategy,
-            side: list[torch.Tensor] = side,
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            context = process.noise(x0, t, eps) if conditioning == "unconditional" else x0
-            x_in = torch.where(observed, context, torch.where(targets, state, zero))
-            steps = torch.full((b,), t, dtype=torch.long, device=device)
-            return process.estimates(x_in, t, model(x_in, observed, steps, strategy, side))
-
         if mode == "direct":
             for t in (int(s) for s in record):
                 # no noise and no chain: the clean window goes in as if it were noised to step t,
                 # and the error is how far one denoising pass moves each target
-                x0_hat, _ = estimate(torch.where(visible, x0, zero), t, draws[:, 0])
-                errors[slot[t]] = torch.where(targets, (x0_hat - truth).abs(), errors[slot[t]])
+                x0_hat, _ = inputs.estimate(
+                    process, config, x0, torch.where(visible, x0, zero), t, draws[:, 0]
+                )
+                _fold(errors, slot[t], inputs.targets, x0_hat, truth)
         else:
             for i, t in enumerate(int(s) for s in record):
                 # one draw noises the whole window: targets and (unconditional) context alike
                 noised = torch.where(visible, process.noise(x0, t, draws[:, i]), zero)
-                x0_hat, _ = estimate(noised, t, draws[:, i])
-                errors[slot[t]] = torch.where(targets, (x0_hat - truth).abs(), errors[slot[t]])
+                x0_hat, _ = inputs.estimate(process, config, x0, noised, t, draws[:, i])
+                _fold(errors, slot[t], inputs.targets, x0_hat, truth)
     return errors
+
+
+@dataclass(frozen=True)
+class _PassInputs:
+    """What the denoiser is told about one pass: its targets and context among the present entries,
+    the mask strategy per window, and the side information of the context."""
+
+    model: Denoiser
+    targets: torch.Tensor
+    observed: torch.Tensor
+    strategy: torch.Tensor
+    side: list
+
+    @classmethod
+    def of(cls, model: Denoiser, one: Pass, present: torch.Tensor) -> _PassInputs:
+        targets, observed = one.targets & present, one.context & present
+        strategy = torch.full((present.shape[0],), one.strategy, dtype=torch.long, device=present.device)
+        return cls(model, targets, observed, strategy, model.side_info(observed))
+
+    def estimate(
+        self,
+        process: DiffusionProcess,
+        config: DiffusionConfig,
+        x0: torch.Tensor,
+        state: torch.Tensor,
+        t: int,
+        eps: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean values and noise the denoiser estimates at step ``t`` for targets holding ``state``
+        (the context clean, or noised with ``eps`` under unconditional imputation)."""
+        context = process.noise(x0, t, eps) if config.conditioning == "unconditional" else x0
+        zero = torch.zeros((), device=x0.device)
+        x_in = torch.where(self.observed, context, torch.where(self.targets, state, zero))
+        steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
+        return process.estimates(x_in, t, self.model(x_in, self.observed, steps, self.strategy, self.side))
+
+
+def _fold(
+    errors: torch.Tensor, slot: int, targets: torch.Tensor, x0_hat: torch.Tensor, truth: torch.Tensor
+) -> None:
+    """The absolute errors of the targets into ``errors[slot]`` (other entries kept)."""
+    errors[slot] = torch.where(targets, (x0_hat - truth).abs(), errors[slot])
 
 
 class ChainImputation:
@@ -256,7 +280,7 @@ class ChainImputation:
         self._kept: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (slot, targets, estimate)
         self._done = 0  # steps taken, over every pass
         self._state: torch.Tensor | None = None
-        self._pass: tuple | None = None  # (targets, observed, strategy, side) of the pass in progress
+        self._pass: _PassInputs | None = None  # the pass in progress
 
     @property
     def total_steps(self) -> int:
@@ -275,35 +299,23 @@ class ChainImputation:
 
     def _step(self) -> None:
         index, i = divmod(self._done, len(self.visit))
-        b = self.x0.shape[0]
-        device = self.x0.device
         draws = self.noise[:, index]
         if i == 0:
-            one = self.passes[index]
-            targets, observed = one.targets & self.present, one.context & self.present
-            strategy = torch.full((b,), one.strategy, dtype=torch.long, device=device)
-            self._pass = (targets, observed, strategy, self.model.side_info(observed))
+            self._pass = _PassInputs.of(self.model, self.passes[index], self.present)
             self._state = draws[:, 0]
-        targets, observed, strategy, side = self._pass
         t = int(self.visit[i])
-        eps = draws[:, 1 + i]
-        unconditional = self.config.conditioning == "unconditional"
-        context = self.process.noise(self.x0, t, eps) if unconditional else self.x0
-        x_in = torch.where(observed, context, torch.where(targets, self._state, self.zero))
-        steps = torch.full((b,), t, dtype=torch.long, device=device)
-        x0_hat, eps_hat = self.process.estimates(x_in, t, self.model(x_in, observed, steps, strategy, side))
+        x0_hat, eps_hat = self._pass.estimate(
+            self.process, self.config, self.x0, self._state, t, draws[:, 1 + i]
+        )
         if t in self.slot:
             if self.truth is None:
-                self._kept.append((self.slot[t], targets, x0_hat))
+                self._kept.append((self.slot[t], self._pass.targets, x0_hat))
             else:
-                self._fold(self.slot[t], targets, x0_hat, self.truth)
+                _fold(self._errors, self.slot[t], self._pass.targets, x0_hat, self.truth)
         if i + 1 < len(self.visit):  # deterministic DDIM step to the next visited step
             nxt = int(self.visit[i + 1])
             self._state = self.process.sqrt_ab[nxt] * x0_hat + self.process.sqrt_1m_ab[nxt] * eps_hat
         self._done += 1
-
-    def _fold(self, slot: int, targets: torch.Tensor, x0_hat: torch.Tensor, truth: torch.Tensor) -> None:
-        self._errors[slot] = torch.where(targets, (x0_hat - truth).abs(), self._errors[slot])
 
     def errors(self, truth: torch.Tensor | None = None) -> torch.Tensor:
         """(len(record), B, K, L) absolute errors of the finished chain; ``truth`` (B, K, L) is
@@ -315,6 +327,6 @@ class ChainImputation:
                 raise RuntimeError("the chain kept no truth to compare with")
             truth = torch.where(self.present, truth, self.zero)
             for slot, targets, x0_hat in self._kept:
-                self._fold(slot, targets, x0_hat, truth)
+                _fold(self._errors, slot, targets, x0_hat, truth)
             self._kept = []
         return self._errors

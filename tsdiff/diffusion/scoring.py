@@ -97,9 +97,7 @@ def _wanted_rows(memo: dict | None, offset: int, config: DiffusionConfig) -> int
     row the stream reads, plus how far a centred smoothing reaches past it (None: every row)."""
     if memo is None or memo.get(MEMO_WANTED) is None:
         return None
-    length = config.smooth_length()
-    ahead = 0 if config.trailing else length - length // 2 - 1
-    return int(memo[MEMO_WANTED]) - offset + ahead
+    return int(memo[MEMO_WANTED]) - offset + config.smooth_ahead()
 
 
 class _Family:

@@ -18,24 +18,19 @@ import json
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' Prometheus helper
+from tests.prometheus_server import BINARIES, PrometheusServer
+
 START = pd.Timestamp("2024-06-01T00:00:00Z")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -44,8 +39,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1200)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if not (prometheus and promtool):
+    if not all(BINARIES):
         sys.exit("needs Debian's prometheus package (apt-get install prometheus)")
     import tsdiff
     from tsdiff.datasets import load_bundled
@@ -53,35 +47,8 @@ def main() -> None:
     frame = load_bundled().train.iloc[: args.rows, :8].copy()
     frame.index = pd.date_range(START, periods=len(frame), freq="min")
     root = Path(tempfile.mkdtemp())
-    lines = []
-    for column in frame.columns:
-        lines.append(f"# TYPE smd_{column} gauge")
-        name = f'smd_{column}{{machine="1-2"}}'
-        lines += [f"{name} {v!r} {t.value // 10**9}" for t, v in frame[column].items()]
-    (root / "data.om").write_text("\n".join([*lines, "# EOF"]) + "\n")
-    backfill = [
-        promtool,
-        "tsdb",
-        "create-blocks-from",
-        "openmetrics",
-        str(root / "data.om"),
-        str(root / "tsdb"),
-    ]
-    subprocess.run(backfill, check=True, capture_output=True)
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    port = _port()
-    server = subprocess.Popen(
-        [prometheus, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
-         "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.3)
+    server = PrometheusServer(root, frame, prefix="smd_", labels='machine="1-2"')
+    url = server.url
     cli = [sys.executable, "-m", "tsdiff.cli", "-q"]
     fit_rows = args.rows // 2
     end_fit = (START + pd.Timedelta(minutes=fit_rows - 1)).isoformat()
@@ -104,7 +71,7 @@ def main() -> None:
         kills += 1
     final = subprocess.run(watch, timeout=600)
     elapsed = time.perf_counter() - t0
-    server.terminate()
+    server.stop()
     records = [json.loads(x) for x in (root / "rows.jsonl").read_text().splitlines()]
     times = [pd.Timestamp(r["time"]) for r in records]
     det = tsdiff.load(root / "model")

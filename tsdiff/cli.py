@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--until", help="stop after scoring the rows up to this time (a replay)")
     watch.add_argument(
-        "--delay", default="0s", help="read this far behind now, so the latest scrape has landed"
+        "--delay",
+        help="read this far behind the server's clock (default: the rows of series selectors once every "
+        "series has a later sample, so they are complete; computed queries one step behind)",
     )
     watch.add_argument("--interval", type=float, help="seconds between polls (default: the model's step)")
     watch.add_argument("--batch", type=int, default=1440, help="most rows one poll reads (default 1440)")
@@ -598,9 +600,8 @@ def run_watch(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    _progress(
-        f"tsdiff watch: {type(detector).__name__} on {source.url}, serving http://{args.listen}/metrics"
-    )
+    address = f"{host}:{server.server_address[1]}"  # the port the system gave, with --listen HOST:0
+    _progress(f"tsdiff watch: {type(detector).__name__} on {source.url}, serving http://{address}/metrics")
     try:
         watcher.run(stop, until=args.until, interval=args.interval)
     finally:

@@ -65,7 +65,11 @@ class Watcher:
     batch
         Most rows one poll reads (a watcher catching up after downtime reads in batches).
     delay
-        How far behind now a poll reads (a duration), so the latest scrape has landed.
+        How far behind the server's clock a poll reads (a duration). None: rows of series
+        selectors are read once every series has a later sample (they cannot change any more),
+        rows of computed queries one step behind (see
+        :meth:`~tsdiff.sources.prometheus.PrometheusSource.complete_until`). The watcher's own
+        clock is never used, so a clock ahead of the server's reads no row early.
     """
 
     def __init__(
@@ -75,7 +79,7 @@ class Watcher:
         state_path: str | Path | None = None,
         output: str | Path | None = None,
         start: Any = "now",
-        delay: Any = "0s",
+        delay: Any = None,
         top_k: int = 5,
         batch: int = 1440,
     ) -> None:
@@ -86,7 +90,7 @@ class Watcher:
         self.source = source
         self.state_path = None if state_path is None else Path(state_path)
         self.output = None if output is None else Path(output)
-        self.delay = 0.0 if str(delay) in ("0", "0s") else parse_duration(delay)
+        self.delay = None if delay is None else 0.0 if str(delay) in ("0", "0s") else parse_duration(delay)
         self.top_k = int(top_k)
         if int(batch) < 1:
             raise ParameterError(f"batch must be >= 1, got {batch!r}")
@@ -155,13 +159,16 @@ class Watcher:
 
     # ----------------------------------------------------------------- polling
     def poll(self, now: Any = None, until: Any = None) -> int:
-        """Read and score the rows from the next unread one up to ``now - delay`` (or ``until``);
-        returns how many rows were read. A server failure raises
+        """Read and score the rows from the next unread one up to the last complete one (or
+        ``until``); returns how many rows were read. ``now`` replaces the server's view with a
+        given clock (rows up to ``now - delay``: a replay or a benchmark). A server failure raises
         :class:`~tsdiff.errors.SourceError` (see :meth:`run` for the retries)."""
         from tsdiff.sources.prometheus import parse_time
 
-        clock = pd.Timestamp.now(tz="UTC") if now is None else parse_time(now)
-        end_ns = clock.value - round(self.delay * 1e9)
+        if now is None:
+            end_ns = self.source.complete_until(self.delay).value
+        else:
+            end_ns = parse_time(now).value - round((self.delay or 0.0) * 1e9)
         if until is not None:
             end_ns = min(end_ns, parse_time(until).value)
         end_ns = (end_ns // self.step_ns) * self.step_ns
@@ -225,7 +232,7 @@ class Watcher:
         backoff = 1.0
         while not stop.is_set():
             try:
-                self.poll(until=until)
+                read = self.poll(until=until)
                 self.source_up, backoff = 1, 1.0
                 self.last_poll_ok = time.time()
             except SourceError as exc:
@@ -238,11 +245,9 @@ class Watcher:
             if until is not None and self.next_ns > parse_time(until).value:
                 self.finish()
                 return
-            lag_ns = pd.Timestamp.now(tz="UTC").value - self.next_ns
-            behind = lag_ns > self.step_ns + round(self.delay * 1e9)  # catching up: no pause
             if interval is not None:
                 stop.wait(float(interval))
-            elif not behind:
+            elif read < self.batch:  # a full batch: more rows are waiting, no pause
                 stop.wait(self.source.step)
 
     # ----------------------------------------------------------------- exposition

@@ -8,12 +8,8 @@ reason, when the binaries are missing; in CI (``$CI`` set) a missing binary is a
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import time
-import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -24,17 +20,8 @@ from tsdiff import errors
 from tsdiff.sources import prometheus as prom
 from tsdiff.sources.prometheus import PrometheusSource, parse_duration, parse_time, series_name
 
-BINARIES = [shutil.which("prometheus"), shutil.which("promtool")]
-START = pd.Timestamp("2024-06-01T00:00:00Z")
-ROWS, METRICS = 600, ["m1", "m2", "m3", "m4", "m5"]
-
-
-def needs_prometheus() -> None:
-    if all(BINARIES):
-        return
-    if os.environ.get("CI"):
-        pytest.fail("CI must have Debian's prometheus package (apt-get install -y prometheus)")
-    pytest.skip("the prometheus and promtool binaries are not installed (apt-get install prometheus)")
+from tests.prometheus_server import BINARIES, free_port, needs_prometheus
+from tests.sources.conftest import ROWS, START
 
 
 # ----------------------------------------------------------------- parsing, no server
@@ -74,86 +61,6 @@ def test_unreachable_server_is_a_typed_error_naming_the_query():
 
 
 # ----------------------------------------------------------------- a real server
-@pytest.fixture(scope="module")
-def smd_slice():
-    from tsdiff.datasets import load_bundled
-
-    frame = load_bundled().train.iloc[:ROWS][METRICS].copy()
-    frame.index = pd.date_range(START, periods=ROWS, freq="min", name="timestamp")
-    return frame
-
-
-def _openmetrics(frame: pd.DataFrame) -> str:
-    lines = []
-    for column in frame.columns:
-        name = f"smd_{column}"
-        lines.append(f"# TYPE {name} gauge")
-        for stamp, value in frame[column].items():
-            if np.isfinite(value):
-                lines.append(f'{name}{{machine="1-2"}} {value!r} {stamp.value // 10**9}')
-    lines.append("# EOF")
-    return "\n".join(lines) + "\n"
-
-
-def backfill(root, frame: pd.DataFrame) -> None:
-    """Write ``frame`` into the storage ``root/tsdb`` with ``promtool tsdb create-blocks-from``."""
-    (root / "data.om").write_text(_openmetrics(frame))
-    subprocess.run(
-        [BINARIES[1], "tsdb", "create-blocks-from", "openmetrics", str(root / "data.om"), str(root / "tsdb")],
-        check=True,
-        capture_output=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, smd_slice):
-    needs_prometheus()
-    root = tmp_path_factory.mktemp("prometheus")
-    backfill(root, smd_slice)
-    proc, url = run_prometheus(root, "global:\n  scrape_interval: 15s\n")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_prometheus(root, config: str, port: int | None = None):
-    """Start ``prometheus`` with ``config`` and the storage ``root/tsdb``; (process, URL) once ready."""
-    prometheus = BINARIES[0]
-    (root / "prometheus.yml").write_text(config)
-    port = port or free_port()
-    log = open(root / "prometheus.log", "w")
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'tsdb'}",
-            "--storage.tsdb.retention.time=100y",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"prometheus did not start: {(root / 'prometheus.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-
-
 def _expected(smd_slice: pd.DataFrame) -> pd.DataFrame:
     out = smd_slice.copy()
     out.columns = [f'smd_{c}{{machine="1-2"}}' for c in out.columns]
@@ -271,16 +178,22 @@ def test_watch_killed_mid_replay_resumes_without_losing_or_repeating_a_row(serve
     args = [sys.executable, "-m", "tsdiff.cli", "watch", str(tmp_path / "model"), "--listen", "127.0.0.1:0"]
     args += ["--start", first.isoformat(), "--until", last.isoformat(), "--batch", "10", "--interval", "0.3"]
     args += ["--output", str(tmp_path / "rows.jsonl"), "--state", str(tmp_path / "state.json")]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while (
-        not (tmp_path / "state.json").exists()
-        or json.loads((tmp_path / "state.json").read_text())["rows_scored"] < 50
-    ):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # no chance to clean up
-    proc.wait(timeout=30)
+    log = open(tmp_path / "watch.log", "w")
+    proc = subprocess.Popen(args, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            not (tmp_path / "state.json").exists()
+            or json.loads((tmp_path / "state.json").read_text())["rows_scored"] < 50
+        ):
+            assert proc.poll() is None, (tmp_path / "watch.log").read_text()
+            assert time.monotonic() < deadline, "no 50 rows scored within 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        log.close()
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
@@ -307,36 +220,27 @@ def _streamable() -> dict[str, object]:
     return out
 
 
-def test_prometheus_stores_the_batch_scores_of_every_streamable_detector(smd_slice, tmp_path):
+def test_prometheus_stores_the_batch_scores_of_every_streamable_detector(prometheus, smd_slice):
     """The loop on backfilled data: every streamable detector is fitted from the server, replays
     the next rows with ``Watcher`` (one row per poll), and the same server scrapes its ``/metrics``;
     the samples Prometheus stored, read through its query API, are the batch scores of those rows.
     The scores carry their rows' 2024 times, so the server accepts samples that far back
-    (``out_of_order_time_window``)."""
-    import threading
+    (``out_of_order_time_window``).
 
+    Prometheus keeps one sample per series per scrape, so the test runs the watchers in lock-step
+    with the scrapes: after each round of polls it waits (with a deadline) until the server has
+    scraped every watcher that made a row final, before the next poll replaces that row. Nothing
+    is left to timing: every row that was a poll's last final row must be stored, and no other.
+    """
     from tsdiff.stream import StreamScorer
     from tsdiff.watch import Watcher, serve
 
-    needs_prometheus()
     models = _streamable()
-    ports = {name: free_port() for name in models}
-    jobs = "".join(
-        f"  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        for name, port in ports.items()
-    )
-    config = (
-        "global:\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\n"
-        "storage:\n  tsdb:\n    out_of_order_time_window: 10y\n"
-        "scrape_configs:\n" + jobs
-    )
-    backfill(tmp_path, smd_slice)
-    proc, url = run_prometheus(tmp_path, config)
-    stop, threads, servers, replayed = threading.Event(), [], [], {}
+    source = PrometheusSource(prometheus.url, selector='{machine="1-2"}', step="60s")
+    train = source.read(START, START + pd.Timedelta(minutes=399))
+    first = START + pd.Timedelta(minutes=400)
+    replays, servers = {}, []
     try:
-        source = PrometheusSource(url, selector='{machine="1-2"}', step="60s")
-        train = source.read(START, START + pd.Timedelta(minutes=399))
-        first = START + pd.Timedelta(minutes=400)
         for name, det in models.items():
             det.fit(train)
             det.source_ = {
@@ -348,42 +252,48 @@ def test_prometheus_stores_the_batch_scores_of_every_streamable_detector(smd_sli
             scorer = StreamScorer(det)
             # enough rows that 20 polls after the first window each make one row final
             rows = scorer.min_rows + scorer.latency + 20
-            replayed[name] = (det, rows)
-            servers.append(serve(watcher, "127.0.0.1", ports[name]))
-            until = first + pd.Timedelta(minutes=rows - 1)
-            thread = threading.Thread(
-                target=watcher.run, args=(stop,), kwargs={"until": until, "interval": 0.3}
-            )
-            threads.append(thread)
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not any(t.is_alive() for t in threads)
-        time.sleep(0.5)  # the last rows' scrape
+            servers.append(serve(watcher, "127.0.0.1", 0))
+            replays[f"replay-{name}"] = (watcher, det, rows)
+        ports = [httpd.server_address[1] for httpd in servers]
+        prometheus.add_jobs({job: (f"127.0.0.1:{p}", 0.1) for job, p in zip(replays, ports, strict=True)})
+        published: dict[str, list[float]] = {job: [] for job in replays}  # each poll's last final row
+        pending = set(replays)
+        while pending:
+            changed = {}
+            for job in sorted(pending):
+                watcher, det, rows = replays[job]
+                until = first + pd.Timedelta(minutes=rows - 1)
+                before = watcher.rows_scored
+                if watcher.next_ns > until.value:
+                    watcher.finish()  # the rows still waiting for later ones, at once
+                    pending.discard(job)
+                else:
+                    watcher.poll(until=until)
+                if watcher.rows_scored > before:
+                    changed[job] = watcher.last["seconds"]
+                    published[job].append(watcher.last["seconds"])
+
+            def scraped(changed=changed) -> bool:
+                seen = prometheus.query("tsdiff_last_scored_timestamp_seconds")
+                latest = {series["metric"]["job"]: float(series["value"][1]) for series in seen}
+                return all(latest.get(job) == stamp for job, stamp in changed.items())
+
+            prometheus.wait_for(scraped, f"a scrape of the rows {changed}", deadline=30)
         frame = _expected(smd_slice)
-        for name, (det, rows) in replayed.items():
-            params = {
-                "query": f'tsdiff_anomaly_score{{job="{name}"}}[1d]',
-                "time": (first + pd.Timedelta(hours=12)).timestamp(),
-            }
-            with urllib.request.urlopen(
-                f"{url}/api/v1/query?{urllib.parse.urlencode(params)}", timeout=10
-            ) as answer:
-                result = json.loads(answer.read())["data"]["result"]
-            stored = {float(t): float(v) for series in result for t, v in series["values"]}
+        for job, (_, det, rows) in replays.items():
+            selector = f'tsdiff_anomaly_score{{job="{job}"}}'
+            stored = prometheus.samples(selector, at=(first + pd.Timedelta(hours=12)).timestamp())
             live = frame.iloc[400 : 400 + rows].set_axis(list(det.feature_names_in_), axis=1)
             batch = det.score(live).set_axis([stamp.value / 1e9 for stamp in live.index])
-            assert set(stored) <= set(batch.index), name
+            assert sorted(stored) == published[job], job  # every published row once, no other
             diff = max(abs(v - batch[t]) for t, v in stored.items())
-            assert diff < 1e-6, (name, diff)
-            assert len(stored) >= 18, (name, len(stored))  # one row per poll, scraped every 0.1 s
+            assert diff < 1e-6, (job, diff)
+            assert len(stored) >= 20, (job, len(stored))  # one row per poll after the first window
     finally:
-        stop.set()
         for httpd in servers:
             httpd.shutdown()
-        proc.terminate()
-        proc.wait(timeout=30)
+            httpd.server_close()
+        prometheus.remove_jobs(list(replays))
 
 
 def test_the_example_config_and_alerting_rules_pass_promtool():
@@ -418,9 +328,14 @@ def test_a_server_outage_is_retried_and_reported_never_raised(tmp_path):
     stop = threading.Event()
     runner = threading.Thread(target=watcher.run, args=(stop,))
     runner.start()
-    time.sleep(2.5)
-    stop.set()
-    runner.join(timeout=10)
+    try:  # the tries come 1 s, then 2 s apart: two failures within a few seconds
+        deadline = time.monotonic() + 30
+        while watcher.source_errors < 2:
+            assert runner.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
     assert not runner.is_alive()
     assert watcher.source_up == 0 and watcher.source_errors >= 2  # retried with back-off (1 s, 2 s, ...)
     text = "\n".join(f"{m.name} {s.value}" for m in watcher.collect() for s in m.samples)

@@ -38,6 +38,8 @@ from tsdiff.errors import ParameterError, SourceError
 
 #: most points per series one range query may ask for (the server's limit is 11,000)
 MAX_POINTS = 10_000
+#: seconds an instant query looks back for a series' last sample (Prometheus' default lookback)
+LOOKBACK_SECONDS = 300.0
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
@@ -95,6 +97,14 @@ def series_name(labels: Mapping[str, str], query_name: str | None = None) -> str
         return head or "{}"
     inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
     return f"{head}{{{inner}}}"
+
+
+def is_series_selector(query: str) -> bool:
+    """Whether ``query`` is a plain series selector (``name``, ``name{...}`` or ``{...}``), whose
+    samples are the scraped ones, rather than an expression computed from them."""
+    strings = r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`'
+    text = re.sub(strings, '""', str(query).strip())
+    return re.fullmatch(r"[A-Za-z_:][A-Za-z0-9_:]*\s*(\{[^{}]*\})?|\{[^{}]*\}", text) is not None
 
 
 def _escape(value: str) -> str:
@@ -158,6 +168,33 @@ class PrometheusSource:
         return out
 
     # ----------------------------------------------------------------- reading
+    def complete_until(self, delay: float | None = None) -> pd.Timestamp:
+        """The latest time whose rows the server will not change any more, by the server's clock.
+
+        A row at time t holds each series' last sample at or before t, so it is complete once every
+        series has a sample after t. For a series selector that is the oldest of its series'
+        newest samples (a series with none in the last :data:`LOOKBACK_SECONDS` has stopped and
+        does not hold rows back); a computed query's samples carry the evaluation time, so its rows
+        are read ``delay`` seconds behind the server's clock (default: one step, the time a scrape
+        takes to land). ``delay``, when given, also holds back the selectors' rows.
+        """
+        server_now = self._instant("time()", None, "time()")["result"][0]
+        bound = float(server_now) - (delay or 0.0)
+        for _, query in self.queries:
+            if not is_series_selector(query):
+                bound = min(bound, float(server_now) - (self.step if delay is None else delay))
+                continue
+            newest = self._instant(f"timestamp({query})", server_now, query)["result"]
+            if newest:
+                bound = min(bound, min(float(item["value"][1]) for item in newest))
+            else:  # no current series: a scrape that started before now may still land
+                bound = min(bound, float(server_now) - max(self.step, delay or 0.0))
+        return pd.Timestamp(round(bound * 1e9), unit="ns", tz="UTC")
+
+    def _instant(self, promql: str, at: Any, query: str) -> dict[str, Any]:
+        params = {"query": promql} if at is None else {"query": promql, "time": str(at)}
+        return self._get("/api/v1/query", params, query).get("data") or {}
+
     def grid(self, start: Any, end: Any) -> pd.DatetimeIndex:
         """The time grid from ``start`` to ``end`` (rounded down to the step), UTC."""
         a, b = parse_time(start), parse_time(end)

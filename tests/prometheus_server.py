@@ -118,27 +118,36 @@ class PrometheusServer:
             )  # fmt: skip
         self._write_config()
         self.log_path = self.root / "prometheus.log"
-        self._log = open(self.log_path, "w")
+        self.url = ""
+        self.start()
+
+    # ----------------------------------------------------------------- life
+    def start(self) -> None:
+        """Start the process: on a port the kernel picks the first time, on the same port after a
+        :meth:`stop` (an outage and a recovery, as a watcher sees them)."""
+        address = self.url.removeprefix("http://") or "127.0.0.1:0"
+        self._log = open(self.log_path, "a")
+        start = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             [BINARIES[0], f"--config.file={self.root / 'prometheus.yml'}",
              f"--storage.tsdb.path={self.root / 'tsdb'}", "--storage.tsdb.retention.time=100y",
-             "--web.listen-address=127.0.0.1:0", "--web.enable-lifecycle"],
+             f"--web.listen-address={address}", "--web.enable-lifecycle"],
             stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=_die_with_parent,
         )  # fmt: skip
         try:  # the jobs given here are scraped soon after: a test waits for what it needs of them
-            self.url = self._await_start(deadline=60)
+            self.url = self._await_start(start, deadline=60)
         except BaseException:
             self.stop()
             raise
 
-    # ----------------------------------------------------------------- life
-    def _await_start(self, deadline: float) -> str:
-        """The server's URL once it answers ``/-/ready`` (the port is read from its log)."""
+    def _await_start(self, offset: int, deadline: float) -> str:
+        """The server's URL once it answers ``/-/ready`` (the port is read from its log, from
+        ``offset`` on)."""
         until = time.monotonic() + deadline
         url = None
         while True:
             if url is None:
-                found = re.search(r'msg="Listening on" address=(\S+)', self.log_path.read_text())
+                found = re.search(r'msg="Listening on" address=(\S+)', self.log_path.read_text()[offset:])
                 url = f"http://{found.group(1)}" if found else None
             if url is not None:
                 with contextlib.suppress(OSError):

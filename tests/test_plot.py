@@ -39,3 +39,22 @@ def test_plot_graph_accepts_a_detector_or_a_graph(hybrid_result, tmp_path):
     fig = plot_graph(det, path=tmp_path / "g.svg")
     assert (tmp_path / "g.svg").read_text().startswith("<?xml")
     assert plot_graph(det.graph_) is not fig
+
+
+def test_metric_names_are_drawn_literally(tmp_path):
+    """Prometheus names hold ``$`` (a Windows share ``C$``): matplotlib must not read math text."""
+    from tsdiff import CausalDetector
+
+    names = ['smb{share="C$",other="D$"}', "cpu_$total$", "m$", "plain"]
+    train = make_frame(300, 4, seed=0).set_axis(names, axis=1)
+    test = make_frame(200, 4, seed=1).set_axis(names, axis=1)
+    test.iloc[120:126, 0] += 8.0
+    det = CausalDetector(random_state=0).fit(train)
+    result = det.detect(test)
+    fig = plot_detection(test, result, metrics=4, path=tmp_path / "d.png")
+    assert fig.axes[0].get_ylabel().replace("\\$", "$") in names
+    plot_graph(det, path=tmp_path / "g.png")
+    ax = result.explain(0).plot()
+    ax.figure.savefig(tmp_path / "e.png")
+    for png in ("d.png", "g.png", "e.png"):
+        assert (tmp_path / png).stat().st_size > 5_000

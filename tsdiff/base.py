@@ -234,6 +234,8 @@ class BaseDetector(BaseEstimator):
             raise ParameterError(f"cannot select rows {start!r} .. {end!r} of this index: {exc}") from None
         if len(rows) == 0:
             raise ParameterError(f"no rows between {start!r} and {end!r}")
+        if np.isnan(frame.values[rows]).all():
+            raise ParameterError(f"the rows {start!r} .. {end!r} hold no values: nothing to explain")
         evidence = self.score_scaled(values).evidence
         return self.explain_events(evidence, [slice(int(rows[0]), int(rows[-1]) + 1)], frame.index)[0]
 

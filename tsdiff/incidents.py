@@ -154,6 +154,15 @@ class IncidentTracker:
             changes.append(("opened", cur))
         return changes
 
+    def close(self, time: Any) -> list[tuple[str, Incident]]:
+        """End of the input at row ``time``: the open incident, if any, resolves there (its alert
+        gets an ``endsAt``); one still gathering its first rows is dropped, as in a batch."""
+        cur, self.current, self.quiet = self.current, None, 0
+        if cur is None or cur.span_rows < self.min_rows:
+            return []
+        cur.end = time
+        return [("resolved", cur)]
+
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
         return {

@@ -15,6 +15,12 @@ import pandas as pd
 from tsdiff.errors import ParameterError
 
 
+def literal(text: Any) -> str:
+    """``text`` as matplotlib should draw it: literally (a ``$`` in a metric name such as
+    ``smb{share="C$"}`` would otherwise start math text, and two of them fail to render)."""
+    return str(text).replace("$", r"\$")
+
+
 def _pyplot() -> Any:
     import matplotlib.pyplot as plt  # picks Agg by itself when there is no display
 
@@ -83,13 +89,13 @@ def plot_detection(
     )
     for ax, name in zip(axes[:-1], names, strict=True):
         ax.plot(data.index, data[name].to_numpy(), lw=0.7, color="tab:blue")
-        ax.set_ylabel(str(name), rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_ylabel(literal(name), rotation=0, ha="right", va="center", fontsize=8)
         _shade(ax, truth, "tab:green", 0.2, "labelled")
         _shade(ax, detected, "tab:red", 0.25, "detected")
     ax = axes[-1]
     ax.plot(result.scores.index, result.scores.to_numpy(), lw=0.8, color="black", label="score")
     for name, series in result.components.items():
-        ax.plot(series.index, series.to_numpy(), lw=0.6, alpha=0.6, label=f"{name} (calibrated)")
+        ax.plot(series.index, series.to_numpy(), lw=0.6, alpha=0.6, label=literal(f"{name} (calibrated)"))
     ax.axhline(result.threshold, color="tab:red", ls="--", lw=0.8, label="threshold")
     _shade(ax, truth, "tab:green", 0.2, "labelled anomaly")
     _shade(ax, detected, "tab:red", 0.25, "detected event")
@@ -101,7 +107,7 @@ def plot_detection(
         for _, ev in top.iterrows():
             names_ = ev["root_causes"] if len(ev["root_causes"]) else ev["top_metrics"]
             ax.annotate(
-                ", ".join(map(str, names_[:3])),
+                literal(", ".join(map(str, names_[:3]))),
                 xy=(ev["peak"], ev["peak_score"]),
                 xytext=(0, 6),
                 textcoords="offset points",
@@ -109,9 +115,8 @@ def plot_detection(
                 ha="center",
                 color="tab:red",
             )
-    axes[0].set_title(
-        title or f"{len(events)} events; threshold {result.threshold:.3g} ({result.threshold_method})"
-    )
+    summary = f"{len(events)} events; threshold {result.threshold:.3g} ({result.threshold_method})"
+    axes[0].set_title(literal(title or summary))
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)

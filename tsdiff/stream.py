@@ -16,7 +16,7 @@ Rules for awkward input:
   rows without values (returned with ``gap=True``), so windows keep their length in time. Without
   ``freq``, consecutive rows are taken as consecutive steps.
 * **Missing values**: NaN cells are never used as observations (the models treat them as missing);
-  a row without any value gets no evidence.
+  a row without any value is a gap like a filled timestamp (``gap=True``, no score, no label).
 * **Restart**: :meth:`state` returns a JSON-ready snapshot; :meth:`from_state` rebuilds a scorer
   that continues exactly where the snapshot was taken.
 
@@ -238,7 +238,8 @@ class StreamScorer:
             return self._empty()
         self._values = np.vstack([self._values, checked.values])
         self._index.extend(checked.index)
-        self._gap.extend(gap.tolist())
+        # a row without any value is a gap too (a dead target): no evidence of normality
+        self._gap.extend((gap | np.isnan(checked.values).all(axis=1)).tolist())
         first_new = self._received
         self._received += len(checked.values)
         return self._emit(last_final=self._received - 1 - self.latency, first_new=first_new)
@@ -286,7 +287,7 @@ class StreamScorer:
         }
         for name, values in parts.components.items():
             row[f"score_{name}"] = float(values[i])
-        row["top_metrics"] = [names[j] for j in top]
+        row["top_metrics"] = [] if gap else [names[j] for j in top]
         causes: list[Any] = []
         if final and not gap:
             if label:

@@ -111,6 +111,11 @@ def set_time_index(
     if column is None:
         return frame
     times = parse_times(frame[column], column, what, time_unit, time_format)
+    if times.hasnans:
+        row = frame.index[int(np.argmax(times.isna()))]
+        where = "" if len(frame) == 1 else f" at row {row!r}"
+        message = f"{what}: time column {column!r} has no time{where} (empty or NaT)"
+        raise InputError(message, column=column, row=row)
     return frame.drop(columns=[column]).set_index(times)
 
 
@@ -147,5 +152,7 @@ def write_table(frame: Any, path: str | Path) -> None:
             frame.to_csv(p)
     except ImportError as exc:
         raise InputError(f"cannot write {path}: {exc} (install tsdiff[parquet])") from None
+    except BrokenPipeError:  # the reader went away (`tsdiff score -o - | head`): not the file's fault
+        raise
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -343,3 +343,36 @@ def test_explain_cli_refuses_a_model_without_causes(tmp_path, capsys):
 def _csv(frame: pd.DataFrame, path) -> str:
     frame.rename_axis("time").to_csv(path)
     return str(path)
+
+
+def test_dot_escapes_prometheus_names_and_an_empty_stretch_names_no_cause():
+    import re
+
+    names = ['x{instance="a",job="b"}', 'y{path="C:\\\\tmp"}', "z", "w", "v"]
+    violation, deviation = _evidence({0: 20, 1: 21}, violated={0})
+    e = explain_rows(
+        violation, deviation, deviation, slice(20, 50), names, lag_ancestry(EDGES, 5), {}, 3.0,
+        np.full(5, 3.0), lookback=10,
+    )  # fmt: skip
+    dot = e.to_dot()
+    # every quoted string closes on its line: no quote inside a name ends it early
+    quoted = re.compile(r'"(?:[^"\\]|\\.)*"')
+    for line in dot.splitlines():
+        assert '"' not in quoted.sub("", line), line
+    assert '"x{instance=\\"a\\",job=\\"b\\"}"' in dot
+    # a stretch with no evidence at all (no data): nothing is named as its cause
+    empty = np.full((60, 5), np.nan)
+    nothing = explain_rows(
+        empty, empty, empty, slice(20, 50), names, lag_ancestry(EDGES, 5), {}, 3.0, np.full(5, 3.0),
+        lookback=10,
+    )  # fmt: skip
+    assert nothing.root_causes == [] and len(nothing.affected) == 5
+    assert "digraph" in nothing.to_dot()
+
+
+def test_rank_causes_of_rows_without_values_is_refused(normal_fit):
+    det, data = normal_fit
+    frame = data.test.iloc[:120].copy()
+    frame.iloc[40:60] = np.nan
+    with pytest.raises(ParameterError, match="hold no values"):
+        det.rank_causes(frame, frame.index[40], frame.index[59])

@@ -1,11 +1,12 @@
 """One Prometheus server for every live test of this folder.
 
-The server is started once per test session: a slice of the bundled SMD machine backfilled under
-``smd_*{machine="1-2"}`` (2024 times, read back by the source and replayed by watchers), a live
-exporter of three related gauges scraped every second from the start (``live_*{job="live"}``),
-and the out-of-order window that lets a replaying watcher's 2024-stamped scores be stored. Tests
-add the scrape jobs they need with unique names (:meth:`PrometheusServer.add_jobs`) and remove
-them when done, so they stay independent of each other and of their order.
+The server is started once for this folder (and stopped after its last test): a slice of the
+bundled SMD machine backfilled under ``smd_*{machine="1-2"}`` (2024 times, read back by the source
+and replayed by watchers), a live exporter of three related gauges scraped every second from the
+start (``live_*{job="live"}``), and the out-of-order window that lets a replaying watcher's
+2024-stamped scores be stored. Tests add the scrape jobs they need with unique names
+(:meth:`PrometheusServer.add_jobs`) and remove them when done, so they stay independent of each
+other and of their order.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class _ExporterHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def smd_slice() -> pd.DataFrame:
     from tsdiff.datasets import load_bundled
 
@@ -75,7 +76,7 @@ def smd_slice() -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_exporter() -> Iterator[LiveExporter]:
     exporter = LiveExporter()
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
@@ -84,7 +85,7 @@ def live_exporter() -> Iterator[LiveExporter]:
     exporter.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prometheus(tmp_path_factory, smd_slice, live_exporter) -> Iterator[PrometheusServer]:
     needs_prometheus()
     target = f"127.0.0.1:{live_exporter.server_address[1]}"

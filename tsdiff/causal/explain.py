@@ -186,7 +186,7 @@ class Explanation:
     def to_dot(self, name: str = "event") -> str:
         """Graphviz DOT of the event's subgraph: nodes shaded by onset (earliest lightest, the
         latest darkest), labelled with their role; edges labelled ``lag / strength``."""
-        from tsdiff.causal.graph import dot_id
+        from tsdiff.causal.graph import dot_id, dot_text
 
         order = {m: i for i, m in enumerate(self.table["metric"])}
         rank = _onset_rank(self.table)
@@ -197,7 +197,7 @@ class Explanation:
         ]
         for row in self.table.itertuples(index=False):
             shade = 95 - int(40 * rank[row.metric])
-            label = f"{row.metric}\\n{self.role_text(row)}"
+            label = f"{dot_text(row.metric)}\\n{dot_text(self.role_text(row))}"
             lines.append(f'  {dot_id(row.metric)} [label="{label}", fillcolor="gray{shade}"];')
         if self.graph is not None:
             for e in self.graph.edges.itertuples(index=False):
@@ -217,6 +217,7 @@ class Explanation:
         import matplotlib.pyplot as plt
 
         from tsdiff.causal.graph import draw_edge
+        from tsdiff.plot import literal
 
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 5))
@@ -242,7 +243,7 @@ class Explanation:
             ax.text(
                 x,
                 y,
-                str(m),
+                literal(m),
                 ha="center",
                 va="center",
                 fontsize=8,
@@ -254,7 +255,8 @@ class Explanation:
         ax.set_ylim(-span - 0.3, span + 0.3)
         ax.axis("off")
         ax.set_title(
-            f"event {self.start} .. {self.end}: left to right by onset (edge: lag / strength)", fontsize=9
+            literal(f"event {self.start} .. {self.end}: left to right by onset (edge: lag / strength)"),
+            fontsize=9,
         )
         return ax
 
@@ -345,7 +347,8 @@ def explain_rows(
     violated = peak_viol > level
     affected = [int(j) for j in np.argsort(-peak_dev, kind="stable")]
     involved = [int(j) for j in np.argsort(-strength, kind="stable") if strength[j] > 1.0 or violated[j]]
-    involved = involved or affected[:1]
+    if not involved and peak_dev[affected[0]] > 0:  # nothing beyond its level: the one that moved most
+        involved = affected[:1]
     # roles in onset order (ties: stronger first); an explainer is always settled before the
     # metric it explains, so two metrics never explain each other
     roles: dict[int, tuple[str, int | None, float]] = {}

@@ -80,6 +80,8 @@ class CausalGraph:
         """Draw the graph with matplotlib (metrics on a circle; lag on each edge). Returns the axes."""
         import matplotlib.pyplot as plt
 
+        from tsdiff.plot import literal
+
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 7))
         n = len(self.metrics)
@@ -91,7 +93,8 @@ class CausalGraph:
         for row in shown.itertuples(index=False):
             draw_edge(ax, pos[row.cause], pos[row.effect], row, str(int(row.lag)), shrink=8, dash_lagged=True)
         for m, (x, y) in pos.items():
-            ax.text(x, y, str(m), ha="center", va="center", fontsize=8, bbox={"boxstyle": "round", "fc": "w"})
+            box = {"boxstyle": "round", "fc": "w"}
+            ax.text(x, y, literal(m), ha="center", va="center", fontsize=8, bbox=box)
         ax.set_xlim(-1.3, 1.3)
         ax.set_ylim(-1.3, 1.3)
         ax.set_aspect("equal")
@@ -149,7 +152,11 @@ def draw_edge(
     ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, fontsize=7, color="gray")
 
 
+def dot_text(text: Any) -> str:
+    """``text`` for inside a quoted Graphviz string: backslashes, quotes and newlines escaped."""
+    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def dot_id(name: Any) -> str:
     """A Graphviz identifier for ``name``: quoted, with quotes and backslashes escaped."""
-    text = str(name).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return f'"{dot_text(name)}"'

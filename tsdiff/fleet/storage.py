@@ -13,17 +13,14 @@ entity again, never read from the index, so an edited index cannot point elsewhe
 
 from __future__ import annotations
 
-import os
-import tempfile
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tsdiff.errors import InputError, ModelFormatError
+from tsdiff.fileio import FileLock, write_atomic
 from tsdiff.serialize import envelope, read_document, to_json
 
 INDEX_FILE = "fleet.json"
@@ -115,7 +112,7 @@ def update_index(
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(model_dir / LOCK_FILE):
+    with FileLock(model_dir / LOCK_FILE):
         try:
             index = read_index(model_dir)
         except ModelFormatError:
@@ -126,25 +123,5 @@ def update_index(
         index.update({"format_version": FORMAT_VERSION, **settings})
         index["entities"].update(fitted)
         index["failed"] = {k: v for k, v in {**index.get("failed", {}), **failed}.items() if k not in fitted}
-        text = to_json(index, "the fleet index", indent=1, default=str)
-        fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".fleet-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, model_dir / INDEX_FILE)
+        write_atomic(model_dir / INDEX_FILE, to_json(index, "the fleet index", indent=1, default=str))
     return index
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (POSIX ``flock``; elsewhere, none) while inside."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -10,8 +10,11 @@ queries and/or one selector, and aligns every returned series on one time grid:
   refuses more than 11,000);
 * **column names**: a named query (``{"cpu": "rate(...)"}``) that returns one series is called by
   its name; otherwise each series is named by its labels in Prometheus' own notation,
-  ``metric_name{label="value",...}`` with the labels sorted (``name{...}`` for a named query);
-  names are stable across runs and servers;
+  ``metric_name{label="value",...}`` with the labels sorted (``name{...}`` for a named query, the
+  query's own text for an unnamed expression without labels such as ``time()``); names are stable
+  across runs and servers;
+* a query that returns no series is an error naming it when reading data to fit on; a watcher
+  reading new rows gets its columns missing instead (see :meth:`PrometheusSource.read`);
 * HTTP failures, PromQL errors and unexpected answers are :class:`~tsdiff.errors.SourceError`
   naming the query.
 
@@ -38,6 +41,8 @@ from tsdiff.errors import ParameterError, SourceError
 
 #: most points per series one range query may ask for (the server's limit is 11,000)
 MAX_POINTS = 10_000
+#: most rows one read may produce (a week at one-second steps is 604,800)
+MAX_ROWS = 2_000_000
 #: seconds an instant query looks back for a series' last sample (Prometheus' default lookback)
 LOOKBACK_SECONDS = 300.0
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
@@ -65,7 +70,7 @@ def parse_duration(text: Any) -> float:
 def parse_time(text: Any, now: float | None = None) -> pd.Timestamp:
     """A UTC timestamp from RFC 3339 text, Unix seconds, or ``now`` with an optional offset
     (``now-2h``, ``now-140s``, ``now+5m``)."""
-    if isinstance(text, pd.Timestamp):
+    if isinstance(text, pd.Timestamp) and not pd.isna(text):
         return text.tz_localize("UTC") if text.tz is None else text.tz_convert("UTC")
     raw = str(text).strip()
     clock = time.time() if now is None else float(now)
@@ -75,13 +80,19 @@ def parse_time(text: Any, now: float | None = None) -> pd.Timestamp:
         seconds = clock + (offset if match.group(1) == "+" else -offset)
         return pd.Timestamp(seconds, unit="s", tz="UTC")
     try:
-        return pd.Timestamp(float(raw), unit="s", tz="UTC")
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise ParameterError(f"{text!r} is not a time (RFC 3339, Unix seconds, or now-2h)")
+        return pd.Timestamp(seconds, unit="s", tz="UTC")
     try:
         stamp = pd.Timestamp(raw)
     except ValueError:
         raise ParameterError(f"{text!r} is not a time (RFC 3339, Unix seconds, or now-2h)") from None
+    if pd.isna(stamp):
+        raise ParameterError(f"{text!r} is not a time (RFC 3339, Unix seconds, or now-2h)")
     if stamp.tz is None:
         raise ParameterError(f"{text!r} has no time zone; write it in RFC 3339 (e.g. 2024-01-01T00:00:00Z)")
     return stamp.tz_convert("UTC")
@@ -173,10 +184,11 @@ class PrometheusSource:
 
         A row at time t holds each series' last sample at or before t, so it is complete once every
         series has a sample after t. For a series selector that is the oldest of its series'
-        newest samples (a series with none in the last :data:`LOOKBACK_SECONDS` has stopped and
-        does not hold rows back); a computed query's samples carry the evaluation time, so its rows
-        are read ``delay`` seconds behind the server's clock (default: one step, the time a scrape
-        takes to land). ``delay``, when given, also holds back the selectors' rows.
+        newest samples (a series with none in the last :data:`LOOKBACK_SECONDS`, or for a selector
+        without a metric name in the last four steps, has stopped and does not hold rows back); a
+        computed query's samples carry the evaluation time, so its rows are read ``delay`` seconds
+        behind the server's clock (default: one step, the time a scrape takes to land).
+        ``delay``, when given, also holds back the selectors' rows.
         """
         server_now = self._instant("time()", None, "time()")["result"][0]
         bound = float(server_now) - (delay or 0.0)
@@ -184,12 +196,35 @@ class PrometheusSource:
             if not is_series_selector(query):
                 bound = min(bound, float(server_now) - (self.step if delay is None else delay))
                 continue
-            newest = self._instant(f"timestamp({query})", server_now, query)["result"]
+            newest = self._newest_samples(query, server_now)
             if newest:
-                bound = min(bound, min(float(item["value"][1]) for item in newest))
+                bound = min(bound, min(newest))
             else:  # no current series: a scrape that started before now may still land
                 bound = min(bound, float(server_now) - max(self.step, delay or 0.0))
         return pd.Timestamp(round(bound * 1e9), unit="ns", tz="UTC")
+
+    def _newest_samples(self, selector: str, server_now: float) -> list[float]:
+        """The time of each current series' newest sample. ``timestamp()`` drops the metric name,
+        so for a selector without one (``{job="node"}``: many metrics with the same other labels)
+        the current series are listed by an instant query, and their newest samples read from
+        their raw samples of the last few steps (of the whole lookback when one has none there)."""
+        if not selector.strip().startswith("{"):
+            answer = self._instant(f"timestamp({selector})", server_now, selector)["result"]
+            return [float(item["value"][1]) for item in answer]
+
+        def key(item: dict[str, Any]) -> tuple:
+            return tuple(sorted(item.get("metric", {}).items()))
+
+        current = {key(item) for item in self._instant(selector, server_now, selector)["result"]}
+        newest: dict[tuple, float] = {}
+        for window in (min(LOOKBACK_SECONDS, max(4 * self.step, 60.0)), LOOKBACK_SECONDS):
+            answer = self._instant(f"{selector}[{window:g}s]", server_now, selector)["result"]
+            newest = {
+                key(item): max(float(t) for t, _ in item["values"]) for item in answer if item.get("values")
+            }
+            if current <= set(newest):
+                break
+        return [newest[k] for k in current if k in newest]
 
     def _instant(self, promql: str, at: Any, query: str) -> dict[str, Any]:
         params = {"query": promql} if at is None else {"query": promql, "time": str(at)}
@@ -203,27 +238,47 @@ class PrometheusSource:
         last = (b.value // step_ns) * step_ns
         if last < first:
             raise ParameterError(f"the end {end!r} is before the start {start!r}")
+        rows = (last - first) // step_ns + 1
+        if rows > MAX_ROWS:
+            raise ParameterError(
+                f"{start!r} .. {end!r} at a {self.step:g} s step is {rows:,} rows, more than the "
+                f"{MAX_ROWS:,} one read may produce: use a larger --step, or split the range into "
+                f"reads of at most {MAX_ROWS:,} rows"
+            )
         return pd.DatetimeIndex(np.arange(first, last + 1, step_ns).astype("datetime64[ns]")).tz_localize(
             "UTC"
         )
 
-    def read(self, start: Any, end: Any) -> pd.DataFrame:
-        """Every series of every query between ``start`` and ``end``, one column each, on the grid."""
+    def read(self, start: Any, end: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every series of every query between ``start`` and ``end``, one column each, on the grid.
+
+        Without ``columns`` (reading data to fit on), a query that returns no series is a
+        :class:`~tsdiff.errors.SourceError` naming it. With ``columns`` (a model's: a watcher
+        reading new rows), a query without series is left out, so its columns are missing, and a
+        named query that a model knows as one column but that returns several series (a label
+        change, or a renamed target overlapping the old one) still gives that column: at each row,
+        the value of the series whose last sample is the latest among those with a value there.
+        """
         index = self.grid(start, end)
-        columns: dict[str, np.ndarray] = {}
+        wanted = None if columns is None else {str(c) for c in columns}
+        out: dict[str, np.ndarray] = {}
         for name, query in self.queries:
             found = self._series(query, index)
-            if name is not None and len(found) == 1:
-                found = {name: next(iter(found.values()))}
-            else:
-                found = {series_name(labels, name): values for labels, values in found.items()}
-            for column, values in found.items():
-                if column in columns:
+            if not found and wanted is None:
+                raise SourceError(
+                    f"no series between {index[0].isoformat()} and {index[-1].isoformat()}", query=query
+                )
+            if name is not None and (len(found) == 1 or (wanted is not None and name in wanted)):
+                named = {name: _overlay(list(found.values()))} if found else {}
+            else:  # each series by its labels (an unnamed scalar expression by the query itself)
+                named = {series_name(labels, name) if labels else query: v for labels, v in found.items()}
+            for column, values in named.items():
+                if column in out:
                     raise SourceError(
                         f"two series are both named {column!r}; name the queries apart", query=query
                     )
-                columns[column] = values
-        frame = pd.DataFrame(columns, index=index)
+                out[column] = values
+        frame = pd.DataFrame(out, index=index)
         frame.index.name = "timestamp"
         return frame
 
@@ -275,6 +330,22 @@ class PrometheusSource:
         if not isinstance(body, dict) or body.get("status") != "success":
             raise SourceError(f"{self.url}: {_error_text(raw) or 'the query failed'}", query=query)
         return body
+
+
+def _overlay(series: list[np.ndarray]) -> np.ndarray:
+    """One column from several series of a named query: at each row, the value of the series whose
+    last sample is latest among those that have a value there."""
+    if len(series) == 1:
+        return series[0]
+
+    def last_sample(values: np.ndarray) -> int:
+        present = np.flatnonzero(~np.isnan(values))
+        return int(present[-1]) if len(present) else -1
+
+    out = np.full(len(series[0]), np.nan)
+    for values in sorted(series, key=last_sample):  # the latest series written last, over the others
+        out = np.where(np.isnan(values), out, values)
+    return out
 
 
 class _Labels(dict):

@@ -1,0 +1,188 @@
+"""The watcher's guarantees under faults, against a stub server (the live faults against a real
+Prometheus are in tests/sources): every row logged exactly once, none invented, none lost; a second
+watcher refused; a restart never deletes a line; rows without data are gaps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsdiff.baselines import PCADetector
+from tsdiff.errors import ParameterError, SourceError
+from tsdiff.watch import Watcher
+
+from tests.helpers import make_frame
+
+COLUMNS = ["a", "b", "c"]
+
+
+class StubServer:
+    """The rows of a frame as a Prometheus source serves them: ``newest`` is the server's newest
+    complete row (its clock), ``down`` makes every call fail, ``drop`` leaves columns out."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame, self.step = frame, 60.0
+        self.newest = frame.index[-1]
+        self.down = False
+        self.drop: list[str] = []
+
+    def complete_until(self, delay=None) -> pd.Timestamp:
+        if self.down:
+            raise SourceError("cannot reach the stub", query="up")
+        return self.newest
+
+    def read(self, start, end, columns=None) -> pd.DataFrame:
+        if self.down:
+            raise SourceError("cannot reach the stub", query="up")
+        grid = pd.date_range(start, end, freq="min")
+        return self.frame.reindex(grid).drop(columns=self.drop)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return PCADetector().fit(make_frame(300, 3).set_axis(COLUMNS, axis=1))
+
+
+@pytest.fixture
+def server():
+    frame = make_frame(120, 3, seed=1).set_axis(COLUMNS, axis=1)
+    frame.index = pd.date_range("2024-06-01", periods=120, freq="min", tz="UTC")
+    return StubServer(frame)
+
+
+def _logged(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _watcher(model, server, tmp_path, **kwargs) -> Watcher:
+    args = {"state_path": tmp_path / "state.json", "output": tmp_path / "rows.jsonl", "batch": 10}
+    return Watcher(model, server, start=server.frame.index[0], **{**args, **kwargs})
+
+
+def test_a_restart_never_deletes_lines_it_did_not_write(model, server, tmp_path):
+    with _watcher(model, server, tmp_path, output=None, batch=30) as first:  # a state, no log
+        first.poll(until=server.frame.index[29])
+    foreign = [json.dumps({"line": i}) for i in range(100)]
+    (tmp_path / "rows.jsonl").write_text("\n".join(foreign) + "\n")
+    with _watcher(model, server, tmp_path, batch=30) as second:  # pointed at someone's 100 lines
+        second.poll(until=server.frame.index[59])
+    lines = (tmp_path / "rows.jsonl").read_text().splitlines()
+    assert lines[:100] == foreign and len(lines) == 130  # kept, and the next 30 rows appended
+
+
+def test_a_second_watcher_on_the_same_state_or_log_is_refused(model, server, tmp_path):
+    with _watcher(model, server, tmp_path) as first:
+        with pytest.raises(ParameterError, match=r"state .* is in use by another tsdiff watch"):
+            _watcher(model, server, tmp_path)
+        with pytest.raises(ParameterError, match=r"output .* is in use by another tsdiff watch"):
+            _watcher(model, server, tmp_path, state_path=tmp_path / "other.json")
+        first.poll(until=server.frame.index[9])
+    with _watcher(model, server, tmp_path) as again:  # released: the next one takes over
+        again.poll(until=server.frame.index[19])
+    assert len(_logged(tmp_path / "rows.jsonl")) == 20
+
+
+@pytest.mark.parametrize("failing_save", [1, 2])
+def test_a_failed_state_save_logs_no_row_twice(model, server, tmp_path, monkeypatch, failing_save):
+    import tsdiff.watch.watcher as module
+
+    real, saves = module.write_atomic, []
+
+    def flaky(path, text, durable=True):
+        saves.append(path)
+        if len(saves) == failing_save:
+            raise OSError(28, "No space left on device")
+        real(path, text, durable)
+
+    monkeypatch.setattr(module, "write_atomic", flaky)
+    watcher = _watcher(model, server, tmp_path)
+    with pytest.raises(OSError):
+        for k in range(6):
+            watcher.poll(until=server.frame.index[10 * k + 9])
+    watcher.close()
+    monkeypatch.setattr(module, "write_atomic", real)
+    with _watcher(model, server, tmp_path) as restarted:  # from the last saved state, or none
+        while restarted.poll(until=server.frame.index[59]):
+            pass
+    times = [r["time"] for r in _logged(tmp_path / "rows.jsonl")]
+    assert times == [t.isoformat() for t in server.frame.index[:60]]  # each row once, in order
+    expected = model.score(server.frame.iloc[:60])
+    np.testing.assert_allclose([r["score"] for r in _logged(tmp_path / "rows.jsonl")], expected, rtol=1e-9)
+
+
+def test_a_line_cut_by_a_crash_is_completed_not_duplicated(model, server, tmp_path):
+    with _watcher(model, server, tmp_path) as first:
+        first.poll(until=server.frame.index[9])
+    with open(tmp_path / "rows.jsonl", "a") as log:  # a crash in the middle of the next write
+        log.write('{"time": "2024-06-01T00:10:00+00:00", "sco')
+    with _watcher(model, server, tmp_path) as restarted:
+        restarted.poll(until=server.frame.index[19])
+    times = [r["time"] for r in _logged(tmp_path / "rows.jsonl")]
+    assert times == [t.isoformat() for t in server.frame.index[:20]]
+
+
+def test_rows_are_read_only_up_to_the_server_s_newest(model, server, tmp_path):
+    server.newest = server.frame.index[14]  # the watcher's clock is far ahead: it does not matter
+    with _watcher(model, server, tmp_path) as watcher:
+        assert watcher.poll() == 10 and watcher.poll() == 5 and watcher.poll() == 0
+        server.newest = server.frame.index[24]
+        assert watcher.poll() == 10
+    assert len(_logged(tmp_path / "rows.jsonl")) == 25
+
+
+def test_rows_without_data_are_gaps_that_never_resolve_an_incident(model, server, tmp_path):
+    frame = server.frame
+    frame.iloc[20:26, 1] += 40.0  # an incident...
+    frame.iloc[26:60] = np.nan  # ...then the target dies: no data at all
+    with _watcher(model, server, tmp_path, batch=60) as watcher:
+        watcher.poll(until=frame.index[59])  # caught up in one poll
+        assert watcher.incidents.open_incident is not None  # a dead target is not a recovery
+        assert watcher.rows_scored == 26 and watcher.rows_without_data == 34
+        assert watcher.last["time"] == frame.index[25].isoformat() and watcher.last_was_gap
+        samples = {s.name: s.value for m in watcher.collect() for s in m.samples if not s.labels}
+    assert samples["tsdiff_no_data"] == 1 and samples["tsdiff_rows_without_data_total"] == 34
+    gaps = [r for r in _logged(tmp_path / "rows.jsonl") if r["gap"]]
+    assert len(gaps) == 34 and all(r["score"] is None and r["label"] is None for r in gaps)
+
+
+def test_a_missing_series_is_reported_and_the_others_still_score(model, server, tmp_path, caplog):
+    with _watcher(model, server, tmp_path) as watcher:
+        watcher.poll(until=server.frame.index[9])
+        server.drop = ["b"]
+        with caplog.at_level("WARNING", logger="tsdiff.watch.watcher"):
+            watcher.poll(until=server.frame.index[19])
+        assert "no series for the model's column(s) ['b']" in caplog.text
+        samples = {(s.name, tuple(s.labels.items())): s.value for m in watcher.collect() for s in m.samples}
+        assert samples[("tsdiff_series_missing", (("column", "b"),))] == 1
+        assert all(r["score"] is not None for r in _logged(tmp_path / "rows.jsonl"))
+        server.drop = []
+        watcher.poll(until=server.frame.index[29])
+        assert not any(m.samples for m in watcher.collect() if m.name == "tsdiff_series_missing")
+
+
+def test_an_outage_is_retried_and_no_row_is_skipped(model, server, tmp_path):
+    import threading
+
+    server.down = True
+    with _watcher(model, server, tmp_path) as watcher:
+        stop = threading.Event()
+        runner = threading.Thread(target=watcher.run, args=(stop,), kwargs={"until": server.frame.index[39]})
+        runner.start()
+        try:
+            deadline = pd.Timestamp.now() + pd.Timedelta(seconds=30)
+            while watcher.source_errors < 1:
+                assert pd.Timestamp.now() < deadline
+                stop.wait(0.02)
+            assert watcher.source_up == 0 and watcher.rows_scored == 0
+            server.down = False  # back: the next retry (after 1 s) reads from where it stopped
+            runner.join(timeout=30)
+        finally:
+            stop.set()
+            runner.join(timeout=30)
+        assert watcher.source_up == 1
+    assert [r["time"] for r in _logged(tmp_path / "rows.jsonl")] == [
+        t.isoformat() for t in server.frame.index[:40]
+    ]

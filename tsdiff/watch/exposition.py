@@ -1,0 +1,156 @@
+"""What a watcher exports at ``/metrics`` (exposition format by the official ``prometheus-client``),
+and the HTTP server for it and ``/healthz``.
+
+* ``tsdiff_anomaly_score``, ``tsdiff_anomaly`` (0/1 by the model's own threshold) and
+  ``tsdiff_score_ratio`` (score / threshold: 1 means "alert", whatever the model's units), for the
+  last final row with data, stamped with that row's time (so Prometheus stores each row's score at
+  the row's time, and a range query gives back the batch scores);
+  ``tsdiff_last_scored_timestamp_seconds`` is that time;
+* ``tsdiff_metric_contribution{metric=...}`` for the top metrics of that row, and
+  ``tsdiff_root_cause{metric=...}`` (rank 1 = likely origin) while it is anomalous;
+* ``tsdiff_rows_scored_total``, ``tsdiff_rows_without_data_total`` (gap rows: no score),
+  ``tsdiff_no_data`` (1 while the last final row had no data), ``tsdiff_series_missing{column}``
+  (1 per model column without a series in the last poll), ``tsdiff_rows_dropped_total``,
+  ``tsdiff_source_up``, ``tsdiff_source_errors_total``, ``tsdiff_model_info{detector, version,
+  fitted_from, fitted_to}``;
+* ``tsdiff_incident_open``, ``tsdiff_incidents_total``, ``tsdiff_flagged_share`` and
+  ``tsdiff_drift_warning`` from the incident tracker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def families(watcher: Any) -> Iterator[Any]:
+    """The metric families of ``watcher``'s current values."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from tsdiff._version import __version__
+    from tsdiff.watch.watcher import ratio
+
+    det = watcher.detector
+    with watcher.lock:
+        last = None if watcher.last is None else dict(watcher.last)
+        scored, dropped = watcher.rows_scored, watcher.scorer.dropped_
+        empty, no_data, missing = watcher.rows_without_data, watcher.last_was_gap, list(watcher.missing)
+        open_now = watcher.incidents.open_incident is not None
+        opened, share = watcher.incidents.incidents_opened, watcher.incidents.flagged_share
+        drift = watcher.incidents.drifting
+    info = GaugeMetricFamily(
+        "tsdiff_model_info",
+        "The model scoring (value 1).",
+        labels=["detector", "version", "fitted_from", "fitted_to"],
+    )
+    source = getattr(det, "source_", None) or {}
+    fitted = [str(source.get("fitted_from", "")), str(source.get("fitted_to", ""))]
+    info.add_metric([type(det).__name__, __version__, *fitted], 1)
+    yield info
+    for name, text, value in (
+        ("tsdiff_source_up", "1 when the last poll of the source succeeded.", watcher.source_up),
+        ("tsdiff_no_data", "1 when the last final row had no value at all (a gap).", float(no_data)),
+        ("tsdiff_incident_open", "1 while an incident is open.", float(open_now)),
+        ("tsdiff_flagged_share", "Share of flagged rows over the drift window.", share),
+        ("tsdiff_drift_warning", "1 when far more rows are flagged than the model's risk.", float(drift)),
+    ):
+        gauge = GaugeMetricFamily(name, text)
+        gauge.add_metric([], value)
+        yield gauge
+    for name, text, value in (
+        ("tsdiff_source_errors", "Failed polls of the source.", watcher.source_errors),
+        ("tsdiff_rows_scored", "Final rows with data, scored.", scored),
+        ("tsdiff_rows_without_data", "Final rows without any value: gaps, not scored.", empty),
+        ("tsdiff_rows_dropped", "Late or duplicate rows dropped.", dropped),
+        ("tsdiff_incidents", "Incidents opened.", opened),
+    ):
+        yield CounterMetricFamily(name, text, value=value)
+    absent = GaugeMetricFamily(
+        "tsdiff_series_missing", "1 for a model column without a series in the last poll.", labels=["column"]
+    )
+    for column in missing:
+        absent.add_metric([column], 1)
+    yield absent
+    if last is None or last["score"] is None:
+        return
+    score_ratio = ratio(last["score"], float(det.threshold_))
+    stamp = last["seconds"]  # each row's values carry the row's own time
+    for name, text, value in (
+        ("tsdiff_anomaly_score", "Anomaly score of the last final row.", last["score"]),
+        ("tsdiff_anomaly", "1 when the last final row is anomalous (model threshold).", last["label"]),
+        (
+            "tsdiff_score_ratio",
+            "Score / threshold of the last final row (1: alert).",
+            score_ratio,
+        ),
+    ):
+        gauge = GaugeMetricFamily(name, text)
+        gauge.add_metric([], float(value), timestamp=stamp)
+        yield gauge
+    seen = GaugeMetricFamily("tsdiff_last_scored_timestamp_seconds", "Time of the last final row.")
+    seen.add_metric([], stamp)
+    yield seen
+    top = GaugeMetricFamily(
+        "tsdiff_metric_contribution", "Rank of a top metric of the last final row.", labels=["metric"]
+    )
+    for rank, metric in enumerate(last["top_metrics"], start=1):
+        top.add_metric([metric], rank, timestamp=stamp)
+    yield top
+    causes = GaugeMetricFamily(
+        "tsdiff_root_cause", "Rank of a likely root cause of the open event.", labels=["metric"]
+    )
+    if last["label"]:
+        for rank, metric in enumerate(last["root_causes"], start=1):
+            causes.add_metric([metric], rank, timestamp=stamp)
+    yield causes
+
+
+class _Collector:
+    def __init__(self, watcher: Any) -> None:
+        self.watcher = watcher
+
+    def collect(self) -> Iterator[Any]:
+        return families(self.watcher)
+
+
+def serve(watcher: Any, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/healthz`` for ``watcher`` on a background thread (GET and HEAD)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(watcher))  # type: ignore[arg-type]
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, body_too: bool) -> None:
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                body, kind, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+            elif path == "/healthz":
+                ok = watcher.healthy()
+                body, kind, code = (b"ok\n" if ok else b"source down\n"), "text/plain", 200 if ok else 503
+            else:
+                body, kind, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body_too:
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._answer(body_too=True)
+
+        def do_HEAD(self) -> None:
+            self._answer(body_too=False)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug(format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -59,7 +59,7 @@ class StubSource:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame, self.step = frame, float(STEP_SECONDS)
 
-    def read(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    def read(self, start: pd.Timestamp, end: pd.Timestamp, columns: object = None) -> pd.DataFrame:
         return self.frame.loc[start:end]
 
 

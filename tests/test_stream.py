@@ -269,3 +269,33 @@ def test_the_fingerprint_survives_save_and_load(name, tmp_path):
     det = fitted(name)
     det.save(tmp_path / "m")
     assert StreamScorer(tsdiff.load(tmp_path / "m")).fingerprint == StreamScorer(det).fingerprint
+
+
+def test_an_adapting_threshold_follows_a_drifting_stream():
+    """The threshold refitted on recent scores follows them: a slow rise of the noise
+    moves the threshold up instead of paging on every row; a jump is still flagged."""
+    import warnings
+
+    from tsdiff import PCADetector
+    from tsdiff.errors import DriftWarning
+
+    det = PCADetector().fit(make_frame(800, 4, seed=0))
+    test = make_frame(3000, 4, seed=5)
+    rng = np.random.default_rng(5)
+    test += np.linspace(0.0, 1.0, 3000)[:, None] * rng.standard_normal((3000, 4))  # noise grows
+    test.iloc[2500:2505, 1] += 40.0
+    fixed, adapting = StreamScorer(det), StreamScorer(det, adapt="window")
+    out_fixed = pd.concat([fixed.update(test.iloc[i : i + 250]) for i in range(0, 3000, 250)])
+    out_adapt = pd.concat([adapting.update(test.iloc[i : i + 250]) for i in range(0, 3000, 250)])
+    assert out_fixed["label"].mean() > 0.3  # the fixed threshold pages on a third of the rows
+    assert out_adapt["label"].mean() < 0.05 and adapting.threshold > 2 * det.threshold_
+    assert out_adapt["label"].iloc[2500:2505].all()  # the jump still stands out
+    assert (out_adapt["threshold"].diff().dropna() != 0).any()
+    # batch detection says the data drifted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det.detect(test)
+    assert any(issubclass(w.category, DriftWarning) for w in caught)
+    # the adapted threshold survives a snapshot
+    again = StreamScorer.from_state(det, adapting.state())
+    assert again.threshold == adapting.threshold

@@ -23,7 +23,8 @@ from sklearn.base import BaseEstimator
 from tsdiff.checks import check_array, check_int, require
 from tsdiff.errors import NotFittedError, ParameterError, TsdiffError
 from tsdiff.frame import SCALED_LIMIT, RobustScaler, ValidatedFrame, align_columns, validate_frame
-from tsdiff.results import EVENT_MERGE_GAP, EVENT_MIN_ROWS, DetectionResult, event_slices, find_events
+from tsdiff.results import DetectionResult, find_events
+from tsdiff.segmentation import SegmentRules, segment_rows
 
 THRESHOLD_METHODS = ("pot", "quantile")
 #: the saved array that holds ``calibration_scores_``
@@ -211,6 +212,10 @@ class BaseDetector(BaseEstimator):
         """
         return [[] for _ in positions]
 
+    def explain_lookback(self) -> int:
+        """Rows before an event that its explanation reads (the onset search starts there)."""
+        return 0
+
     def explain_events(self, evidence: np.ndarray, positions: list[slice], index: Any = None) -> list[Any]:
         """One :class:`~tsdiff.causal.explain.Explanation` per event (rows ``positions`` of
         ``evidence``, over rows labelled ``index``); only detectors with a causal model have them."""
@@ -300,8 +305,9 @@ class BaseDetector(BaseEstimator):
         self,
         X: Any,
         top_k: int = 3,
-        merge_gap: int = EVENT_MERGE_GAP,
-        min_rows: int = EVENT_MIN_ROWS,
+        merge_gap: int | None = None,
+        min_rows: int | None = None,
+        segmentation: SegmentRules | None = None,
     ) -> DetectionResult:
         """Scores, labels, per-metric scores and events for ``X``.
 
@@ -310,25 +316,31 @@ class BaseDetector(BaseEstimator):
         X
             Data with the columns seen at fit time (any order when named).
         top_k
-            Number of metrics named per event.
+            Number of metrics named in ``top_metrics`` per event.
         merge_gap, min_rows
-            Anomalous runs at most ``merge_gap`` rows apart form one event; events spanning
-            fewer than ``min_rows`` rows are dropped (row labels are not changed). The defaults
-            were chosen on the development split.
+            Replace the fields of the same names of ``segmentation``: flagged runs at most
+            ``merge_gap`` rows apart may form one event; events spanning fewer than ``min_rows``
+            rows are dropped (row labels are not changed).
+        segmentation
+            How flagged rows are cut into events (:class:`~tsdiff.segmentation.SegmentRules`;
+            the defaults were chosen on the development split). A live
+            :class:`~tsdiff.stream.StreamScorer` with the same rules cuts the same incidents.
         """
+        rules = segmentation or SegmentRules()
+        overrides = {k: v for k, v in (("merge_gap", merge_gap), ("min_rows", min_rows)) if v is not None}
+        if overrides:
+            rules = SegmentRules(**{**rules.__dict__, **overrides})
         frame, values = self._prepare(X)
         parts = self.score_scaled(values)
         s = pd.Series(parts.scores, index=frame.index, name="score")
         labels = (s > self.threshold_).astype(np.int8).rename("label")
         fs = pd.DataFrame(parts.feature_scores, index=frame.index, columns=self.feature_names_in_)
-        events = find_events(s, labels, fs, top_k=top_k, merge_gap=merge_gap, min_rows=min_rows)
+        self._warn_on_drift(labels)
+        spans = segment_rows(labels.to_numpy(), np.asarray(parts.feature_scores), rules)
         explanations = None
         if self.names_root_causes():
-            spans = event_slices(labels.to_numpy(), merge_gap, min_rows)
             explanations = self.explain_events(parts.evidence, spans, frame.index)
-            events["root_causes"] = pd.Series(
-                [e.root_causes for e in explanations], index=events.index, dtype=object
-            )
+        events = find_events(s, labels, fs, top_k=top_k, spans=spans, explanations=explanations)
         return DetectionResult(
             scores=s,
             labels=labels,
@@ -341,6 +353,24 @@ class BaseDetector(BaseEstimator):
             },
             explanations=explanations,
         )
+
+    def _warn_on_drift(self, labels: pd.Series) -> None:
+        """A :class:`~tsdiff.errors.DriftWarning` when far more rows are flagged than ``risk``."""
+        import warnings
+
+        from tsdiff.errors import DriftWarning
+        from tsdiff.incidents import DRIFT_FACTOR
+
+        share = float(labels.mean()) if len(labels) else 0.0
+        if len(labels) >= 100 and share > DRIFT_FACTOR * float(self.risk):
+            warnings.warn(
+                f"{share:.1%} of the rows are flagged, {share / float(self.risk):.0f} times the model's risk "
+                f"({float(self.risk):g}): unless they hold that many anomalies, the data has drifted from "
+                "what the model was fitted on; refit it on recent normal rows (a live monitor can adapt: "
+                "tsdiff watch --adapt window, --refit-after)",
+                DriftWarning,
+                stacklevel=3,
+            )
 
     def save(self, path: str | Path) -> Path:
         """Save the fitted detector to the directory ``path``; reload it with :func:`tsdiff.load`."""

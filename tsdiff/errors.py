@@ -105,6 +105,12 @@ class NotFittedError(TsdiffError):
     """A method that needs a fitted detector was called before ``fit``."""
 
 
+class DriftWarning(UserWarning):
+    """Far more rows flagged than the model's ``risk``: many anomalies, or data that drifted from
+    what the model was fitted on (refit it, or let a live monitor adapt: ``tsdiff watch --adapt``,
+    ``--refit-after``)."""
+
+
 class ParameterError(TsdiffError):
     """A constructor parameter has a value the detector cannot use."""
 

@@ -247,6 +247,10 @@ class FusionDetector(BaseDetector):
             return super().root_causes(evidence, positions)
         return self.components_[cause].root_causes(evidence, positions)
 
+    def explain_lookback(self) -> int:
+        cause = self._cause_component()
+        return 0 if cause is None else self.components_[cause].explain_lookback()
+
     def explain_events(self, evidence: np.ndarray, positions: list[slice], index: Any = None) -> list[Any]:
         cause = self._cause_component()
         if cause is None:

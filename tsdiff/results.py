@@ -8,13 +8,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-EVENT_COLUMNS = ["start", "end", "peak", "peak_score", "n_rows", "n_flagged", "top_metrics", "root_causes"]
-#: flagged runs closer than this many rows form one event, and events shorter than
-#: ``EVENT_MIN_ROWS`` rows are dropped. Chosen on the development split (benchmarks/RESULTS.md,
-#: "Event merging"): the best mean event F1 over SMD, SKAB, synthetic and MSL among gaps up to
-#: 120 rows and minimum lengths 1-10
-EVENT_MERGE_GAP = 120
-EVENT_MIN_ROWS = 3
+from tsdiff.segmentation import EVENT_MERGE_GAP, EVENT_MIN_ROWS, SegmentRules, segment_rows
+
+EVENT_COLUMNS = [
+    "start",
+    "end",
+    "peak",
+    "peak_score",
+    "n_rows",
+    "n_flagged",
+    "top_metrics",
+    "root_causes",
+    "affected",
+]
+__all__ = [
+    "EVENT_COLUMNS",
+    "EVENT_MERGE_GAP",
+    "EVENT_MIN_ROWS",
+    "DetectionResult",
+    "event_slices",
+    "find_events",
+]
 
 
 @dataclass
@@ -35,13 +49,17 @@ class DetectionResult:
     feature_scores
         Per-row, per-metric contribution (same index as ``scores``, one column per metric).
     events
-        One row per event: a run of anomalous rows, merged with the runs that follow it within
-        ``merge_gap`` rows, kept when it spans at least ``min_rows`` rows (see
+        One row per event: flagged rows cut into stretches with one explanation each
+        (:mod:`tsdiff.segmentation`: runs merged across short gaps, and across gaps up to
+        ``merge_gap`` rows only when they blame the same metrics; split where the blame moves),
+        kept when they span at least ``min_rows`` rows (see
         :meth:`~tsdiff.base.BaseDetector.detect`). Columns: ``start`` and ``end`` (index labels,
         both inclusive), ``peak`` (label of the highest score), ``peak_score``, ``n_rows`` (rows
-        spanned), ``n_flagged`` (anomalous rows among them), ``top_metrics`` (metric names ranked
-        by mean feature score over the event) and ``root_causes`` (likely origins first; empty for
-        detectors that do not model causes).
+        spanned), ``n_flagged`` (anomalous rows among them), ``top_metrics`` (the top metrics by
+        mean feature score over the event), ``root_causes`` (every metric: the involved ones
+        first, likely origins first, then the others; empty for detectors that do not model
+        causes) and ``affected`` (every metric, by its largest deviation for a causal model, by
+        mean feature score otherwise).
     components
         Component scores for detectors built from several models (name -> per-row Series).
     explanations
@@ -79,6 +97,12 @@ class DetectionResult:
             parts.append(self.feature_scores.rename(columns=lambda c: f"score:{c}"))
         return pd.concat(parts, axis=1)
 
+    @property
+    def flagged_share(self) -> float:
+        """Share of rows labelled anomalous (far above the model's ``risk``: drift; see
+        :class:`~tsdiff.errors.DriftWarning`)."""
+        return float(self.labels.mean()) if len(self.labels) else 0.0
+
     def event_metrics(self, column: str = "root_causes") -> pd.Series:
         """Per row, the ``;``-joined metric names (``column``: ``"root_causes"`` or ``"top_metrics"``)
         of the event the row belongs to; ``""`` outside events."""
@@ -105,11 +129,11 @@ def find_events(
     labels: pd.Series,
     feature_scores: pd.DataFrame,
     top_k: int = 3,
-    root_causes: list[list[Any]] | None = None,
-    merge_gap: int = EVENT_MERGE_GAP,
-    min_rows: int = EVENT_MIN_ROWS,
+    spans: list[slice] | None = None,
+    explanations: list[Any] | None = None,
+    rules: SegmentRules | None = None,
 ) -> pd.DataFrame:
-    """Group anomalous rows into events and rank the metrics behind each.
+    """The events table of a batch (see :attr:`DetectionResult.events`).
 
     Parameters
     ----------
@@ -117,27 +141,28 @@ def find_events(
         Per-row outputs of a detector, sharing one index.
     top_k
         How many metrics to list in ``top_metrics``.
-    root_causes
-        Optional ranked root-cause metric names, one list per event (from a causal model).
-    merge_gap, min_rows
-        See :func:`event_slices`.
+    spans
+        The events' half-open row ranges; by default the flagged rows cut by ``rules`` with the
+        feature scores as each row's blame (:func:`~tsdiff.segmentation.segment_rows`).
+    explanations
+        One :class:`~tsdiff.causal.explain.Explanation` per span (a causal model's): they give
+        ``root_causes`` and ``affected``.
     """
+    from tsdiff.incidents import rank_by_mean
+
     index = scores.index
     s = scores.to_numpy()
     fs = feature_scores.to_numpy()
     names = list(feature_scores.columns)
-    rows = []
     flags = labels.to_numpy()
-    for i, run in enumerate(event_slices(flags, merge_gap, min_rows)):
+    if spans is None:
+        spans = segment_rows(flags, fs if fs.size else None, rules)
+    rows = []
+    for i, run in enumerate(spans):
         a, b = run.start, run.stop
         peak = a + int(np.nanargmax(s[a:b])) if np.isfinite(s[a:b]).any() else a
-        if fs.size:
-            mean = np.nanmean(np.where(np.isfinite(fs[a:b]), fs[a:b], np.nan), axis=0)
-            mean = np.where(np.isnan(mean), -np.inf, mean)
-            order = np.argsort(-mean, kind="stable")[:top_k]
-            top = [names[j] for j in order]
-        else:
-            top = []
+        ranked = rank_by_mean(fs[a:b], names) if fs.size else []
+        explanation = explanations[i] if explanations is not None else None
         rows.append(
             {
                 "start": index[a],
@@ -146,8 +171,9 @@ def find_events(
                 "peak_score": float(s[peak]),
                 "n_rows": int(b - a),
                 "n_flagged": int(np.count_nonzero(flags[a:b])),
-                "top_metrics": top,
-                "root_causes": list(root_causes[i]) if root_causes is not None else [],
+                "top_metrics": ranked[:top_k],
+                "root_causes": [] if explanation is None else list(explanation.root_causes),
+                "affected": ranked if explanation is None else list(explanation.affected),
             }
         )
     return pd.DataFrame(rows, columns=EVENT_COLUMNS)
@@ -165,17 +191,7 @@ def run_slices(flags: np.ndarray) -> list[slice]:
 def event_slices(
     flags: np.ndarray, merge_gap: int = EVENT_MERGE_GAP, min_rows: int = EVENT_MIN_ROWS
 ) -> list[slice]:
-    """Half-open row ranges of events: runs of non-zero ``flags`` merged with the next run when at
-    most ``merge_gap`` rows lie between them, then kept when they span at least ``min_rows`` rows."""
-    from tsdiff.errors import ParameterError
-
-    for name, value, least in (("merge_gap", merge_gap, 0), ("min_rows", min_rows, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ParameterError(f"{name} must be an integer >= {least}, got {value!r}")
-    merged: list[list[int]] = []
-    for run in run_slices(flags):
-        if merged and run.start - merged[-1][1] <= merge_gap:
-            merged[-1][1] = run.stop
-        else:
-            merged.append([run.start, run.stop])
-    return [slice(a, b) for a, b in merged if b - a >= min_rows]
+    """Half-open row ranges of events by time alone: runs of non-zero ``flags`` merged with the
+    next run when at most ``merge_gap`` rows lie between them, then kept when they span at least
+    ``min_rows`` rows (:func:`~tsdiff.segmentation.segment_rows` without blame)."""
+    return segment_rows(flags, None, SegmentRules(merge_gap=merge_gap, min_rows=min_rows))

@@ -38,6 +38,7 @@ import pandas as pd
 from tsdiff.base import MEMO_WANTED
 from tsdiff.errors import InputError, LateRowError, ParameterError
 from tsdiff.frame import align_columns, validate_frame
+from tsdiff.segmentation import SegmentRules
 from tsdiff.serialize import envelope, json_ready, open_envelope
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "tsdiff-stream-state"
-STATE_VERSION = 1
+#: streaming thresholds a scorer can adapt with (tsdiff.thresholds)
+ADAPT_METHODS = ("window", "dspot", "spot")
+STATE_VERSION = 2
 
 
 class StreamScorer:
@@ -70,7 +73,20 @@ class StreamScorer:
     on_late
         ``"drop"`` (default) or ``"raise"`` for rows that arrive at or before the last timestamp.
     top_k
-        Metrics named per anomalous row.
+        Metrics named per anomalous row (``top_metrics``, and ``root_causes`` of the incident it
+        belongs to; the incidents themselves carry complete rankings).
+    adapt
+        ``None`` (default): a row is flagged above the detector's fitted threshold. Otherwise the
+        threshold follows the stream, started on the detector's held-out calibration scores:
+        ``"window"`` refits peaks-over-threshold on the last 1,440 final scores every 60 rows,
+        never below the fitted threshold (:class:`~tsdiff.thresholds.WindowPOTThreshold`);
+        ``"dspot"`` and ``"spot"`` learn from the scores of the rows they do not flag
+        (:class:`~tsdiff.thresholds.DSPOTThreshold`: relative to the mean of the last ten, so a
+        slow drift of the level moves the threshold with it). ``threshold`` is the current one.
+    segmentation
+        How final rows are cut into incidents (:class:`~tsdiff.segmentation.SegmentRules`; by
+        default :meth:`~tsdiff.base.BaseDetector.detect`'s, so the incidents of a stream are the
+        events of a batch over the same rows).
 
     Attributes
     ----------
@@ -78,6 +94,11 @@ class StreamScorer:
         Rows that must follow a row before its final score is known.
     dropped_
         Late or duplicate rows dropped so far.
+    incidents
+        The :class:`~tsdiff.incidents.IncidentTracker` the final rows go through.
+    changes
+        The incident changes (``("opened" | "resolved", incident)``) of the last :meth:`update`
+        or :meth:`flush`.
     """
 
     def __init__(
@@ -88,8 +109,14 @@ class StreamScorer:
         on_late: str = "drop",
         top_k: int = 3,
         tolerance: float = 0.1,
+        segmentation: Any = None,
+        adapt: str | None = None,
     ) -> None:
+        from tsdiff.incidents import IncidentTracker
+
         detector.check_fitted()
+        self.adapt = None if adapt is None else str(adapt).lower()
+        self.adaptive = self._adaptive_threshold(detector, self.adapt)
         if not 0.0 <= float(tolerance) < 0.5:
             raise ParameterError(f"tolerance must be in [0, 0.5), got {tolerance!r}")
         self.tolerance = float(tolerance)
@@ -121,9 +148,31 @@ class StreamScorer:
         self._start = 0  # stream position of the buffer's first row
         self._received = 0  # rows received (stream positions 0 .. received - 1)
         self._final = 0  # first stream position without a final score yet
-        self._event = None  # (sum of cause evidence, rows) of the event open at the last final row
+        self.incidents = IncidentTracker(detector, segmentation, top_k=self.top_k)
+        self.changes: list[tuple[str, Any]] = []
         self.dropped_ = 0
         self._memo: dict = {}  # work the detector keeps between updates, keyed by stream position
+
+    @staticmethod
+    def _adaptive_threshold(detector: Any, adapt: str | None) -> Any:
+        if adapt is None:
+            return None
+        from tsdiff.thresholds import make_threshold
+
+        if adapt not in ADAPT_METHODS:
+            raise ParameterError(f"adapt must be None or one of {ADAPT_METHODS}, got {adapt!r}")
+        calibration = getattr(detector, "calibration_scores_", None)
+        if calibration is None:
+            raise ParameterError(
+                "adapting the threshold needs the detector's held-out calibration scores; this model "
+                "was saved without them: refit it"
+            )
+        return make_threshold(adapt, risk=float(getattr(detector, "risk", 1e-3))).fit(calibration)
+
+    @property
+    def threshold(self) -> float:
+        """The threshold final rows are flagged above now (the detector's, or the adapted one)."""
+        return float(self.detector.threshold_ if self.adaptive is None else self.adaptive.threshold_)
 
     # ----------------------------------------------------------------- input
     def _as_frame(self, rows: Any, index: Any) -> pd.DataFrame:
@@ -244,11 +293,24 @@ class StreamScorer:
         self._received += len(checked.values)
         return self._emit(last_final=self._received - 1 - self.latency, first_new=first_new)
 
+    def warm(self, rows: Any) -> None:
+        """Feed rows that were scored elsewhere (by the model this one replaces): they fill the
+        buffer the next rows' scores reach back into, but emit nothing, open no incident and
+        teach an adapting threshold nothing."""
+        from tsdiff.incidents import IncidentTracker
+
+        self.update(rows)
+        self.flush()
+        self.incidents = IncidentTracker(self.detector, self.incidents.rules, top_k=self.top_k)
+        self.adaptive = self._adaptive_threshold(self.detector, self.adapt)
+        self.changes = []
+
     def flush(self) -> pd.DataFrame:
         """Final scores of every row still waiting, as a batch ending here would give (end of stream)."""
         return self._emit(last_final=self._received - 1, first_new=self._received)
 
     def _emit(self, last_final: int, first_new: int) -> pd.DataFrame:
+        self.changes = []
         if self._received < self.min_rows or (last_final < self._final and not self.provisional):
             return self._empty()
         det = self.detector
@@ -273,9 +335,12 @@ class StreamScorer:
         i = pos - self._start
         score = float(parts.scores[i])
         gap = bool(self._gap[i])
-        label: Any = int(score > det.threshold_)
+        threshold = self.threshold
+        label: Any = int(score > threshold)
         if gap:  # no data: no score and no label, never the last ones carried forward
             score, label = float("nan"), float("nan")
+        elif final and self.adaptive is not None:  # the threshold learns from final scores only
+            label = int(self.adaptive.update(score))
         names = det.feature_names_in_
         top = np.argsort(-np.asarray(parts.feature_scores[i]), kind="stable")[: self.top_k]
         row: dict[str, Any] = {
@@ -285,19 +350,19 @@ class StreamScorer:
             "final": final,
             "gap": gap,
         }
+        if self.adaptive is not None:
+            row["threshold"] = threshold
         for name, values in parts.components.items():
             row[f"score_{name}"] = float(values[i])
         row["top_metrics"] = [] if gap else [names[j] for j in top]
         causes: list[Any] = []
-        if final and not gap:
-            if label:
-                width = np.shape(parts.evidence)[1]
-                total, count = self._event if self._event is not None else (np.zeros(width), 0)
-                self._event = (total + np.asarray(parts.evidence[i], dtype=np.float64), count + 1)
-                mean = self._event[0] / self._event[1]
-                causes = det.root_causes(mean[None, :], [slice(0, 1)])[0]
-            else:
-                self._event = None
+        if final:
+            self.changes += self.incidents.update(
+                self._index[i], score, label, parts.feature_scores[i], parts.evidence[i]
+            )
+            current = self.incidents.current
+            if label == 1 and current is not None:
+                causes = current.root_causes[: self.top_k]
         row["root_causes"] = causes
         return row
 
@@ -356,9 +421,9 @@ class StreamScorer:
                 "start": self._start,
                 "received": self._received,
                 "final": self._final,
-                "event": None
-                if self._event is None
-                else {"total": self._event[0].tolist(), "count": int(self._event[1])},
+                "incidents": self.incidents.state(),
+                "segmentation": dict(self.incidents.rules.__dict__),
+                "adapt": None if self.adaptive is None else self.adaptive.to_dict(),
                 "dropped": self.dropped_,
                 "provisional": self.provisional,
                 "freq": None if self.freq is None else self.freq.freqstr,
@@ -385,7 +450,13 @@ class StreamScorer:
                 state["on_late"],
                 state["top_k"],
                 state.get("tolerance", 0.1),
+                SegmentRules(**state["segmentation"]),
+                None if state["adapt"] is None else state["adapt"]["method"],
             )
+            if state["adapt"] is not None:
+                from tsdiff.thresholds import BaseThreshold
+
+                out.adaptive = BaseThreshold.from_dict(state["adapt"])
             if state.get("model") != out.fingerprint:
                 raise ParameterError(
                     "the stream state was taken with another model (or the same columns in another "
@@ -402,12 +473,7 @@ class StreamScorer:
                 _count(state, "received"),
                 _count(state, "final"),
             )
-            event = state["event"]
-            out._event = (
-                None
-                if event is None
-                else (np.asarray(event["total"], dtype=np.float64), _count(event, "count"))
-            )
+            out.incidents.restore(state["incidents"])
             out.dropped_ = _count(state, "dropped")
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ParameterError):
@@ -420,7 +486,6 @@ class StreamScorer:
             len(out._index) == n == len(out._gap)
             and out._start + n == out._received
             and out._start <= out._final <= out._received
-            and (out._event is None or out._event[1] >= 1)
         )
         if not consistent:
             raise ParameterError(

@@ -568,13 +568,91 @@ class DSPOTThreshold(SPOTThreshold):
         self._mean = math.fsum(self._window) / self.depth
 
 
+class WindowPOTThreshold(POTThreshold):
+    """POT refitted on a moving window of recent scores, never below the first fit.
+
+    :meth:`fit` runs POT on the calibration scores (the floor) and seeds the window with them;
+    :meth:`update` judges a new score against the current threshold, adds it to the window (flagged
+    or not), and every ``every`` scores refits POT on the window: the threshold becomes the larger
+    of the floor and that fit. A lasting rise of the score level (drift) thus raises the threshold
+    until only about ``risk`` of the recent rows are flagged, while an anomaly shorter than about
+    ``risk * window`` rows barely moves it; a quieter stream never lowers it below the floor.
+
+    Parameters
+    ----------
+    risk, initial_level, min_peaks
+        As for :class:`POTThreshold`.
+    window
+        Recent scores the threshold is refitted on.
+    every
+        Scores between two refits.
+    """
+
+    method = "window"
+
+    def __init__(
+        self,
+        risk: float = 1e-3,
+        initial_level: float = 0.98,
+        min_peaks: int = 10,
+        window: int = 1440,
+        every: int = 60,
+    ) -> None:
+        super().__init__(risk, initial_level, min_peaks)
+        self.window = _check_int("window", window, 2)
+        self.every = _check_int("every", every, 1)
+        self._recent: deque[float] = deque(maxlen=self.window)
+        self._floor = math.nan
+        self._since = 0
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "window": self.window, "every": self.every}
+
+    def fit(self, scores: Any) -> WindowPOTThreshold:
+        x = _clean(scores)
+        self._pot(x)
+        self._floor = self.threshold_
+        self._recent = deque(x[-self.window :].tolist(), maxlen=self.window)
+        self._since = 0
+        return self
+
+    def update(self, score: float) -> bool:
+        """Process one new score; True if it is above the current threshold. NaN is skipped."""
+        self._check_fitted()
+        s = float(score)
+        if math.isnan(s):
+            return False
+        flagged = s > self.threshold_
+        self._recent.append(s)
+        self._since += 1
+        if self._since >= self.every:
+            self._since = 0
+            self._pot(np.asarray(self._recent, dtype=np.float64))
+            self.info_["floor"] = self._floor
+            self.threshold_ = max(self._floor, float(self.threshold_))
+        return bool(flagged)
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {
+            **super().fitted_state(),
+            "recent": list(self._recent),
+            "floor": self._floor,
+            "since": self._since,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        super().restore_state(state)
+        self._recent = deque((float(v) for v in state["recent"]), maxlen=self.window)
+        self._floor, self._since = float(state["floor"]), int(state["since"])
+
+
 _METHODS: dict[str, type[BaseThreshold]] = {
-    c.method: c for c in (POTThreshold, SPOTThreshold, DSPOTThreshold, QuantileThreshold)
+    c.method: c for c in (POTThreshold, SPOTThreshold, DSPOTThreshold, WindowPOTThreshold, QuantileThreshold)
 }
 
 
 def make_threshold(method: str, risk: float = 1e-3, **kwargs: Any) -> BaseThreshold:
-    """Build a threshold by name: ``"pot"``, ``"spot"``, ``"dspot"`` or ``"quantile"``."""
+    """Build a threshold by name: ``"pot"``, ``"spot"``, ``"dspot"``, ``"window"`` or ``"quantile"``."""
     klass = _METHODS.get(str(method).lower())
     if klass is None:
         raise ParameterError(f"unknown threshold method {method!r}; choose one of {sorted(_METHODS)}")

@@ -305,7 +305,7 @@ def test_the_example_config_and_alerting_rules_pass_promtool():
         [BINARIES[1], "check", "rules", str(folder / "alerts.yml")], capture_output=True, text=True
     )
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "3 rules found" in rules.stdout + rules.stderr
+    assert "5 rules found" in rules.stdout + rules.stderr
     config = subprocess.run(
         [BINARIES[1], "check", "config", str(folder / "prometheus.yml")], capture_output=True, text=True
     )

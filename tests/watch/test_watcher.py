@@ -59,7 +59,7 @@ def _logged(path) -> list[dict]:
 
 def _watcher(model, server, tmp_path, **kwargs) -> Watcher:
     args = {"state_path": tmp_path / "state.json", "output": tmp_path / "rows.jsonl", "batch": 10}
-    return Watcher(model, server, start=server.frame.index[0], **{**args, **kwargs})
+    return Watcher(model, server, **{"start": server.frame.index[0], **args, **kwargs})
 
 
 def test_a_restart_never_deletes_lines_it_did_not_write(model, server, tmp_path):
@@ -186,3 +186,54 @@ def test_an_outage_is_retried_and_no_row_is_skipped(model, server, tmp_path):
     assert [r["time"] for r in _logged(tmp_path / "rows.jsonl")] == [
         t.isoformat() for t in server.frame.index[:40]
     ]
+
+
+def test_a_relative_start_is_the_server_s_now_and_survives_a_restart(model, server, tmp_path):
+    server.server_time = lambda: server.frame.index[10] + pd.Timedelta(seconds=20)
+    server.newest = server.frame.index[9]  # the rows at "now" are not complete yet
+    with _watcher(model, server, tmp_path, start="now") as watcher:
+        assert watcher.poll() == 0 and watcher.next_ns == server.frame.index[10].value
+    server.server_time = lambda: server.frame.index[50]  # restarted much later
+    server.newest = server.frame.index[29]
+    with _watcher(model, server, tmp_path, start="now") as restarted:
+        while restarted.poll():
+            pass
+    assert [r["time"] for r in _logged(tmp_path / "rows.jsonl")] == [
+        t.isoformat() for t in server.frame.index[10:30]
+    ]
+
+
+def test_a_drifting_model_is_refitted_and_swapped_in_without_losing_a_row(model, tmp_path):
+    rng = np.random.default_rng(3)
+    frame = make_frame(900, 3, seed=4).set_axis(COLUMNS, axis=1)
+    frame.index = pd.date_range("2024-06-01", periods=900, freq="min", tz="UTC")
+    frame.iloc[300:] += np.array([6.0, -4.0, 5.0]) + 0.3 * rng.standard_normal((600, 3))  # a new regime
+    server = StubServer(frame)
+    args = {"refit_after": "20m", "refit_window": "150m", "batch": 20}
+    with _watcher(model, server, tmp_path, **args) as watcher:
+        while watcher.poll(until=frame.index[-1]):
+            if watcher.refitter.running:  # deterministic: the next poll swaps the new model in
+                watcher.refitter.wait(timeout=60)
+        watcher.finish()
+        assert watcher.refitter.refits >= 1 and watcher.refitted
+        assert watcher.detector is not model and (tmp_path / "state.json.model" / "config.json").exists()
+        samples = {s.name: s.value for m in watcher.collect() for s in m.samples if not s.labels}
+        assert samples["tsdiff_refits_total"] == watcher.refitter.refits
+        assert watcher.incidents.incidents_opened >= 2  # incident ids go on across the swap
+    logged = _logged(tmp_path / "rows.jsonl")
+    assert [r["time"] for r in logged] == [t.isoformat() for t in frame.index]  # every row once
+    labels = np.array([r["label"] for r in logged])
+    assert labels[300:310].all() and labels[-300:].mean() < 0.05  # paged at once, then refitted
+    with _watcher(model, server, tmp_path, **args) as restarted:  # goes on with the refitted model
+        assert restarted.refitted and restarted.detector is not model
+        assert type(restarted.detector) is type(model)
+
+
+def test_watch_saves_and_restores_an_adapting_threshold(model, server, tmp_path):
+    with _watcher(model, server, tmp_path, adapt="dspot") as first:
+        first.poll(until=server.frame.index[29])
+        moved = first.scorer.threshold
+    with _watcher(model, server, tmp_path, adapt="dspot") as again:
+        assert again.scorer.threshold == moved and again.scorer.adapt == "dspot"
+        samples = {s.name: s.value for m in again.collect() for s in m.samples if not s.labels}
+        assert samples["tsdiff_threshold"] == moved

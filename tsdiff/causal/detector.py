@@ -353,6 +353,9 @@ class CausalDetector(BaseDetector):
     def names_root_causes(self) -> bool:
         return True
 
+    def explain_lookback(self) -> int:
+        return int(self.lag_) + int(self.smooth) // 2
+
     def explain_events(self, evidence: np.ndarray, positions: list[slice], index: Any = None) -> list[Any]:
         """An :class:`~tsdiff.causal.explain.Explanation` per event (rows ``positions`` of
         ``evidence``, the :attr:`ScoreParts.evidence` of a scoring pass over rows ``index``)."""
@@ -360,7 +363,7 @@ class CausalDetector(BaseDetector):
 
         k = self.n_features_in_
         evidence = np.asarray(evidence, dtype=np.float64)
-        lookback = int(self.lag_) + int(self.smooth) // 2
+        lookback = self.explain_lookback()
         duplicates = dict(self.screening_["duplicate_of"])
         return [
             explain_rows(

@@ -138,7 +138,8 @@ class Explanation:
         violation over the event), ``strength`` (largest evidence over its level, short moving
         mean) and ``onset_row`` (the onset's row position).
     root_causes
-        Likely origins first (the table's metrics in order).
+        Every metric: the involved ones first (the table's metrics, likely origins first), then
+        the others by their largest deviation; empty when the rows hold no evidence at all.
     affected
         Every metric, by decreasing largest deviation.
     graph
@@ -155,6 +156,11 @@ class Explanation:
     graph: Any = None
     level: float = 3.0
 
+    @property
+    def involved(self) -> int:
+        """How many metrics are involved (beyond their level): the first ones of ``root_causes``."""
+        return len(self.table)
+
     def role_text(self, row: Any) -> str:
         if row.role == ROLE_EXPLAINED:
             return f"explained by {row.explained_by} at lag {int(row.lag)}"
@@ -162,9 +168,10 @@ class Explanation:
 
     def to_text(self, max_rows: int = 20) -> str:
         """A plain-text report: the event, its likely origins, and the ranked table."""
+        origins = self.root_causes[: min(5, max(1, self.involved))]
         lines = [
             f"event {self.start} .. {self.end}",
-            f"root causes: {', '.join(map(str, self.root_causes[:5])) or '(none)'}",
+            f"root causes: {', '.join(map(str, origins)) or '(none)'}",
             f"most affected: {', '.join(map(str, self.affected[:5]))}",
             "",
         ]
@@ -394,11 +401,13 @@ def explain_rows(
         keep = set(table["metric"])
         edges = graph.edges[graph.edges["cause"].isin(keep) & graph.edges["effect"].isin(keep)]
         sub = type(graph)(edges, list(table["metric"]))
+    involved_names = list(table["metric"])
+    rest = [names[j] for j in affected if names[j] not in set(involved_names)] if involved_names else []
     return Explanation(
         start=label(a),
         end=label(b - 1),
         table=table,
-        root_causes=list(table["metric"]),
+        root_causes=involved_names + rest,
         affected=[names[j] for j in affected],
         graph=sub,
         level=float(level),

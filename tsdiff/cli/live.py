@@ -23,7 +23,9 @@ def run_stream(args: argparse.Namespace) -> int:
     from tsdiff.tableio import set_time_index
 
     detector = quieted(tsdiff.load(args.model))
-    scorer = StreamScorer(detector, provisional=args.provisional, freq=args.freq, tolerance=args.tolerance)
+    scorer = StreamScorer(
+        detector, provisional=args.provisional, freq=args.freq, tolerance=args.tolerance, adapt=args.adapt
+    )
     reader = csv.reader(sys.stdin, delimiter=args.sep)
     header = next(reader, None)
     if header is None:
@@ -33,16 +35,9 @@ def run_stream(args: argparse.Namespace) -> int:
     _check_stream_header(header, detector, args)
     anomalies, scored, lines = 0, 0, 0
     last_final = None
-    from tsdiff.incidents import IncidentTracker, alertmanager_alert
+    from tsdiff.incidents import alertmanager_alert
 
-    tracker = IncidentTracker(risk=float(getattr(detector, "risk", 1e-3)))
-
-    def alert(changes: list) -> None:
-        if args.incidents:
-            for _, incident in changes:
-                sys.stdout.write(json.dumps(alertmanager_alert(incident, {"model": str(args.model)})) + "\n")
-
-    def emit(out: pd.DataFrame) -> None:
+    def emit(out: pd.DataFrame, changes: list) -> None:
         nonlocal anomalies, scored, last_final
         for ts, row in out.iterrows():
             record = {"time": ts.isoformat() if hasattr(ts, "isoformat") else json_ready(ts)}
@@ -51,9 +46,11 @@ def run_stream(args: argparse.Namespace) -> int:
                 anomalies += int(record["label"] == 1)
                 scored += 1
                 last_final = ts
-                alert(tracker.update(ts, row["score"], row["label"], list(row["root_causes"])))
             if not args.incidents:
                 sys.stdout.write(json.dumps(record) + "\n")
+        if args.incidents:
+            for _, incident in changes:
+                sys.stdout.write(json.dumps(alertmanager_alert(incident, {"model": str(args.model)})) + "\n")
         sys.stdout.flush()
 
     for line_no, cells in enumerate(reader, start=2):
@@ -73,14 +70,15 @@ def run_stream(args: argparse.Namespace) -> int:
                 time_unit=args.time_unit,
                 time_format=args.time_format,
             )
-            emit(scorer.update(_numeric_cells(frame)))
+            out = scorer.update(_numeric_cells(frame))
+            emit(out, scorer.changes)
         except InputError as exc:  # one bad line must not stop a monitor: report it and go on
             where = f"line {line_no}: "
             sys.stderr.write(f"tsdiff: {'' if str(exc).startswith(where) else where}{exc}; skipped\n")
-    emit(scorer.flush())
+    out = scorer.flush()
+    emit(out, scorer.changes)
     if last_final is not None:  # the end of the input ends an incident still open
-        alert(tracker.close(last_final))
-        sys.stdout.flush()
+        emit(out.iloc[:0], scorer.incidents.close(last_final))
     if lines and not scored:
         sys.stderr.write(
             f"tsdiff: {lines} row(s) read, none scored: the model needs at least {scorer.min_rows} rows\n"
@@ -177,6 +175,10 @@ def run_watch(args: argparse.Namespace) -> int:
         start=args.start,
         delay=args.delay,
         batch=args.batch,
+        top_k=args.top_k,
+        adapt=args.adapt,
+        refit_after=args.refit_after,
+        refit_window=args.refit_window,
     ) as watcher:
         server = serve(watcher, host, port)
         stop = threading.Event()

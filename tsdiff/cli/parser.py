@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write Alertmanager alerts (JSON lines) when an incident opens and resolves, not rows",
     )
     stream.add_argument(
+        "--adapt",
+        choices=("window", "dspot", "spot"),
+        help="let the threshold follow the stream (learned from the rows it does not flag)",
+    )
+    stream.add_argument(
         "--tolerance",
         type=float,
         default=0.1,
@@ -118,6 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--interval", type=float, help="seconds between polls (default: the model's step)")
     watch.add_argument("--batch", type=int, default=1440, help="most rows one poll reads (default 1440)")
+    watch.add_argument(
+        "--top-k", type=int, default=3, help="root causes exported per open incident (default 3)"
+    )
+    watch.add_argument(
+        "--adapt",
+        choices=("window", "dspot", "spot"),
+        help="let the threshold follow the stream (learned from the rows it does not flag); default: "
+        "the model's fitted threshold",
+    )
+    watch.add_argument(
+        "--refit-after",
+        metavar="DURATION",
+        help="refit the model in the background once it has reported drift this long (e.g. 2h)",
+    )
+    watch.add_argument(
+        "--refit-window", default="1d", metavar="DURATION", help="rows a refit learns from (default 1d)"
+    )
 
     explain = sub.add_parser(
         "explain", help="explain an event of a causal or hybrid model: ranked metrics, roles, subgraph"

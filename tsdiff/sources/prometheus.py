@@ -190,18 +190,23 @@ class PrometheusSource:
         behind the server's clock (default: one step, the time a scrape takes to land).
         ``delay``, when given, also holds back the selectors' rows.
         """
-        server_now = self._instant("time()", None, "time()")["result"][0]
-        bound = float(server_now) - (delay or 0.0)
+        server_now = self.server_time().value / 1e9
+        bound = server_now - (delay or 0.0)
         for _, query in self.queries:
             if not is_series_selector(query):
-                bound = min(bound, float(server_now) - (self.step if delay is None else delay))
+                bound = min(bound, server_now - (self.step if delay is None else delay))
                 continue
             newest = self._newest_samples(query, server_now)
             if newest:
                 bound = min(bound, min(newest))
             else:  # no current series: a scrape that started before now may still land
-                bound = min(bound, float(server_now) - max(self.step, delay or 0.0))
+                bound = min(bound, server_now - max(self.step, delay or 0.0))
         return pd.Timestamp(round(bound * 1e9), unit="ns", tz="UTC")
+
+    def server_time(self) -> pd.Timestamp:
+        """The server's clock (a watcher never trusts its own)."""
+        seconds = float(self._instant("time()", None, "time()")["result"][0])
+        return pd.Timestamp(round(seconds * 1e9), unit="ns", tz="UTC")
 
     def _newest_samples(self, selector: str, server_now: float) -> list[float]:
         """The time of each current series' newest sample. ``timestamp()`` drops the metric name,

@@ -7,14 +7,16 @@ and the HTTP server for it and ``/healthz``.
   the row's time, and a range query gives back the batch scores);
   ``tsdiff_last_scored_timestamp_seconds`` is that time;
 * ``tsdiff_metric_contribution{metric=...}`` for the top metrics of that row, and
-  ``tsdiff_root_cause{metric=...}`` (rank 1 = likely origin) while it is anomalous;
+  ``tsdiff_root_cause{metric=...}`` for the top ``top_k`` root causes of the open incident (rank
+  1 = likely origin; the incident's top metrics for a detector without a causal model);
 * ``tsdiff_rows_scored_total``, ``tsdiff_rows_without_data_total`` (gap rows: no score),
   ``tsdiff_no_data`` (1 while the last final row had no data), ``tsdiff_series_missing{column}``
   (1 per model column without a series in the last poll), ``tsdiff_rows_dropped_total``,
   ``tsdiff_source_up``, ``tsdiff_source_errors_total``, ``tsdiff_model_info{detector, version,
   fitted_from, fitted_to}``;
 * ``tsdiff_incident_open``, ``tsdiff_incidents_total``, ``tsdiff_flagged_share`` and
-  ``tsdiff_drift_warning`` from the incident tracker.
+  ``tsdiff_drift_warning`` from the incident tracker; ``tsdiff_threshold`` (the model's, or the
+  adapted one), ``tsdiff_refits_total`` and ``tsdiff_refit_failures_total``.
 """
 
 from __future__ import annotations
@@ -40,9 +42,14 @@ def families(watcher: Any) -> Iterator[Any]:
         last = None if watcher.last is None else dict(watcher.last)
         scored, dropped = watcher.rows_scored, watcher.scorer.dropped_
         empty, no_data, missing = watcher.rows_without_data, watcher.last_was_gap, list(watcher.missing)
-        open_now = watcher.incidents.open_incident is not None
+        incident = watcher.incidents.open_incident
+        open_now = incident is not None
+        open_causes = [] if incident is None else list(incident.root_causes or incident.top_metrics)
         opened, share = watcher.incidents.incidents_opened, watcher.incidents.flagged_share
         drift = watcher.incidents.drifting
+        threshold = float(watcher.scorer.threshold)
+        refits = 0 if watcher.refitter is None else watcher.refitter.refits
+        refit_failures = 0 if watcher.refitter is None else watcher.refitter.failures
     info = GaugeMetricFamily(
         "tsdiff_model_info",
         "The model scoring (value 1).",
@@ -58,6 +65,7 @@ def families(watcher: Any) -> Iterator[Any]:
         ("tsdiff_incident_open", "1 while an incident is open.", float(open_now)),
         ("tsdiff_flagged_share", "Share of flagged rows over the drift window.", share),
         ("tsdiff_drift_warning", "1 when far more rows are flagged than the model's risk.", float(drift)),
+        ("tsdiff_threshold", "The score above which a row is flagged now (adapted with --adapt).", threshold),
     ):
         gauge = GaugeMetricFamily(name, text)
         gauge.add_metric([], value)
@@ -68,6 +76,8 @@ def families(watcher: Any) -> Iterator[Any]:
         ("tsdiff_rows_without_data", "Final rows without any value: gaps, not scored.", empty),
         ("tsdiff_rows_dropped", "Late or duplicate rows dropped.", dropped),
         ("tsdiff_incidents", "Incidents opened.", opened),
+        ("tsdiff_refits", "Refitted models that took over (--refit-after).", refits),
+        ("tsdiff_refit_failures", "Refits that failed (the old model went on).", refit_failures),
     ):
         yield CounterMetricFamily(name, text, value=value)
     absent = GaugeMetricFamily(
@@ -78,7 +88,7 @@ def families(watcher: Any) -> Iterator[Any]:
     yield absent
     if last is None or last["score"] is None:
         return
-    score_ratio = ratio(last["score"], float(det.threshold_))
+    score_ratio = ratio(last["score"], threshold)
     stamp = last["seconds"]  # each row's values carry the row's own time
     for name, text, value in (
         ("tsdiff_anomaly_score", "Anomaly score of the last final row.", last["score"]),
@@ -102,11 +112,10 @@ def families(watcher: Any) -> Iterator[Any]:
         top.add_metric([metric], rank, timestamp=stamp)
     yield top
     causes = GaugeMetricFamily(
-        "tsdiff_root_cause", "Rank of a likely root cause of the open event.", labels=["metric"]
+        "tsdiff_root_cause", "Rank of a likely root cause of the open incident (1: first).", labels=["metric"]
     )
-    if last["label"]:
-        for rank, metric in enumerate(last["root_causes"], start=1):
-            causes.add_metric([metric], rank, timestamp=stamp)
+    for rank, metric in enumerate(open_causes[: watcher.top_k], start=1):
+        causes.add_metric([str(metric)], rank, timestamp=stamp)
     yield causes
 
 

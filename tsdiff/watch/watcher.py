@@ -57,15 +57,26 @@ class Watcher:
     output
         Optional JSON-lines log of every final row (as ``tsdiff stream`` writes them).
     start
-        Time of the first row when there is no state to resume (default: now).
+        Time of the first row when there is no state to resume (default: now). A relative time
+        (``now``, ``now-1h``) is taken on the server's clock at the first poll.
     delay
         How far behind the server's clock a poll reads (a duration). None: rows of series
         selectors are read once every series has a later sample (they cannot change any more),
         rows of computed queries one step behind (see
         :meth:`~tsdiff.sources.prometheus.PrometheusSource.complete_until`). The watcher's own
         clock is never used, so a clock ahead of the server's reads no row early.
+    top_k
+        Metrics named per row and root causes exported per open incident.
     batch
         Most rows one poll reads (a watcher catching up after downtime reads in batches).
+    adapt
+        ``"dspot"`` or ``"spot"``: the threshold follows the stream (see
+        :class:`~tsdiff.stream.StreamScorer`); None: the model's fitted threshold.
+    refit_after, refit_window
+        Durations. When set, a model whose incident tracker reports drift for ``refit_after`` is
+        refitted in the background on the last ``refit_window`` of rows
+        (:class:`~tsdiff.watch.refit.Refitter`) and swapped in between two polls; the new model is
+        saved beside the state (``<state>.model``) and a restart goes on with it.
 
     Call :meth:`close` (or use it as a context manager) to release the state and log locks.
     """
@@ -78,10 +89,12 @@ class Watcher:
         output: str | Path | None = None,
         start: Any = "now",
         delay: Any = None,
-        top_k: int = 5,
+        top_k: int = 3,
         batch: int = 1440,
+        adapt: str | None = None,
+        refit_after: Any = None,
+        refit_window: Any = "1d",
     ) -> None:
-        from tsdiff.incidents import IncidentTracker
         from tsdiff.sources.prometheus import parse_duration, parse_time
         from tsdiff.stream import StreamScorer
         from tsdiff.watch.rowlog import RowLog
@@ -90,11 +103,18 @@ class Watcher:
         self.source = source
         self.state_path = None if state_path is None else Path(state_path)
         self.delay = None if delay is None else 0.0 if str(delay) in ("0", "0s") else parse_duration(delay)
+        if isinstance(top_k, bool) or int(top_k) < 1:
+            raise ParameterError(f"top_k must be >= 1, got {top_k!r}")
         self.top_k = int(top_k)
         if isinstance(batch, bool) or int(batch) < 1:
             raise ParameterError(f"batch must be >= 1, got {batch!r}")
         self.batch = int(batch)
         self.step_ns = round(source.step * 1e9)
+        self.adapt = adapt
+        self.refit_after = None if refit_after is None else parse_duration(refit_after)
+        self.refit_window = parse_duration(refit_window)
+        self.refitter: Any = None
+        self.refitted = False
         self.lock = threading.Lock()
         self.source_up = 1
         self.source_errors = 0
@@ -104,19 +124,26 @@ class Watcher:
         self.last_was_gap = False
         self.missing: list[str] = []  # model columns without a series in the last poll
         self.last_poll_ok = time.time()
-        self.incidents = IncidentTracker(risk=float(getattr(detector, "risk", 1e-3)))
         self.was_drifting = False
-        self.next_ns = (parse_time(start).value // self.step_ns) * self.step_ns
+        relative = isinstance(start, str) and start.strip().startswith("now")
+        # how far before the server's "now" the first row lies, for a relative start
+        self._start_back_ns = -parse_time(start, now=0.0).value if relative else 0
+        self.next_ns: int | None = None if relative else self._on_grid(parse_time(start).value)
         self._state_lock = None if self.state_path is None else FileLock(f"{self.state_path}.lock")
         self.log = None if output is None else RowLog(output)
         try:
             saved = self._lock_and_read_state()
             if saved is None:
-                self.scorer = StreamScorer(detector, top_k=self.top_k)
+                self.scorer = StreamScorer(detector, top_k=self.top_k, adapt=adapt)
             else:
-                self._resume(saved)  # the scorer comes from the snapshot
+                self._resume(saved)  # the scorer (and a refitted model) come from the snapshot
             if self.log is not None:
                 self.log.open(saved.get("output") if saved else None)
+            if self.refit_after is not None:
+                from tsdiff.watch.refit import Refitter
+
+                rows = max(1, math.ceil(self.refit_after / source.step))
+                self.refitter = Refitter(self.detector, rows, max(1, round(self.refit_window / source.step)))
         except BaseException:
             self.close()
             raise
@@ -150,13 +177,16 @@ class Watcher:
     def _resume(self, state: dict[str, Any]) -> None:
         from tsdiff.stream import StreamScorer
 
+        if state.get("model") is not None:  # a refitted model took over
+            import tsdiff
+
+            self.detector, self.refitted = tsdiff.load(state["model"]), True
         try:
             self.scorer = StreamScorer.from_state(self.detector, state["scorer"])
             self.next_ns = int(state["next_ns"])
             self.rows_scored = int(state["rows_scored"])
             self.rows_without_data = int(state["rows_without_data"])
             self.last = state.get("last")
-            self.incidents.restore(state["incidents"])
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, ParameterError):
                 raise
@@ -174,10 +204,17 @@ class Watcher:
             "rows_scored": self.rows_scored,
             "rows_without_data": self.rows_without_data,
             "last": self.last,
-            "incidents": self.incidents.state(),
             "output": None if self.log is None else self.log.identity(),
+            "model": None if self.refitted_path is None else str(self.refitted_path),
         }
         write_atomic(self.state_path, json.dumps(state))
+
+    @property
+    def refitted_path(self) -> Path | None:
+        """Where a refitted model is saved (beside the state), once one has taken over."""
+        if self.state_path is None or not self.refitted:
+            return None
+        return self.state_path.with_name(self.state_path.name + ".model")
 
     def close(self) -> None:
         """Release the state and log locks (another watcher may then take them over)."""
@@ -200,6 +237,14 @@ class Watcher:
         :class:`~tsdiff.errors.SourceError` (see :meth:`run` for the retries)."""
         from tsdiff.sources.prometheus import parse_time
 
+        if self.refitter is not None:
+            refitted = self.refitter.take()
+            if refitted is not None:
+                self._swap(refitted)
+        if self.next_ns is None:  # "now" (or "now-1h") on the server's clock, at the first poll
+            clock = self.source.server_time() if now is None else parse_time(now)
+            self.next_ns = self._on_grid(clock.value - self._start_back_ns)
+            self._save()  # a restart goes on from this first row, not from a later "now"
         if now is None:
             end_ns = self.source.complete_until(self.delay).value
         else:
@@ -217,14 +262,50 @@ class Watcher:
         frame = frame.reindex(columns=names)
         frame.columns = list(self.detector.feature_names_in_)
         out = self.scorer.update(frame)
-        self._record(out)
+        self._record(out, self.scorer.changes)
         self.next_ns = end_ns + self.step_ns
+        if self.refitter is not None:
+            self.refitter.observe(frame, self.incidents.drifting)
         self._save()
         return len(frame)
 
+    def _swap(self, model: Any) -> None:
+        """Put a refitted model in charge between two polls, losing and repeating no row: the old
+        scorer finalises the rows it holds (as at the end of a stream) and ends its incident; the
+        new one is warmed with the rows before the next one (their scores are not emitted again)."""
+        from tsdiff.stream import StreamScorer
+
+        old = self.scorer
+        out = old.flush()
+        self._record(out, old.changes)
+        last = old.incidents.rows[-1].time if old.incidents.rows else None
+        self._record(out.iloc[:0], old.incidents.close(last))
+        scorer = StreamScorer(model, top_k=self.top_k, adapt=self.adapt, segmentation=old.incidents.rules)
+        geometry = model.stream_geometry()
+        reach = geometry.history + geometry.period if geometry is not None else 0
+        warm = list(self.refitter.rows)[-reach:] if reach else []
+        if warm:
+            scorer.warm(
+                pd.DataFrame(
+                    np.vstack([r for _, r in warm]),
+                    index=pd.DatetimeIndex([t for t, _ in warm]),
+                    columns=list(model.feature_names_in_),
+                )
+            )
+        scorer.incidents.incidents_opened = old.incidents.incidents_opened  # ids go on, never reused
+        with self.lock:
+            self.scorer, self.detector, self.refitted = scorer, model, True
+        if self.refitted_path is not None:
+            model.save(self.refitted_path)
+        self._save()
+        logger.warning("the refitted model took over (refit %d)", self.refitter.refits)
+
+    def _on_grid(self, ns: int) -> int:
+        return (int(ns) // self.step_ns) * self.step_ns
+
     def finish(self) -> None:
         """Score the rows still waiting for later rows (the end of a replay)."""
-        self._record(self.scorer.flush())
+        self._record(self.scorer.flush(), self.scorer.changes)
         self._save()
 
     def _report_missing(self, missing: list[str]) -> None:
@@ -237,7 +318,7 @@ class Watcher:
         with self.lock:
             self.missing = list(missing)
 
-    def _record(self, out: pd.DataFrame) -> None:
+    def _record(self, out: pd.DataFrame, changes: list[tuple[str, Any]]) -> None:
         final = out[out["final"].astype(bool)] if len(out) else out
         records = []
         with self.lock:
@@ -259,10 +340,15 @@ class Watcher:
                     continue
                 self.rows_scored += 1
                 self.last = record
-                for change, incident in self.incidents.update(
-                    stamp, record["score"], record["label"], record["root_causes"]
-                ):
-                    logger.warning("incident %d %s (peak %.4g)", incident.id, change, incident.peak_score)
+            for change, incident in changes:
+                causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
+                logger.warning(
+                    "incident %d %s (peak %.4g; root causes %s)",
+                    incident.id,
+                    change,
+                    incident.peak_score,
+                    causes,
+                )
             drifting = self.incidents.drifting
             if drifting and not self.was_drifting:
                 logger.warning(
@@ -294,13 +380,18 @@ class Watcher:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 300.0)
                 continue
-            if until is not None and self.next_ns > parse_time(until).value:
+            if until is not None and self.next_ns is not None and self.next_ns > parse_time(until).value:
                 self.finish()
                 return
             if interval is not None:
                 stop.wait(float(interval))
             elif read < self.batch:  # a full batch: more rows are waiting, no pause
                 stop.wait(self.source.step)
+
+    @property
+    def incidents(self) -> Any:
+        """The :class:`~tsdiff.incidents.IncidentTracker` of the scorer (saved with its state)."""
+        return self.scorer.incidents
 
     def healthy(self) -> bool:
         """The source answered within the last three steps (or five minutes, if longer)."""

@@ -36,38 +36,29 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' Prometheus helper
-from tests.prometheus_server import BINARIES, PrometheusServer
+from tests.prometheus_server import BINARIES, Exporter, PrometheusServer
 
 START = pd.Timestamp("2024-06-01T00:00:00Z")
 CLI = [sys.executable, "-m", "tsdiff.cli", "-q"]
 
 
-class Exporter(BaseHTTPRequestHandler):
+class LiveGauges(Exporter):
     """Three related gauges from the wall clock (as the live tests' exporter)."""
 
-    def do_GET(self) -> None:
+    def body(self) -> bytes:
         t = time.time()
         rng = np.random.default_rng(int(t))
         a = math.sin(t / 5.0) + 0.05 * rng.standard_normal()
         b = 2.0 * a + 0.05 * rng.standard_normal()
         c = math.cos(t / 5.0) + 0.05 * rng.standard_normal()
-        body = f"live_a {a!r}\nlive_b {b!r}\nlive_c {c!r}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return f"live_a {a!r}\nlive_b {b!r}\nlive_c {c!r}\n".encode()
 
 
 def logged(path: Path) -> list[dict]:
@@ -188,9 +179,8 @@ def failed_save(replay: Replay, cycles: int, rng: random.Random) -> tuple[int, s
 def clock_skew(
     root: Path, server: PrometheusServer, cycles: int, rng: random.Random
 ) -> tuple[dict, int, str]:
-    exporter = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    server.add_jobs({"live": (f"127.0.0.1:{exporter.server_address[1]}", 1.0)})
+    exporter = LiveGauges().start()
+    server.add_jobs({"live": (exporter.target, 1.0)})
 
     def samples() -> int:
         found = server.query("count_over_time(live_a[1m])")
@@ -217,7 +207,7 @@ def clock_skew(
 
     det = tsdiff.load(folder / "model")
     frame = PrometheusSource.from_dict(det.source_).read(records[0]["time"], records[-1]["time"])
-    exporter.shutdown()
+    exporter.stop()
     expected = det.score(frame).where(frame.notna().any(axis=1))  # a row without data: a gap
     return tally(records, expected), cycles, f"skews {', '.join(skews)}"
 

@@ -25,10 +25,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +250,41 @@ class PrometheusServer:
             if time.monotonic() > until:
                 raise AssertionError(f"waited {deadline:g} s for {what}")
             time.sleep(0.05)
+
+
+class Exporter(ThreadingHTTPServer):
+    """A scrape target on 127.0.0.1 (a free port) serving :meth:`body` at every path; subclasses
+    say what it exposes. :meth:`start` serves it on a daemon thread, :meth:`stop` ends it."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ExporterHandler)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def body(self) -> bytes:
+        raise NotImplementedError
+
+    def start(self) -> Exporter:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _ExporterHandler(BaseHTTPRequestHandler):
+    server: Exporter
+
+    def do_GET(self) -> None:
+        body = self.server.body()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass

@@ -263,3 +263,41 @@ def test_bad_parameters(name, train_frame):
         DETECTORS[name](threshold="best-f1").fit(train_frame)
     with pytest.raises(errors.ParameterError):
         DETECTORS[name](risk=1.5).fit(train_frame)
+
+
+def _auc_pr(labels, scores):
+    from tsdiff.metrics import auc_pr
+
+    return auc_pr(np.asarray(labels), np.asarray(scores))
+
+
+# ----------------------------------------------------------------- the fusion rule's contract
+@pytest.mark.parametrize("power", [1.0, 2.0, 4.0])
+@pytest.mark.parametrize("good", ["causal", "pca"])
+def test_a_random_component_cannot_drag_a_good_one_down(good, power):
+    """The contract of every label-free fusion rule: fused with a random score, a good detector
+    keeps its score; two equally good components fuse to no less than either."""
+    from tsdiff.datasets import make_synthetic
+    from tsdiff.fusion import FusionDetector
+    from tsdiff.registry import build
+
+    data = make_synthetic(n_metrics=5, n_rows=6000, random_state=4)
+    alone = build(good, "tiny", random_state=0).fit(data.train)
+    with_random = FusionDetector(
+        [(good, build(good, "tiny"), 0.5), ("random", build("random"), 0.5)],
+        weighting_power=power,
+        random_state=0,
+        verbose=False,
+    ).fit(data.train)
+    assert with_random.weights_["random"] < 0.05
+    labels = data.labels.to_numpy()
+    own = _auc_pr(labels, alone.score(data.test))
+    assert _auc_pr(labels, with_random.score(data.test)) >= own - 0.02
+    twins = FusionDetector(
+        [("a", build(good, "tiny"), 0.5), ("b", build(good, "tiny"), 0.5)],
+        weighting_power=power,
+        random_state=0,
+        verbose=False,
+    ).fit(data.train)
+    assert twins.weights_ == pytest.approx({"a": 0.5, "b": 0.5})
+    assert _auc_pr(labels, twins.score(data.test)) >= own - 1e-9

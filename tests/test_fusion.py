@@ -100,7 +100,13 @@ def test_fused_score_is_the_weighted_sum_of_calibrated_components(fused, data):
     result = fused.detect(data[1])
     parts = result.components
     assert set(parts) == {"pca", "causal"}
-    np.testing.assert_allclose(result.scores, 0.25 * parts["pca"] + 0.75 * parts["causal"])
+    w = fused.weights_
+    assert sum(w.values()) == pytest.approx(1.0) and all(v >= 0 for v in w.values())
+    np.testing.assert_allclose(result.scores, w["pca"] * parts["pca"] + w["causal"] * parts["causal"])
+    fixed = pca_causal(weighting="fixed").fit(data[0])
+    assert fixed.weights_ == {"pca": 0.25, "causal": 0.75} and fixed.weighting_ is None
+    parts = fixed.detect(data[1]).components
+    np.testing.assert_allclose(fixed.score(data[1]), 0.25 * parts["pca"] + 0.75 * parts["causal"])
     # each component is calibrated by its own held-out scores, not refitted
     raw = inner_scores(fused, "causal", data[1])
     np.testing.assert_allclose(parts["causal"], fused.calibrators_["causal"].transform(raw))
@@ -128,6 +134,18 @@ def test_root_causes_come_from_the_component_that_names_them(fused, data):
     plain.fit(data[0])
     assert not plain.names_root_causes()
     assert all(c == [] for c in plain.detect(data[1]).events["root_causes"])
+
+
+def test_weights_follow_the_skill_on_injected_anomalies(fused, data, tmp_path):
+    skills = fused.weighting_["skills"]
+    assert set(skills) == {"pca", "causal"} and all(0.0 <= v <= 1.0 for v in skills.values())
+    given = {"pca": 0.25, "causal": 0.75}
+    total = sum(given[n] * skills[n] ** 2 for n in skills)
+    assert fused.weights_ == pytest.approx({n: given[n] * skills[n] ** 2 / total for n in skills})
+    fused.save(tmp_path / "m")
+    again = tsdiff.load(tmp_path / "m")
+    assert again.weights_ == fused.weights_ and again.weighting_ == fused.weighting_
+    pd.testing.assert_series_equal(again.score(data[1]), fused.score(data[1]))
 
 
 def test_seed_reaches_every_component(fused):

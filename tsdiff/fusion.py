@@ -5,8 +5,10 @@ ones?", a causal model "does each metric still follow its own mechanism?"), and 
 live on unrelated scales. :class:`FusionDetector` fits each component on the same data, turns each
 component's score into a common unit with a calibrator fitted on the component's held-out
 training scores (``calibration_scores_``; surprise by default, see :mod:`tsdiff.calibration`),
-and adds the calibrated scores with fixed weights. The label-free threshold is fitted on the fused
-scores of the same held-out rows.
+and adds the calibrated scores with weights chosen per series without labels: anomalies are
+injected into a copy of the held-out rows (:mod:`tsdiff.injection`) and each component weighs by
+how well it finds them (``weights_``), so a weak component cannot drag a good one down. The
+label-free threshold is fitted on the fused scores of the same held-out rows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -24,11 +26,17 @@ from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry, child_memo
 from tsdiff.calibration import CALIBRATIONS, CALIBRATORS, Calibrator
 from tsdiff.errors import ModelFormatError, ParameterError
 from tsdiff.frame import RobustScaler
+from tsdiff.injection import chance_skill, inject, skill, skill_weights
 
 logger = logging.getLogger(__name__)
 
 #: a component name: also its folder in a saved model and its column (``score_<name>``) in results
 COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+WEIGHTINGS = ("injection", "fixed")
+#: held-out rows at most that anomalies are injected into (the weighting's cost)
+INJECTION_ROWS = 2000
+#: injected rows (over all copies) that a short held-out part is copied up to, and the most copies
+INJECTED_ROWS, MAX_COPIES = 1000, 10
 
 
 def common_tail(held_out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -59,6 +67,32 @@ def fuse(calibrated: dict[str, np.ndarray], weights: dict[str, float]) -> np.nda
     return sum(share[name] * part for name, part in calibrated.items())
 
 
+def injected_skills(
+    components: dict[str, BaseDetector], values: np.ndarray, n_held: int, random_state: int | None = None
+) -> dict[str, float]:
+    """Each fitted component's skill (:func:`~tsdiff.injection.skill`, above what a random score
+    reaches by luck) on anomalies injected into (at most :data:`INJECTION_ROWS` of) the last
+    ``n_held`` rows of its training ``values``, each copy scored after as many rows before it as the
+    scores reach back. Few held-out rows get several copies (at least :data:`INJECTED_ROWS` rows in
+    all, at most :data:`MAX_COPIES` copies), so one lucky placement cannot decide."""
+    rows = min(n_held, INJECTION_ROWS)
+    start = len(values) - rows
+    reach = [c.stream_geometry() for c in components.values()]
+    history = start if any(g is None for g in reach) else min(start, max(g.history for g in reach))
+    rng = np.random.default_rng(random_state)
+    copies = [inject(values[start:], rng) for _ in range(min(MAX_COPIES, math.ceil(INJECTED_ROWS / rows)))]
+    mask = np.concatenate([m for _, m in copies])
+    chance = chance_skill(mask, rng)
+    skills = {}
+    for name, component in components.items():
+        scores = []
+        for injected, _ in copies:
+            block = component.scaler_.transform(np.vstack([values[start - history : start], injected]))
+            scores.append(component.score_scaled(block).scores[history:])
+        skills[name] = skill(mask, np.concatenate(scores), chance)
+    return skills
+
+
 class FusionDetector(BaseDetector):
     """Any detectors, fused into one score with per-metric attribution and root causes.
 
@@ -80,18 +114,37 @@ class FusionDetector(BaseDetector):
     calibration
         ``"tail"``: surprise, ``-log10`` of the normal rows' survival function (empirical body,
         exponential tail); ``"zscore"``: robust z of each component score.
+    weighting
+        ``"injection"``: each component's given weight times its skill on anomalies injected into
+        the held-out rows (average precision above chance) to the power ``weighting_power``
+        (:func:`~tsdiff.injection.skill_weights`); ``"fixed"``: the given weights.
+    weighting_power
+        How sharply the weights follow the skills (0: the given weights; large: the best one).
     threshold, risk
         Label threshold on the fused score, see :class:`~tsdiff.base.BaseDetector`.
     random_state
-        Seed passed to every component (when not None, it replaces their own).
+        Seed passed to every component (when not None, it replaces their own), and of the
+        injected anomalies.
     verbose
         Log the fitting stages.
+
+    Attributes
+    ----------
+    weights_
+        The weights the fused score uses, by component (they add up to 1).
+    weighting_
+        The evidence they came from: each component's ``skills`` (None with fixed weights).
     """
+
+    #: models saved before the weights were chosen per series add the given weights
+    LEGACY_PARAMS: ClassVar[dict[str, Any]] = {"weighting": "fixed"}
 
     def __init__(
         self,
         components: Sequence[tuple[str, BaseDetector, float]] | None = None,
         calibration: str = "tail",
+        weighting: str = "injection",
+        weighting_power: float = 2.0,
         threshold: str = "pot",
         risk: float = 1e-3,
         random_state: int | None = None,
@@ -99,6 +152,8 @@ class FusionDetector(BaseDetector):
     ) -> None:
         self.components = components
         self.calibration = calibration
+        self.weighting = weighting
+        self.weighting_power = weighting_power
         self.threshold = threshold
         self.risk = risk
         self.random_state = random_state
@@ -154,6 +209,11 @@ class FusionDetector(BaseDetector):
         super()._check_params()
         if self.calibration not in CALIBRATIONS:
             raise ParameterError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ParameterError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        power = self.weighting_power
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= float(power) < math.inf:
+            raise ParameterError(f"weighting_power must be a number >= 0, got {power!r}")
         self._templates()
 
     def min_rows(self) -> int:
@@ -197,8 +257,20 @@ class FusionDetector(BaseDetector):
         scores of those rows."""
         held = common_tail({name: c.calibration_scores_ for name, c in self.components_.items()})
         self.calibrators_ = fit_calibrators(held, self.calibration)
+        given = normalised(self._weights())
+        self.weights_, self.weighting_ = given, None
+        if self.weighting == "injection" and len(self.components_) > 1:
+            n_held = len(next(iter(held.values())))
+            skills = self._injected_skills(values, n_held)
+            self.weights_ = skill_weights(skills, given, float(self.weighting_power))
+            self.weighting_ = {"skills": skills}
+            if self.verbose:
+                logger.info("fusion weights %s from injected-anomaly skills %s", self.weights_, skills)
         calibrated = {name: self.calibrators_[name].transform(h) for name, h in held.items()}
-        return fuse(calibrated, self._weights())
+        return fuse(calibrated, self.weights_)
+
+    def _injected_skills(self, values: np.ndarray, n_held: int) -> dict[str, float]:
+        return injected_skills(self.components_, values, n_held, self.random_state)
 
     # ----------------------------------------------------------------- score
     def score_scaled(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> ScoreParts:
@@ -208,7 +280,7 @@ class FusionDetector(BaseDetector):
             own = child_memo(memo, name)
             parts[name] = component.score_scaled(component.scaler_.transform(values), offset, own)
         calibrated = {name: self.calibrators_[name].transform(p.scores) for name, p in parts.items()}
-        given = self._weights()
+        given = self.weights_
         weights = normalised(given)
         attribution = np.zeros((len(values), self.n_features_in_), dtype=np.float64)
         for name, surprise in calibrated.items():
@@ -262,7 +334,7 @@ class FusionDetector(BaseDetector):
         arrays: dict[str, np.ndarray] = {}
         for name, calibrator in self.calibrators_.items():
             arrays.update(calibrator.to_arrays(f"calibration.{name}"))
-        return {}, arrays
+        return {"weights": dict(self.weights_), "weighting": self.weighting_}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore the calibrators; the fitted components were loaded into ``components_`` first."""
@@ -280,3 +352,12 @@ class FusionDetector(BaseDetector):
                 raise ModelFormatError(f"the saved component {name!r} was fitted on other columns")
         calibrator = CALIBRATORS[self.calibration]
         self.calibrators_ = {name: calibrator.from_arrays(arrays, f"calibration.{name}") for name in names}
+        weights = state.get("weights") or normalised(self._weights())  # saved before: the given ones
+        if sorted(weights) != sorted(names) or not all(
+            isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights.values()
+        ):
+            raise ModelFormatError(f"the saved fusion weights {weights!r} do not fit the components {names}")
+        if sum(weights.values()) <= 0:
+            raise ModelFormatError("the saved fusion weights add up to 0")
+        self.weights_ = {name: float(weights[name]) for name in names}
+        self.weighting_ = state.get("weighting")

@@ -36,6 +36,10 @@ class HybridDetector(FusionDetector):
     calibration
         ``"tail"``: surprise, ``-log10`` of the normal rows' survival function (empirical body,
         exponential tail); ``"zscore"``: robust z of each component score.
+    weighting, weighting_power
+        How the two are weighed per series (``"injection"``: by their skill on anomalies injected
+        into the held-out rows, starting from ``diffusion_weight``; ``"fixed"``: by
+        ``diffusion_weight`` alone); see :class:`~tsdiff.fusion.FusionDetector`.
     threshold, risk
         Label threshold on the fused score, see :class:`~tsdiff.base.BaseDetector`.
     random_state
@@ -53,6 +57,8 @@ class HybridDetector(FusionDetector):
         causal: Any = None,
         diffusion_weight: float = 0.5,
         calibration: str = "tail",
+        weighting: str = "injection",
+        weighting_power: float = 2.0,
         threshold: str = "pot",
         risk: float = 1e-3,
         random_state: int | None = None,
@@ -62,6 +68,8 @@ class HybridDetector(FusionDetector):
         self.causal = causal
         self.diffusion_weight = diffusion_weight
         self.calibration = calibration
+        self.weighting = weighting
+        self.weighting_power = weighting_power
         self.threshold = threshold
         self.risk = risk
         self.random_state = random_state

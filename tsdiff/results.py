@@ -51,8 +51,8 @@ class DetectionResult:
     events
         One row per event: flagged rows cut into stretches with one explanation each
         (:mod:`tsdiff.segmentation`: runs merged across short gaps, and across gaps up to
-        ``merge_gap`` rows only when they blame the same metrics; split where the blame moves),
-        kept when they span at least ``min_rows`` rows (see
+        ``merge_gap`` rows only when they blame the same metrics), kept when they span at least
+        ``min_rows`` rows (see
         :meth:`~tsdiff.base.BaseDetector.detect`). Columns: ``start`` and ``end`` (index labels,
         both inclusive), ``peak`` (label of the highest score), ``peak_score``, ``n_rows`` (rows
         spanned), ``n_flagged`` (anomalous rows among them), ``top_metrics`` (the top metrics by

@@ -15,25 +15,24 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.prometheus_server import PrometheusServer, needs_prometheus
+from tests.prometheus_server import Exporter, PrometheusServer, needs_prometheus
 
 START = pd.Timestamp("2024-06-01T00:00:00Z")
 ROWS, METRICS = 600, ["m1", "m2", "m3", "m4", "m5"]
 
 
-class LiveExporter(ThreadingHTTPServer):
+class LiveExporter(Exporter):
     """Three related gauges computed from the wall clock at each scrape: ``live_b`` is twice
     ``live_a`` (plus 8 while :attr:`jump` is on), ``live_c`` a quarter period apart. It counts the
     scrapes it answers, and those it answered with the jump on."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ExporterHandler)
+        super().__init__()
         self.jump = False
         self.scrapes = 0
         self.jumped = 0
@@ -52,21 +51,6 @@ class LiveExporter(ThreadingHTTPServer):
         return f"live_a {a!r}\nlive_b {b!r}\nlive_c {c!r}\n".encode()
 
 
-class _ExporterHandler(BaseHTTPRequestHandler):
-    server: LiveExporter
-
-    def do_GET(self) -> None:
-        body = self.server.body()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="package")
 def smd_slice() -> pd.DataFrame:
     from tsdiff.datasets import load_bundled
@@ -78,18 +62,16 @@ def smd_slice() -> pd.DataFrame:
 
 @pytest.fixture(scope="package")
 def live_exporter() -> Iterator[LiveExporter]:
-    exporter = LiveExporter()
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    exporter = LiveExporter().start()
     yield exporter
-    exporter.shutdown()
-    exporter.server_close()
+    exporter.stop()
 
 
 @pytest.fixture(scope="package")
 def prometheus(tmp_path_factory, smd_slice, live_exporter) -> Iterator[PrometheusServer]:
     needs_prometheus()
-    target = f"127.0.0.1:{live_exporter.server_address[1]}"
-    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), smd_slice, jobs={"live": (target, 1.0)})
+    jobs = {"live": (live_exporter.target, 1.0)}
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), smd_slice, jobs=jobs)
     yield server
     server.stop()
 

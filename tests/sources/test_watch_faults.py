@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -19,16 +18,16 @@ from tsdiff.baselines import PCADetector
 from tsdiff.sources.prometheus import PrometheusSource
 from tsdiff.watch import Watcher
 
-from tests.prometheus_server import PrometheusServer
+from tests.prometheus_server import Exporter, PrometheusServer
 from tests.sources.conftest import ROWS, START
 
 
-class FlipExporter(ThreadingHTTPServer):
+class FlipExporter(Exporter):
     """``flip_x`` (label ``version``) and ``flip_y`` from the wall clock; :attr:`versions` are the
     versions of ``flip_x`` it serves now (a relabelled target: ``["1"]``, then both, then ``["2"]``)."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FlipHandler)
+        super().__init__()
         self.versions = ["1"]
 
     def body(self) -> bytes:
@@ -38,31 +37,15 @@ class FlipExporter(ThreadingHTTPServer):
         return ("\n".join(lines) + "\n").encode()
 
 
-class _FlipHandler(BaseHTTPRequestHandler):
-    server: FlipExporter
-
-    def do_GET(self) -> None:
-        body = self.server.body()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def flip(prometheus):
-    exporter = FlipExporter()
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    prometheus.add_jobs({"flip": (f"127.0.0.1:{exporter.server_address[1]}", 0.25)})
+    exporter = FlipExporter().start()
+    prometheus.add_jobs({"flip": (exporter.target, 0.25)})
     try:
         yield exporter
     finally:
         prometheus.remove_jobs(["flip"])
-        exporter.shutdown()
-        exporter.server_close()
+        exporter.stop()
 
 
 def _poll_until(prometheus, watchers, seconds: float) -> None:

@@ -1,0 +1,244 @@
+"""Label-free fusion weights: which rule keeps each component's lead, and the random-component test.
+
+1. **Hybrid rules.** For every fitted hybrid of ``bench_events.py``'s cache (``--cache``; fitted
+   with the given weights), the calibrated test scores of both components, and the evidence each
+   weighting rule can use without labels, computed from the training rows only:
+   * ``injection``: each component's skill on anomalies injected into the held-out rows
+     (:func:`tsdiff.fusion.injected_skills`), weights = given x skill^power;
+   * ``stability``: how alike each component's held-out scores are in the two halves of those rows
+     (1 - the Kolmogorov-Smirnov distance), weights = given x stability^power;
+   * ``fixed``: the given weights (0.5 / 0.5, the rule before).
+   VUS-PR of the fused score per dataset, beside each component alone and the best of the two per
+   series (an oracle no rule can know), and the time the injection took beside the hybrid's fit.
+2. **A random component.** A good detector (causal, PCA) fused with ``RandomDetector`` under each
+   rule, VUS-PR beside the good detector alone, on every series of the split.
+
+Usage::
+
+    python benchmarks/bench_fusion_weights.py --split dev
+    python benchmarks/bench_fusion_weights.py --split report --out benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_events
+from splits import Split
+
+from tsdiff.fusion import FusionDetector, common_tail, fuse, injected_skills
+from tsdiff.injection import skill_weights
+from tsdiff.metrics import choose_sliding_window, vus_pr
+from tsdiff.registry import build
+
+POWERS = (1.0, 2.0, 4.0)
+COMPONENTS = ("diffusion", "causal")
+
+
+def stability(held: np.ndarray) -> float:
+    """1 - the Kolmogorov-Smirnov distance between the two halves of held-out scores."""
+    from scipy.stats import ks_2samp
+
+    x = held[np.isfinite(held)]
+    if len(x) < 20:
+        return 0.0
+    half = len(x) // 2
+    return 1.0 - float(ks_2samp(x[:half], x[half:]).statistic)
+
+
+def hybrid_rows(split: str, datasets: list[str], cache: Path) -> list[str]:
+    results: dict[str, dict[str, list[float]]] = {}
+    costs: list[tuple[float, float]] = []
+    for case in bench_events.cases(split, datasets):
+        det, parts = bench_events.scored(case, "hybrid", cache)
+        values = case.train.to_numpy(dtype=np.float64)
+        held = common_tail({n: c.calibration_scores_ for n, c in det.components_.items()})
+        t0 = time.perf_counter()
+        skills = injected_skills(det.components_, values, len(next(iter(held.values()))), 0)
+        costs.append((time.perf_counter() - t0, float(parts["fit_seconds"])))
+        steady = {n: stability(h) for n, h in held.items()}
+        test = det.score_scaled(case.test.to_numpy(dtype=np.float64))
+        calibrated = test.components
+        given = {"diffusion": 0.5, "causal": 0.5}
+        rules: dict[str, dict[str, float]] = {"fixed 0.5 / 0.5 (before)": given}
+        for power in POWERS:
+            rules[f"injection, power {power:g}"] = skill_weights(skills, given, power)
+            rules[f"stability, power {power:g}"] = skill_weights(steady, given, power)
+        labels = case.labels
+        window = choose_sliding_window(case.test.to_numpy())
+        alone = {n: vus_pr(labels, s, sliding_window=window) for n, s in calibrated.items()}
+        bucket = results.setdefault(case.dataset, {})
+        for name, score in alone.items():
+            bucket.setdefault(f"{name} alone", []).append(score)
+        bucket.setdefault("best component per series (oracle)", []).append(max(alone.values()))
+        for rule, weights in rules.items():
+            fused = fuse(calibrated, weights)
+            bucket.setdefault(rule, []).append(vus_pr(labels, fused, sliding_window=window))
+        logging.info(
+            "%s %s: skills %s, stability %s, alone %s", case.dataset, case.name, skills, steady, alone
+        )
+    shown = [d for d in ("SMD", "SKAB", "synthetic", "MSL") if d in results]
+    names = list(next(iter(results.values())))
+    head = " | ".join(f"{d} VUS-PR" for d in shown)
+    lines = [
+        f"| rule | {head} | mean | largest shortfall against the better component of a dataset |",
+        "|---|" + "---:|" * (len(shown) + 2),
+    ]
+    for name in names:
+        means = [statistics.fmean(results[d][name]) for d in shown]
+        better = [
+            max(statistics.fmean(results[d][f"{c} alone"]) for c in ("diffusion", "causal")) for d in shown
+        ]
+        gap = max(b - m for b, m in zip(better, means, strict=True))
+        cells = " | ".join(f"{m:.3f}" for m in means)
+        lines.append(f"| {name} | {cells} | {statistics.fmean(means):.3f} | {gap:+.3f} |")
+    share = [c / f for c, f in costs if f > 0]
+    lines += [
+        "",
+        f"Injection cost: {statistics.fmean(c for c, _ in costs):.1f} s per series on average, "
+        f"{100 * statistics.fmean(share):.1f}% of the hybrid's fit time (worst {100 * max(share):.1f}%).",
+    ]
+    return lines
+
+
+def more_components_rows(split: str, datasets: list[str], cache: Path) -> list[str]:
+    """Diffusion + causal (the hybrid's fitted pair) and + tsai-forecast, + window-pca, fused with
+    the injection rule and with equal weights."""
+    from tsdiff.calibration import TailCalibrator
+
+    extras = {"forecast": "tsai-forecast", "window-pca": "window-pca"}
+    sets = {
+        "diffusion + causal": ("diffusion", "causal"),
+        "+ forecast": ("diffusion", "causal", "forecast"),
+        "+ forecast + window-pca": ("diffusion", "causal", "forecast", "window-pca"),
+    }
+    results: dict[str, dict[str, list[float]]] = {}
+    for case in bench_events.cases(split, datasets):
+        det, _ = bench_events.scored(case, "hybrid", cache)
+        comps = dict(det.components_)
+        for name, registered in extras.items():
+            comps[name] = build(registered, "default", random_state=0, verbose=False).fit(case.train)
+        values = case.train.to_numpy(dtype=np.float64)
+        test = case.test.to_numpy(dtype=np.float64)
+        held = common_tail({n: c.calibration_scores_ for n, c in comps.items()})
+        calibrated = {}
+        for name, comp in comps.items():
+            raw = comp.score_scaled(comp.scaler_.transform(test)).scores
+            calibrated[name] = TailCalibrator().fit(held[name]).transform(raw)
+        window = choose_sliding_window(test)
+        bucket = results.setdefault(case.dataset, {})
+
+        def score(values: np.ndarray, labels: np.ndarray = case.labels, window: int = window) -> float:
+            return vus_pr(labels, values, sliding_window=window)
+
+        for label, names in sets.items():
+            subset = {n: comps[n] for n in names}
+            skills = injected_skills(subset, values, len(held[names[0]]), 0)
+            equal = {n: 1.0 for n in names}
+            for rule, weights in (("equal", equal), ("injection", skill_weights(skills, equal, 2.0))):
+                fused = fuse({n: calibrated[n] for n in names}, weights)
+                bucket.setdefault(f"{label}, {rule}", []).append(
+                    vus_pr(case.labels, fused, sliding_window=window)
+                )
+        for name in comps:
+            bucket.setdefault(f"{name} alone", []).append(
+                vus_pr(case.labels, calibrated[name], sliding_window=window)
+            )
+        logging.info("more components on %s/%s done", case.dataset, case.name)
+    shown = [d for d in ("SMD", "SKAB", "synthetic", "MSL") if d in results]
+    lines = [
+        "| components, weights | " + " | ".join(shown) + " | mean |",
+        "|---|" + "---:|" * (len(shown) + 1),
+    ]
+    for name in results[shown[0]]:
+        means = [statistics.fmean(results[d][name]) for d in shown]
+        lines.append(
+            f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {statistics.fmean(means):.3f} |"
+        )
+    return lines
+
+
+def random_rows(split: str, datasets: list[str]) -> list[str]:
+    lines = [
+        "| good detector | dataset | alone | + random, fixed 0.5 / 0.5 | + random, injection (default) "
+        "| random's weight |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for good in ("causal", "pca"):
+        per: dict[str, dict[str, list[float]]] = {}
+        for series in Split(split).series(datasets):
+            window = choose_sliding_window(series.test.to_numpy())
+            labels = series.labels
+            alone = build(good, "default", random_state=0).fit(series.train)
+            row = per.setdefault(series.dataset, {"alone": [], "fixed": [], "injection": [], "weight": []})
+            row["alone"].append(vus_pr(labels, alone.score(series.test).to_numpy(), sliding_window=window))
+            for rule in ("fixed", "injection"):
+                fused = FusionDetector(
+                    [(good, build(good, "default"), 0.5), ("random", build("random", "default"), 0.5)],
+                    weighting=rule,
+                    random_state=0,
+                    verbose=False,
+                ).fit(series.train)
+                row[rule].append(vus_pr(labels, fused.score(series.test).to_numpy(), sliding_window=window))
+                if rule == "injection":
+                    row["weight"].append(fused.weights_["random"])
+            logging.info("%s + random on %s/%s done", good, series.dataset, series.name)
+        for dataset, row in per.items():
+            m = {k: statistics.fmean(v) for k, v in row.items()}
+            worst = min(i - a for i, a in zip(row["injection"], row["alone"], strict=True))
+            lines.append(
+                f"| {good} | {dataset} | {m['alone']:.3f} | {m['fixed']:.3f} | {m['injection']:.3f} "
+                f"(worst series {worst:+.3f}) | {m['weight']:.3f} |"
+            )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("dev", "report"), default="dev")
+    parser.add_argument("--datasets", default="smd,skab,synthetic")
+    parser.add_argument("--random-datasets", default="smd,skab,synthetic,msl")
+    parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / "out" / "events")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    warnings.simplefilter("ignore")
+    text = "\n".join(
+        [
+            f"Command: `python benchmarks/bench_fusion_weights.py --split {args.split} "
+            f"--datasets {args.datasets} --random-datasets {args.random_datasets}`. Split: {args.split}. "
+            "The hybrids are those of "
+            "'Events and their root causes' (default hybrid, seed 0; synthetic: the root-cause seeds).",
+            "",
+            "### Hybrid: weighting rules (VUS-PR)",
+            "",
+            *hybrid_rows(args.split, args.datasets.split(","), args.cache),
+            "",
+            "### A good detector fused with a random score (VUS-PR)",
+            "",
+            *random_rows(args.split, args.random_datasets.split(",")),
+            "",
+            "### Three and four components (VUS-PR)",
+            "",
+            *more_components_rows(args.split, args.datasets.split(","), args.cache),
+        ]
+    )
+    print(text)
+    if args.out:
+        from report import write_section
+
+        write_section(args.out, f"Fusion weights without labels ({args.split} split)", text)
+
+
+if __name__ == "__main__":
+    main()

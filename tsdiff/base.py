@@ -288,6 +288,30 @@ class BaseDetector(BaseEstimator):
         self._fit_threshold(self.calibration_scores_)
         return self
 
+    def refit(self, X: Any, fraction: float = 0.2) -> BaseDetector:
+        """Fit again on ``X`` (recent rows, with the columns seen at fit time), starting from what
+        the model learned: a warm start where the detector has one (the diffusion model trains
+        ``fraction`` of a full fit's steps from its current weights; the causal model keeps its
+        graph and refits its mechanisms), a full fit otherwise. The scaler, the held-out rows, the
+        calibration and the threshold are all redone on ``X``. Returns the detector, refitted."""
+        self.check_fitted()
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ParameterError(f"fraction must be in (0, 1], got {fraction!r}")
+        frame = validate_frame(X, min_rows=self.min_fit_rows(), what="rows to refit on")
+        frame = align_columns(frame, self.feature_names_in_, self.columns_named_)
+        self.scaler_ = self._input_scaler(frame.values)
+        values = self.scaler_.transform(frame.values)
+        self.n_train_rows_ = self.holdout_start(len(values))
+        self._refit(values, float(fraction))
+        self.calibration_scores_ = np.asarray(self._calibrate(values), dtype=np.float64)
+        self._fit_threshold(self.calibration_scores_)
+        return self
+
+    def _refit(self, values: np.ndarray, fraction: float) -> None:
+        """Learn again from scaled ``values``, starting from the fitted state (default: from
+        scratch, as :meth:`_fit`)."""
+        self._fit(values)
+
     def _input_scaler(self, values: np.ndarray) -> RobustScaler:
         """The scaler fitted on the training values that every later input goes through."""
         return RobustScaler(clip=SCALED_LIMIT).fit(values)

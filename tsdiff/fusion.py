@@ -252,6 +252,14 @@ class FusionDetector(BaseDetector):
             fitted[name] = template.fit(data)
         self.components_ = fitted
 
+    def _refit(self, values: np.ndarray, fraction: float) -> None:
+        """Every component refitted warm on the same rows (see :meth:`BaseDetector.refit`)."""
+        data = pd.DataFrame(values, columns=self.feature_names_in_)
+        for name, component in self.components_.items():
+            if self.verbose:
+                logger.info("refitting the %s component (%s)", name, type(component).__name__)
+            component.refit(data, fraction)
+
     def _calibrate(self, values: np.ndarray) -> np.ndarray:
         """Calibrators fitted on the components' scores of the rows they all held out; the fused
         scores of those rows."""

@@ -162,12 +162,10 @@ class CausalDetector(BaseDetector):
     # ----------------------------------------------------------------- fit
     def _fit(self, values: np.ndarray) -> None:
         from tsdiff.causal.discovery import choose_lag, discover_granger, discover_pc, screen_metrics
-        from tsdiff.causal.mechanisms import build_specs, fit_mechanisms
         from tsdiff.torch_runtime import make_seed
 
         seed = make_seed(self.random_state)
         rng = np.random.default_rng(seed)
-        k = values.shape[1]
         train = values[: self.n_train_rows_]
         started = time.perf_counter()
         screening = screen_metrics(train)
@@ -206,20 +204,46 @@ class CausalDetector(BaseDetector):
                 found = discover_granger(sub, self.lag_, float(self.alpha), int(self.max_rows))
             edges = [(usable[c], usable[e], s, o) for c, e, s, o in found]
         self.discovery_seconds_ = time.perf_counter() - started
+        self._fit_mechanisms(train, edges, screening, seed)
+        logger.info(
+            "causal graph: %s, lag %d, discovery %.1fs", self.graph_, self.lag_, self.discovery_seconds_
+        )
+
+    def _fit_mechanisms(self, train: np.ndarray, edges: list, screening: Any, seed: int) -> None:
+        """Every metric's mechanism over ``edges`` (positions), fitted on ``train``; the graph."""
+        from tsdiff.causal.mechanisms import build_specs, fit_mechanisms
+
         self.screening_ = {
-            "usable": usable,
+            "usable": screening.usable,
             "constant": screening.constant,
             "duplicate_of": {int(a): int(b) for a, b in screening.duplicate_of.items()},
         }
+        k = train.shape[1]
         self.specs_ = build_specs(k, edges, self.lag_, screening.constant, screening.duplicate_of)
         self.models_ = fit_mechanisms(
             self.specs_, train, self.lag_, self.mechanism, float(self.ridge_alpha), float(self.trim), seed
         )
         self.graph_ = self._make_graph(edges, train)
         self.ancestry_ = None
-        logger.info(
-            "causal graph: %s, lag %d, discovery %.1fs", self.graph_, self.lag_, self.discovery_seconds_
-        )
+
+    def _refit(self, values: np.ndarray, fraction: float) -> None:
+        """A warm refit: the learned graph and lag are kept (discovery is most of a fit), the
+        mechanisms fitted again on the new rows (an edge into or out of a metric that became
+        constant or a duplicate is dropped)."""
+        from tsdiff.causal.discovery import screen_metrics
+        from tsdiff.torch_runtime import make_seed
+
+        train = values[: self.n_train_rows_]
+        screening = screen_metrics(train)
+        position = {name: i for i, name in enumerate(self.feature_names_in_)}
+        usable = set(screening.usable)
+        edges = [
+            (position[e.cause], position[e.effect], int(e.lag), bool(e.oriented))
+            for e in self.graph_.edges.itertuples(index=False)
+            if position[e.cause] in usable and position[e.effect] in usable
+        ]
+        self.discovery_seconds_ = 0.0
+        self._fit_mechanisms(train, edges, screening, make_seed(self.random_state))
 
     def _make_graph(self, edges: list[tuple[int, int, int, bool]], train: np.ndarray) -> Any:
         """The edge table with strengths: absolute standardised ridge coefficients in the mechanisms."""

@@ -114,9 +114,16 @@ def run_fit(args: argparse.Namespace) -> int:
     else:
         data, where = read_data(args.data, args), args.data
     progress(f"tsdiff fit: {data.shape[0]} rows x {data.shape[1]} metrics from {where}")
-    detector = quieted(build(args.detector, args.preset, random_state=args.random_state))
     t0 = time.perf_counter()
-    detector.fit(data)
+    if args.warm_start is not None:
+        import tsdiff
+
+        detector = quieted(tsdiff.load(args.warm_start))
+        progress(f"tsdiff fit: refitting {type(detector).__name__} from {args.warm_start} (warm start)")
+        detector.refit(data)
+    else:
+        detector = quieted(build(args.detector, args.preset, random_state=args.random_state))
+        detector.fit(data)
     if source is not None:
         # saved with the model: a watcher asks the same queries; the fitted range is reported
         detector.source_ = {
@@ -125,7 +132,8 @@ def run_fit(args: argparse.Namespace) -> int:
             "fitted_to": str(data.index[-1]),
         }
     detector.save(args.output)
-    progress(f"tsdiff fit: {args.detector} fitted in {time.perf_counter() - t0:.1f}s, saved to {args.output}")
+    name = type(detector).__name__ if args.warm_start else args.detector
+    progress(f"tsdiff fit: {name} fitted in {time.perf_counter() - t0:.1f}s, saved to {args.output}")
     return EXIT_OK
 
 

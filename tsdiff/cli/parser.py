@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     prom.add_argument("--end", default="now", help="last time (default now)")
     prom.add_argument("--step", default="60s", help="row spacing (default 60s)")
     fit.add_argument("-o", "--output", required=True, help="model directory to write")
+    fit.add_argument(
+        "--warm-start",
+        metavar="MODEL",
+        help="refit this saved model on the data instead of fitting a new one: a fraction of the training "
+        "(the diffusion model), the learned graph kept (the causal model); --detector and --preset are "
+        "then the model's",
+    )
     fit.add_argument("--detector", choices=list(DETECTORS), default="hybrid")
     add_preset(fit, "default")
     fit.add_argument("--random-state", type=int, default=0)

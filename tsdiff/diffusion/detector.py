@@ -304,6 +304,22 @@ class ImDiffusionDetector(BaseDetector):
             values, self.n_train_rows_, self.config_, self.seed_, device, bool(self.verbose)
         )
 
+    def _refit(self, values: np.ndarray, fraction: float) -> None:
+        """A warm refit: ``fraction`` of a full fit's training steps, from the current weights."""
+        from tsdiff.diffusion.training import fit_denoiser
+
+        device = resolve_device(self.device)
+        self.model_, self.history_ = fit_denoiser(
+            values,
+            self.n_train_rows_,
+            self.config_,
+            self.seed_,
+            device,
+            bool(self.verbose),
+            self.model_,
+            fraction,
+        )
+
     def _calibrate(self, values: np.ndarray) -> np.ndarray:
         """Per-step thresholds from the held-out rows' errors (the steps' votes are set here).
 

@@ -144,19 +144,26 @@ def fit_denoiser(
     seed: int,
     device: torch.device,
     verbose: bool,
+    initial: Denoiser | None = None,
+    fraction: float = 1.0,
 ) -> tuple[Denoiser, TrainingHistory]:
     """A denoiser trained on the first ``n_train_rows`` rows of scaled ``values`` (NaN: missing),
-    stopped early on the rest; its weights on the CPU, and what happened."""
+    stopped early on the rest; its weights on the CPU, and what happened. With ``initial`` (a
+    fitted denoiser of the same shape) training starts from a copy of its weights and runs
+    ``fraction`` of the steps (a warm refit)."""
     train_part, val_part = values[:n_train_rows], values[n_train_rows:]
     with cpu_threads(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = config.build_model(values.shape[1]).to(device)
+        model = config.build_model(values.shape[1])
+        if initial is not None:
+            model.load_state_dict(initial.state_dict())
+        model = model.to(device)
         generator = torch.Generator(device=device).manual_seed(seed)
         process = config.process(device)
         train_src = WindowSource(*_on(device, network_input(train_part, config.clip)), config.window)
         val_src = WindowSource(*_on(device, network_input(val_part, config.clip)), config.window)
         validation = ValidationSet(val_src, process, config, generator)
-        max_steps = config.train_steps(len(train_part))
+        max_steps = max(1, math.ceil(fraction * config.train_steps(len(train_part))))
         history = train_denoiser(model, process, train_src, validation, config, max_steps, generator, verbose)
     return model.cpu(), history
 

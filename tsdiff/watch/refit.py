@@ -2,10 +2,11 @@
 
 :class:`Refitter` keeps the last ``window`` rows a watcher read. Once the watcher's incident
 tracker has reported drift (far more rows flagged than the model's ``risk``) for ``after`` rows in
-a row, it fits a fresh copy of the model (same class and parameters) on those rows in a background
-thread, while the old model goes on scoring. :meth:`Refitter.take` hands the new model over when it
-is ready; the watcher swaps it in between two polls (see ``Watcher._swap``). A failed refit is
-logged and counted, and tried again after another ``after`` rows of drift.
+a row, it refits a copy of the model warm on those rows in a background thread
+(:meth:`~tsdiff.base.BaseDetector.refit`), while the old model goes on scoring.
+:meth:`Refitter.take` hands the new model over when it is ready; the watcher swaps it in between
+two polls (see ``Watcher._swap``). A failed refit is logged and counted, and tried again after
+another ``after`` rows of drift.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class Refitter:
     Parameters
     ----------
     detector
-        The fitted model; its refits are unfitted copies of it (``sklearn.base.clone``), fitted.
+        The fitted model; each refit is a copy of it refitted warm on the recent rows
+        (:meth:`~tsdiff.base.BaseDetector.refit`).
     after
         Rows of uninterrupted drift before a refit starts.
     window
@@ -81,10 +83,10 @@ class Refitter:
         self._thread.start()
 
     def _fit(self, frame: pd.DataFrame) -> None:
-        from sklearn.base import clone
+        import copy
 
-        try:
-            model = clone(self.detector).fit(frame)
+        try:  # a warm refit of a copy: the model in charge goes on scoring meanwhile
+            model = copy.deepcopy(self.detector).refit(frame)
         except Exception as exc:  # a refit must never stop the watcher
             logger.warning("the refit failed (%s: %s); the old model goes on", type(exc).__name__, exc)
             with self._lock:

@@ -249,3 +249,12 @@ def test_a_component_name_that_leaves_the_folder_is_refused(fused, tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(errors.ModelFormatError, match="not a component name"):
         tsdiff.load(tmp_path / "m")
+
+
+def test_a_model_saved_with_fixed_weights_can_be_reweighed(data):
+    fixed = pca_causal(weighting="fixed").fit(data[0])
+    chosen = pca_causal().fit(data[0])
+    fixed.reweigh(data[0])
+    assert fixed.weighting == "injection" and fixed.weights_ == pytest.approx(chosen.weights_)
+    assert fixed.threshold_ == pytest.approx(chosen.threshold_)
+    pd.testing.assert_series_equal(fixed.score(data[1]), chosen.score(data[1]))

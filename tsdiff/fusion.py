@@ -25,7 +25,7 @@ import pandas as pd
 from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry, child_memo
 from tsdiff.calibration import CALIBRATIONS, CALIBRATORS, Calibrator
 from tsdiff.errors import ModelFormatError, ParameterError
-from tsdiff.frame import RobustScaler
+from tsdiff.frame import RobustScaler, align_columns
 from tsdiff.injection import chance_skill, inject, skill, skill_weights
 
 logger = logging.getLogger(__name__)
@@ -279,6 +279,23 @@ class FusionDetector(BaseDetector):
 
     def _injected_skills(self, values: np.ndarray, n_held: int) -> dict[str, float]:
         return injected_skills(self.components_, values, n_held, self.random_state)
+
+    def reweigh(self, X: Any, weighting: str = "injection") -> FusionDetector:
+        """Choose the weights again (``weighting``) and refit the threshold, the components as they
+        are: ``X`` is the training data the model was fitted on (its held-out rows are those the
+        weights come from). Upgrades a model saved with fixed weights without refitting it."""
+        from tsdiff.frame import validate_frame
+
+        self.check_fitted()
+        self.set_params(weighting=weighting)
+        self._check_params()
+        frame = validate_frame(X, min_rows=self.min_fit_rows(), what="training rows")
+        frame = align_columns(frame, self.feature_names_in_, self.columns_named_)
+        self.calibration_scores_ = np.asarray(
+            self._calibrate(self.scaler_.transform(frame.values)), np.float64
+        )
+        self._fit_threshold(self.calibration_scores_)
+        return self
 
     # ----------------------------------------------------------------- score
     def score_scaled(self, values: np.ndarray, offset: int = 0, memo: dict | None = None) -> ScoreParts:

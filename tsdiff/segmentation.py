@@ -31,12 +31,12 @@ import numpy as np
 
 from tsdiff.errors import ParameterError
 
-EVENT_MERGE_GAP = 240
+EVENT_MERGE_GAP = 120
 EVENT_MIN_ROWS = 3
 EVENT_BRIDGE = 30
 EVENT_NEAR_GAP = 120
 EVENT_NEAR_TOP = 3
-EVENT_FAR_TOP = 1
+EVENT_FAR_TOP = 3
 EVENT_PROBE = 10
 
 

@@ -91,7 +91,8 @@ class PrometheusServer:
     root
         A folder of its own (configuration, storage, log).
     frame
-        Optional rows to backfill before the start (:func:`openmetrics` with ``prefix`` and ``labels``).
+        Optional rows to backfill before the start (:func:`openmetrics` with ``prefix`` and ``labels``);
+        ``text``: OpenMetrics text to backfill instead.
     out_of_order
         How far back scraped samples with their own timestamps are accepted (a replay of 2024 rows).
     jobs
@@ -106,13 +107,16 @@ class PrometheusServer:
         labels: str = 'machine="1-2"',
         out_of_order: str = "10y",
         jobs: Mapping[str, tuple[str, float]] | None = None,
+        text: str | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.out_of_order = out_of_order
         self.jobs: dict[str, tuple[str, float]] = dict(jobs or {})
-        if frame is not None:
-            (self.root / "data.om").write_text(openmetrics(frame, prefix, labels))
+        if frame is not None or text is not None:
+            (self.root / "data.om").write_text(
+                text if text is not None else openmetrics(frame, prefix, labels)
+            )
             subprocess.run(
                 [BINARIES[1], "tsdb", "create-blocks-from", "openmetrics", str(self.root / "data.om"),
                  str(self.root / "tsdb")],

@@ -275,6 +275,16 @@ def decode_params(params: Any) -> dict[str, Any]:
     return {key: decode(key, value) for key, value in params.items()}
 
 
+def detector_from_spec(spec: dict[str, Any]) -> Any:
+    """An unfitted detector from ``{"class": name, "params": encode_params(...)}`` (what a fleet
+    index keeps of the detector it was fitted with); parameters it does not name take today's
+    defaults."""
+    if not isinstance(spec, dict):
+        raise ModelFormatError("a detector description must be a JSON object with class and params")
+    cls = _detector_class(spec.get("class"), "the description names")
+    return cls(**decode_params(spec.get("params", {})))
+
+
 def _construct(cls: type, params: Any) -> Any:
     """A detector from saved parameters. A parameter added after the model was saved takes the
     value that reproduces the old behaviour (the class's ``LEGACY_PARAMS``), not the new default.

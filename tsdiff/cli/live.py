@@ -162,7 +162,7 @@ def run_watch(args: argparse.Namespace) -> int:
             f"the model in {args.model} was not fitted from Prometheus (tsdiff fit --prometheus)"
         )
     source = PrometheusSource.from_dict(detector.source_, url=args.prometheus)
-    host, port = _listen_address(args.listen)
+    host, port = listen_address(args.listen)
     if args.interval is not None and not (math.isfinite(args.interval) and args.interval > 0):
         raise ParameterError(f"--interval must be a positive number of seconds, got {args.interval!r}")
     model = Path(args.model)
@@ -195,7 +195,7 @@ def run_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _listen_address(text: str) -> tuple[str, int]:
+def listen_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (port 0: one the system picks) as a host and a port number."""
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tsdiff.errors import ParameterError
+
 EXIT_ENTITIES_FAILED = 4
 #: failures listed one per line on stderr; the rest are counted (all of them go to --failures)
 SHOWN_FAILURES = 20
@@ -26,7 +28,20 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     commands = fleet.add_subparsers(dest="fleet_command", required=True)
 
     fit = commands.add_parser("fit", help="fit one detector per entity and save each under a model directory")
-    fit.add_argument("data", help="CSV or Parquet long table: entity, timestamp, one column per metric")
+    fit.add_argument(
+        "data", nargs="?", help="CSV or Parquet long table: entity, timestamp, one column per metric"
+    )
+    prom = fit.add_argument_group("reading the fleet from Prometheus instead of a file")
+    prom.add_argument("--prometheus", metavar="URL", help="base URL of the Prometheus server")
+    prom.add_argument("--query", action="append", default=[], help="a PromQL query (repeatable); NAME=QUERY")
+    prom.add_argument("--selector", help="a series selector, e.g. '{job=\"node\"}'")
+    prom.add_argument(
+        "--entity-label",
+        help="the label that tells the hosts apart (e.g. instance); dropped from the columns",
+    )
+    prom.add_argument("--start", help="first time: RFC 3339, Unix seconds, or now-7d")
+    prom.add_argument("--end", default="now", help="last time (default now)")
+    prom.add_argument("--step", default="60s", help="row spacing (default 60s)")
     fit.add_argument("-o", "--output", required=True, help="fleet model directory to write (or update)")
     fit.add_argument(
         "--detector",
@@ -48,6 +63,30 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     )
     fitted = "the one the fleet was fitted with"
     _common(score, entity=fitted, time=fitted)
+
+    watch = commands.add_parser(
+        "watch", help="score every host of a fleet fitted from Prometheus as rows arrive; serve /metrics"
+    )
+    watch.add_argument("model", help="fleet model directory written by 'tsdiff fleet fit --prometheus'")
+    watch.add_argument(
+        "--prometheus", metavar="URL", help="the server to read (default: the one fitted from)"
+    )
+    watch.add_argument("--listen", default="127.0.0.1:9108", help="HOST:PORT serving /metrics and /healthz")
+    watch.add_argument("--state", help="state file (default: beside the model directory)")
+    watch.add_argument("--output", help="also append every host's final rows as JSON lines to this file")
+    watch.add_argument("--start", default="now", help="first row when there is no state (default now)")
+    watch.add_argument("--until", help="stop after scoring the rows up to this time (a replay)")
+    watch.add_argument("--delay", help="read this far behind the server's clock (default: complete rows)")
+    watch.add_argument("--interval", type=float, help="seconds between polls (default: the step)")
+    watch.add_argument("--batch", type=int, default=1440, help="most rows one poll reads (default 1440)")
+    watch.add_argument(
+        "--top-k", type=int, default=3, help="root causes exported per open incident (default 3)"
+    )
+    watch.add_argument(
+        "--fit-new-after",
+        metavar="DURATION",
+        help="fit a model for a host without one once it has this much history (e.g. 1d); default: report it",
+    )
 
 
 def _common(parser: argparse.ArgumentParser, entity: str, time: str) -> None:
@@ -103,12 +142,18 @@ def run_fleet(args: argparse.Namespace) -> int:
     from tsdiff.fleet.runner import fit_fleet, score_fleet
 
     started = time.perf_counter()
+    if args.fleet_command == "watch":
+        return _watch(args)
     if args.fleet_command == "fit":
         from tsdiff.registry import build
 
+        detector = build(args.detector, args.preset, random_state=args.random_state)
+        if args.prometheus is not None:
+            return _fit_from_prometheus(args, detector, started)
+        if args.data is None:
+            raise ParameterError("give a long table, or --prometheus URL with --entity-label and --start")
         entity_col, time_col = args.entity_column or "entity", args.time_column or "timestamp"
         data = _read(args.data, time_col)
-        detector = build(args.detector, args.preset, random_state=args.random_state)
         _progress(f"tsdiff fleet fit: {len(data)} rows from {args.data}; {args.detector} per entity")
         result = fit_fleet(
             data, detector, args.output, entity_col=entity_col, time_col=time_col, **_cluster(args)
@@ -132,3 +177,63 @@ def run_fleet(args: argparse.Namespace) -> int:
         result, args, f"score ({flagged} anomalous rows; wrote {args.output})", time.perf_counter() - started
     )
     return code | (1 if args.fail_on_anomaly and flagged else 0)
+
+
+def _fit_from_prometheus(args: argparse.Namespace, detector: Any, started: float) -> int:
+    from tsdiff.cli.batch import parse_queries
+    from tsdiff.fleet.live import fit_fleet_from_prometheus
+    from tsdiff.sources.prometheus import PrometheusSource
+
+    if args.data is not None:
+        raise ParameterError("give a long table or --prometheus, not both")
+    if args.entity_label is None or args.start is None:
+        raise ParameterError("--prometheus needs --entity-label (e.g. instance) and --start (e.g. now-7d)")
+    source = PrometheusSource(
+        args.prometheus, parse_queries(args.query), selector=args.selector, step=args.step
+    )
+    _progress(f"tsdiff fleet fit: reading {args.prometheus} by {args.entity_label}; {args.detector} per host")
+    result = fit_fleet_from_prometheus(
+        source, args.entity_label, args.start, args.end, detector, args.output, **_cluster(args)
+    )
+    return _report(result, args, f"fit (models in {args.output})", time.perf_counter() - started)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from pathlib import Path
+
+    from tsdiff.cli.live import listen_address
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.watch import serve
+
+    host, port = listen_address(args.listen)
+    model = Path(args.model)
+    state = args.state or str(model.parent / f"{model.name}.fleet-watch-state.json")
+    with FleetWatcher(
+        args.model,
+        state_path=state,
+        output=args.output,
+        start=args.start,
+        delay=args.delay,
+        batch=args.batch,
+        top_k=args.top_k,
+        fit_new_after=args.fit_new_after,
+        url=args.prometheus,
+    ) as watcher:
+        server = serve(watcher, host, port)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        address = f"{host}:{server.server_address[1]}"
+        _progress(
+            f"tsdiff fleet watch: {len(watcher.models)} hosts by {watcher.label} on {watcher.source.url}, "
+            f"serving http://{address}/metrics"
+        )
+        try:
+            watcher.run(stop, until=args.until, interval=args.interval)
+        finally:
+            server.shutdown()
+            server.server_close()
+    _progress(f"tsdiff fleet watch: stopped after {watcher.rows_scored} scored rows; state in {state}")
+    return 0

@@ -160,6 +160,7 @@ def fit_fleet(
     threads_per_worker: int = 1,
     processes: bool = True,
     verbose: bool = True,
+    source: dict[str, Any] | None = None,
 ) -> FleetResult:
     """Fit one copy of ``detector`` per entity of a long table and save each under ``model_dir``.
 
@@ -183,6 +184,9 @@ def fit_fleet(
         down afterwards.
     verbose
         A progress bar over entities on stderr.
+    source
+        Where the table came from (a Prometheus source's settings and its entity label), saved in
+        the index for ``tsdiff fleet watch`` (see :func:`tsdiff.fleet.live.fit_fleet_from_prometheus`).
 
     Returns
     -------
@@ -229,6 +233,8 @@ def fit_fleet(
             "params": encode_params(detector.get_params(deep=False)),
         },
     }
+    if source is not None:
+        settings["source"] = source
     update_index(model_dir, settings, fitted, failed)
     result = FleetResult(
         _entities_frame([{k: r[k] for k in RECORD_COLUMNS} for r in records]), pd.DataFrame()

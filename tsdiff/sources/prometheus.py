@@ -265,27 +265,37 @@ class PrometheusSource:
         the value of the series whose last sample is the latest among those with a value there.
         """
         index = self.grid(start, end)
-        wanted = None if columns is None else {str(c) for c in columns}
         out: dict[str, np.ndarray] = {}
         for name, query in self.queries:
             found = self._series(query, index)
-            if not found and wanted is None:
+            if not found and columns is None:
                 raise SourceError(
                     f"no series between {index[0].isoformat()} and {index[-1].isoformat()}", query=query
                 )
-            if name is not None and (len(found) == 1 or (wanted is not None and name in wanted)):
-                named = {name: _overlay(list(found.values()))} if found else {}
-            else:  # each series by its labels (an unnamed scalar expression by the query itself)
-                named = {series_name(labels, name) if labels else query: v for labels, v in found.items()}
-            for column, values in named.items():
-                if column in out:
-                    raise SourceError(
-                        f"two series are both named {column!r}; name the queries apart", query=query
-                    )
-                out[column] = values
-        frame = pd.DataFrame(out, index=index)
-        frame.index.name = "timestamp"
-        return frame
+            _add_columns(out, name, query, found, columns)
+        return _frame(out, index)
+
+    def read_entities(
+        self, start: Any, end: Any, label: str, columns: Sequence[str] | None = None
+    ) -> dict[str, pd.DataFrame]:
+        """The series of every query between ``start`` and ``end`` split by the value of their label
+        ``label`` (a host's ``instance``, say): one frame per entity, its columns named as
+        :meth:`read` names them but without that label, so every entity has the same columns. A
+        series without the label belongs to no entity and is left out. ``columns`` as for
+        :meth:`read` (every entity's model has the same columns); no query is refused for lack
+        of series."""
+        index = self.grid(start, end)
+        per: dict[str, dict[str, np.ndarray]] = {}
+        for name, query in self.queries:
+            groups: dict[str, dict[Any, np.ndarray]] = {}
+            for labels, values in self._series(query, index).items():
+                entity = labels.get(label)
+                if entity is not None:
+                    rest = _Labels({k: v for k, v in labels.items() if k != label})
+                    groups.setdefault(entity, {})[rest] = values
+            for entity, found in groups.items():
+                _add_columns(per.setdefault(entity, {}), name, query, found, columns)
+        return {entity: _frame(out, index) for entity, out in per.items()}
 
     def _series(self, query: str, index: pd.DatetimeIndex) -> dict[Any, np.ndarray]:
         """Series of one query on ``index``: labels (a hashable tuple) -> values."""
@@ -335,6 +345,31 @@ class PrometheusSource:
         if not isinstance(body, dict) or body.get("status") != "success":
             raise SourceError(f"{self.url}: {_error_text(raw) or 'the query failed'}", query=query)
         return body
+
+
+def _add_columns(
+    out: dict[str, np.ndarray],
+    name: str | None,
+    query: str,
+    found: dict[Any, np.ndarray],
+    columns: Sequence[str] | None,
+) -> None:
+    """The columns of one query's series ``found`` (labels -> values), added to ``out``."""
+    wanted = None if columns is None else {str(c) for c in columns}
+    if name is not None and (len(found) == 1 or (wanted is not None and name in wanted)):
+        named = {name: _overlay(list(found.values()))} if found else {}
+    else:  # each series by its labels (an unnamed scalar expression by the query itself)
+        named = {series_name(labels, name) if labels else query: v for labels, v in found.items()}
+    for column, values in named.items():
+        if column in out:
+            raise SourceError(f"two series are both named {column!r}; name the queries apart", query=query)
+        out[column] = values
+
+
+def _frame(columns: dict[str, np.ndarray], index: pd.DatetimeIndex) -> pd.DataFrame:
+    frame = pd.DataFrame(columns, index=index)
+    frame.index.name = "timestamp"
+    return frame
 
 
 def _overlay(series: list[np.ndarray]) -> np.ndarray:

@@ -119,20 +119,14 @@ def families(watcher: Any) -> Iterator[Any]:
     yield causes
 
 
-class _Collector:
-    def __init__(self, watcher: Any) -> None:
-        self.watcher = watcher
-
-    def collect(self) -> Iterator[Any]:
-        return families(self.watcher)
-
-
 def serve(watcher: Any, host: str, port: int) -> ThreadingHTTPServer:
-    """Serve ``/metrics`` and ``/healthz`` for ``watcher`` on a background thread (GET and HEAD)."""
+    """Serve ``/metrics`` (``watcher.collect()``) and ``/healthz`` (``watcher.healthy()``) on a
+    background thread, GET and HEAD; ``watcher`` is a :class:`~tsdiff.watch.Watcher` or a
+    :class:`~tsdiff.fleet.watch.FleetWatcher`."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(watcher))  # type: ignore[arg-type]
+    registry.register(watcher)  # type: ignore[arg-type]
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, body_too: bool) -> None:

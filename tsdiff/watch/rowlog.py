@@ -31,16 +31,22 @@ TAIL_BYTES = 1 << 16
 
 
 class RowLog:
-    """Append final rows to ``path``, skipping rows it already holds (see the module docstring)."""
+    """Append final rows to ``path``, skipping rows it already holds (see the module docstring).
 
-    def __init__(self, path: str | Path) -> None:
+    ``key`` names the field that tells the rows of several streams apart in one log (a fleet's
+    ``entity``); the rows of each are in time order, and each stream's last logged time is kept.
+    """
+
+    def __init__(self, path: str | Path, key: str | None = None) -> None:
         self.path = Path(path)
+        self.key = key
         self.lock = FileLock(self.path.with_name(self.path.name + ".lock"))
-        self.logged_until: pd.Timestamp | None = None
+        self.logged_until: dict[Any, pd.Timestamp] = {}
 
     def open(self, saved: dict[str, Any] | None = None) -> None:
         """Lock the log, cut a partial last line of its own (``saved`` is what :meth:`identity`
-        returned when the state was saved) and read the time of its last row."""
+        returned when the state was saved) and read the time of the last row of each stream: among
+        the lines after the snapshot when the log is the one the state knows, else in its tail."""
         if not self.lock.acquire(blocking=False):
             raise ParameterError(
                 f"the output {self.path} is in use by another tsdiff watch (process {self.lock.holder()})"
@@ -49,38 +55,43 @@ class RowLog:
             return
         with open(self.path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - TAIL_BYTES))
+            ours = saved is not None and saved.get("inode") == self._inode() and int(saved["bytes"]) <= size
+            handle.seek(int(saved["bytes"]) if ours and saved else max(0, size - TAIL_BYTES))
             tail = handle.read()
         partial = b"" if tail.endswith(b"\n") or not tail else tail.rsplit(b"\n", 1)[-1]
         if partial:
-            ours = saved is not None and saved.get("inode") == self._inode() and int(saved["bytes"]) <= size
-            if ours and size - len(partial) >= int(saved["bytes"]):
-                with open(self.path, "r+b") as handle:  # a line cut by a crash, after the snapshot
+            if ours:  # a line cut by a crash, after the snapshot: it is written again whole
+                with open(self.path, "r+b") as handle:
                     handle.truncate(size - len(partial))
                 logger.warning("cut a partial last line of %s (a write cut short)", self.path)
             else:  # not ours to cut: the next line starts on a line of its own
                 with open(self.path, "ab") as handle:
                     handle.write(b"\n")
-        for line in reversed(tail.splitlines()):
-            stamp = _row_time(line)
-            if stamp is not None:
-                self.logged_until = stamp
-                break
-        if self.logged_until is not None:
-            logger.info(
-                "%s holds rows up to %s; none up to it is written again", self.path, self.logged_until
-            )
+        for line in tail.splitlines():
+            found = _row_time(line, self.key)
+            if found is not None:
+                key, stamp = found
+                if key not in self.logged_until or stamp > self.logged_until[key]:
+                    self.logged_until[key] = stamp
+        if self.logged_until:
+            logger.info("%s holds rows up to %s: none of them is written again", self.path, self.logged_until)
 
     def append(self, records: list[dict[str, Any]]) -> None:
-        """Write the records whose time is after the last row logged, and flush them to disk."""
-        new = [r for r in records if self.logged_until is None or pd.Timestamp(r["time"]) > self.logged_until]
+        """Write the records whose time is after the last row logged of their stream; flush them."""
+        new = []
+        for r in records:
+            key = None if self.key is None else r.get(self.key)
+            stamp = pd.Timestamp(r["time"])
+            if key in self.logged_until and stamp <= self.logged_until[key]:
+                continue
+            new.append(r)
+            self.logged_until[key] = stamp
         if not new:
             return
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write("".join(json.dumps(r) + "\n" for r in new))
             handle.flush()
             os.fsync(handle.fileno())
-        self.logged_until = pd.Timestamp(new[-1]["time"])
 
     def identity(self) -> dict[str, Any]:
         """What the state records of the log: its inode and size now."""
@@ -97,13 +108,15 @@ class RowLog:
         self.lock.release()
 
 
-def _row_time(line: bytes) -> pd.Timestamp | None:
-    """The time of a logged row (a JSON object with ``time`` and ``score``), else None."""
+def _row_time(line: bytes, key: str | None = None) -> tuple[Any, pd.Timestamp] | None:
+    """The stream key and time of a logged row (a JSON object with ``time`` and ``score``)."""
     try:
         record = json.loads(line)
         if isinstance(record, dict) and "score" in record and isinstance(record.get("time"), str):
             stamp = pd.Timestamp(record["time"])
-            return None if pd.isna(stamp) or stamp.tz is None else stamp  # a watcher's rows are zoned
+            if pd.isna(stamp) or stamp.tz is None:  # a watcher's rows are zoned
+                return None
+            return (None if key is None else record.get(key)), stamp
     except (ValueError, TypeError):
         return None
     return None

@@ -1,0 +1,180 @@
+"""A fleet from one real Prometheus: fitted host by host from the server (split by the ``instance``
+label), then watched live: every host's final scores are the batch scores of that host's rows, a
+host that disappears goes stale, a new one is reported, and a restart loses and repeats no row."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.detectors import DETECTORS
+from tests.helpers import make_frame
+from tests.prometheus_server import PrometheusServer, needs_prometheus
+
+START = pd.Timestamp("2024-06-01T00:00:00Z")
+FIT_ROWS, ROWS = 400, 700
+HOSTS = ["web-1", "web-2", "db-1"]
+
+
+def _host_frame(seed: int, rows: int = ROWS) -> pd.DataFrame:
+    frame = make_frame(rows, 4, seed=seed)
+    frame.index = pd.date_range(START, periods=rows, freq="min")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def fleet_server(tmp_path_factory):
+    """A server holding three hosts (db-1 stops at row 550) and a fourth, new one from row 450."""
+    needs_prometheus()
+    frames = {host: _host_frame(seed) for seed, host in enumerate(HOSTS)}
+    frames["db-1"].iloc[550:] = np.nan  # the host went away
+    frames["web-1"].iloc[600:606, 2] += 9.0  # an anomaly on one host only
+    frames["web-9"] = _host_frame(9).iloc[450:]  # a new host
+    lines: dict[str, list[str]] = {}
+    for host, frame in frames.items():
+        for column in frame.columns:
+            name = f"fleet_{column}"
+            lines.setdefault(name, [])
+            for stamp, value in frame[column].items():
+                if np.isfinite(value):
+                    labels = f'instance="{host}",job="node"'
+                    lines[name].append(f"{name}{{{labels}}} {value!r} {stamp.value // 10**9}")
+    text = "".join(f"# TYPE {name} gauge\n" + "\n".join(rows) + "\n" for name, rows in lines.items())
+    server = PrometheusServer(tmp_path_factory.mktemp("fleet"), text=text + "# EOF\n")
+    yield server, frames
+    server.stop()
+
+
+def _fleet(server, detector, folder):
+    from tsdiff.fleet.live import fit_fleet_from_prometheus
+    from tsdiff.sources.prometheus import PrometheusSource
+
+    source = PrometheusSource(server.url, selector='{job="node"}', step="60s")
+    end = START + pd.Timedelta(minutes=FIT_ROWS - 1)
+    return fit_fleet_from_prometheus(
+        source, "instance", START, end, detector, folder, n_workers=1, processes=False, verbose=False
+    )
+
+
+def _expected(frames, host, model, first, rows):
+    part = frames[host].iloc[first : first + rows].copy()
+    part.columns = [f'fleet_{c}{{job="node"}}' for c in part.columns]
+    return model.score(part[[str(c) for c in model.feature_names_in_]])
+
+
+@pytest.mark.parametrize("name", ["pca", "causal", "kmeans", "imdiffusion-streaming"])
+def test_every_host_scores_as_in_a_batch_of_its_own_rows(fleet_server, tmp_path, name):
+    from tsdiff.fleet.watch import FleetWatcher
+
+    server, frames = fleet_server
+    fitted = _fleet(server, DETECTORS[name](random_state=0), tmp_path / "fleet")
+    assert sorted(fitted.ok) == sorted(HOSTS)  # web-9 has no rows in the fitted range
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    until = START + pd.Timedelta(minutes=549)  # before db-1 goes away
+    with FleetWatcher(tmp_path / "fleet", output=tmp_path / "rows.jsonl", start=first, batch=40) as watcher:
+        while watcher.poll(until=until):
+            pass
+        watcher.finish()
+        logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+        for host in HOSTS:
+            mine = [r for r in logged if r["entity"] == host]
+            expected = _expected(frames, host, watcher.models[host], FIT_ROWS, 150)
+            assert [pd.Timestamp(r["time"]) for r in mine] == list(expected.index)
+            np.testing.assert_allclose([r["score"] for r in mine], expected.to_numpy(), rtol=1e-7, atol=1e-9)
+        assert watcher.counts()["unmodelled"] == 1 and watcher.status["web-9"] == "unmodelled"
+
+
+def test_a_host_that_goes_away_is_stale_and_a_restart_repeats_no_row(fleet_server, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.registry import build
+
+    server, _ = fleet_server
+    _fleet(server, build("pca", "tiny"), tmp_path / "fleet")
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    last = START + pd.Timedelta(minutes=ROWS - 1)
+    files = {"state_path": tmp_path / "state.json", "output": tmp_path / "rows.jsonl"}
+    with FleetWatcher(tmp_path / "fleet", start=first, batch=50, **files) as watcher:
+        for _ in range(3):  # 150 rows, then a "kill": the next watcher goes on from the state
+            watcher.poll(until=last)
+    with FleetWatcher(tmp_path / "fleet", start=first, batch=50, **files) as watcher:
+        while watcher.poll(until=last):
+            pass
+        watcher.finish()
+        assert watcher.status["db-1"] == "stale" and watcher.status["web-1"] == "scored"
+        text = "\n".join(f"{s.name} {s.labels} {s.value}" for f in watcher.collect() for s in f.samples)
+        families = list(text_string_to_metric_families(_exposition(watcher)))
+    logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    keys = [(r["entity"], r["time"]) for r in logged]
+    assert len(keys) == len(set(keys)) == 3 * (ROWS - FIT_ROWS)  # every row of every host once
+    db = [r for r in logged if r["entity"] == "db-1"]
+    # gone at row 550: once Prometheus' 5-minute lookback no longer repeats its last sample (a
+    # backfilled series has no staleness marker), its rows are gaps, never "normal"
+    assert all(r["gap"] and r["score"] is None for r in db[156:]) and not any(r["gap"] for r in db[:150])
+    web = [r for r in logged if r["entity"] == "web-1"]
+    labels = np.array([r["label"] for r in web])
+    assert labels[200:206].mean() > labels[:150].mean() + 0.5  # the anomaly stands out on its host
+    assert "tsdiff_fleet_entities {'state': 'stale'} 1" in text
+    names = {f.name for f in families}
+    assert {"tsdiff_anomaly_score", "tsdiff_fleet_entities", "tsdiff_fleet_poll_duration_seconds"} <= names
+
+
+def _exposition(watcher) -> str:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(watcher)
+    return generate_latest(registry).decode()
+
+
+def test_a_new_host_is_fitted_once_it_has_enough_history(fleet_server, tmp_path):
+    from tsdiff.fleet.storage import read_index
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.registry import build
+
+    server, _ = fleet_server
+    _fleet(server, build("pca", "tiny"), tmp_path / "fleet")
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    with FleetWatcher(tmp_path / "fleet", start=first, batch=60, fit_new_after="90m") as watcher:
+        for _ in range(5):
+            watcher.poll(until=START + pd.Timedelta(minutes=ROWS - 1))
+            for thread in list(watcher.fitting.values()):
+                thread.join(timeout=60)
+        assert "web-9" in watcher.models and watcher.status["web-9"] == "scored"
+    assert "web-9" in read_index(tmp_path / "fleet")["entities"]
+
+
+def test_fleet_fit_and_watch_from_the_command_line(fleet_server, tmp_path):
+    import subprocess
+    import sys
+
+    from tsdiff.fleet.storage import read_index
+
+    server, _ = fleet_server
+    cli = [sys.executable, "-m", "tsdiff.cli", "-q", "fleet"]
+    end = (START + pd.Timedelta(minutes=FIT_ROWS - 1)).isoformat()
+    fit = subprocess.run(
+        [*cli, "fit", "--prometheus", server.url, "--selector", '{job="node"}', "--entity-label", "instance",
+         "--start", START.isoformat(), "--end", end, "--detector", "pca", "--preset", "tiny",
+         "--workers", "1", "-o", str(tmp_path / "fleet")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    index = read_index(tmp_path / "fleet")
+    assert sorted(index["entities"]) == sorted(HOSTS) and index["source"]["entity_label"] == "instance"
+    first, until = START + pd.Timedelta(minutes=FIT_ROWS), START + pd.Timedelta(minutes=FIT_ROWS + 59)
+    watch = subprocess.run(
+        [*cli, "watch", str(tmp_path / "fleet"), "--listen", "127.0.0.1:0", "--start", first.isoformat(),
+         "--until", until.isoformat(), "--interval", "0.05", "--output", str(tmp_path / "rows.jsonl")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert watch.returncode == 0, watch.stderr
+    logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert sorted({r["entity"] for r in logged}) == sorted(HOSTS) and len(logged) == 3 * 60
+    missing = subprocess.run([*cli, "fit", "--prometheus", server.url, "--selector", "{job='node'}",
+                              "-o", str(tmp_path / "x")], capture_output=True, text=True)  # fmt: skip
+    assert missing.returncode == 2 and "--entity-label" in missing.stderr

@@ -1,0 +1,405 @@
+"""``tsdiff fleet watch``: every host of a fleet scored live from one Prometheus, by its own model.
+
+:class:`FleetWatcher` reads, at every poll, each query of the fleet's source once for all hosts
+(the rows complete by the server's clock, as ``tsdiff watch`` reads them), splits the series by the
+entity label, and feeds each host's rows to its own :class:`~tsdiff.stream.StreamScorer` (its
+incidents cut as a batch cuts events). A host's state is one of:
+
+* ``scored``: its series were read and scored;
+* ``stale``: it has a model but no series in the last poll (a host gone or down): its rows are gaps,
+  no score and never evidence of normality; it is not an error;
+* ``unmodelled``: it has series but no model (a new host): reported, and with ``fit_new_after``
+  fitted once that much of its history is on the server;
+* ``failed``: its rows could not be scored (the error is logged); the other hosts go on.
+
+The state of every host's scorer is saved atomically after each poll (under an exclusive lock, as
+``tsdiff watch``'s), and ``output`` logs every final row with its ``entity``; a restart goes on
+from the state, and no row is lost or logged twice (:class:`~tsdiff.watch.rowlog.RowLog`).
+What ``/metrics`` exports is in :func:`families`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsdiff.errors import ParameterError, SourceError, TsdiffError
+from tsdiff.fileio import FileLock, write_atomic
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "tsdiff-fleet-watch-state"
+STATE_VERSION = 1
+STATES = ("scored", "stale", "unmodelled", "failed")
+
+
+class FleetWatcher:
+    """Score every host of a fleet from Prometheus (see the module docstring).
+
+    Parameters
+    ----------
+    model_dir
+        A fleet fitted from Prometheus (``tsdiff fleet fit --prometheus``): its index holds the
+        queries and the entity label.
+    state_path, output, start, delay, batch, top_k
+        As for :class:`~tsdiff.watch.Watcher` (``output`` lines carry the ``entity``).
+    fit_new_after
+        A duration: a host without a model is fitted (with the fleet's detector) once it has that
+        much history on the server; None: such hosts are only reported.
+    url
+        Another server than the one the fleet was fitted from.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        state_path: str | Path | None = None,
+        output: str | Path | None = None,
+        start: Any = "now",
+        delay: Any = None,
+        batch: int = 1440,
+        top_k: int = 3,
+        fit_new_after: Any = None,
+        url: str | None = None,
+    ) -> None:
+        import tsdiff
+        from tsdiff.fleet.storage import entity_path, read_index
+        from tsdiff.sources.prometheus import PrometheusSource, parse_duration, parse_time
+        from tsdiff.watch.rowlog import RowLog
+
+        self.model_dir = Path(model_dir)
+        index = read_index(self.model_dir)
+        settings = index.get("source")
+        if not settings or "entity_label" not in settings:
+            raise ParameterError(
+                f"the fleet in {model_dir} was not fitted from Prometheus (fleet fit --prometheus)"
+            )
+        self.label = str(settings["entity_label"])
+        self.source = PrometheusSource.from_dict(settings, url=url)
+        self.detector_spec = index.get("detector")
+        self.models: dict[str, Any] = {
+            str(name): tsdiff.load(entity_path(self.model_dir, name)) for name in index["entities"]
+        }
+        self.columns = sorted({str(c) for m in self.models.values() for c in m.feature_names_in_})
+        self.delay = None if delay is None else 0.0 if str(delay) in ("0", "0s") else parse_duration(delay)
+        if isinstance(batch, bool) or int(batch) < 1 or int(top_k) < 1:
+            raise ParameterError(f"batch and top_k must be >= 1, got {batch!r} and {top_k!r}")
+        self.batch, self.top_k = int(batch), int(top_k)
+        self.fit_new_after = None if fit_new_after is None else parse_duration(fit_new_after)
+        self.step_ns = round(self.source.step * 1e9)
+        relative = isinstance(start, str) and start.strip().startswith("now")
+        self._start_back_ns = -parse_time(start, now=0.0).value if relative else 0
+        self.next_ns: int | None = (
+            None if relative else (parse_time(start).value // self.step_ns) * self.step_ns
+        )
+        self.lock = threading.Lock()
+        self.state_path = None if state_path is None else Path(state_path)
+        self.scorers: dict[str, Any] = {}
+        self.last: dict[str, dict[str, Any]] = {}  # per host, its last final row with data
+        self.status: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.first_seen: dict[str, int] = {}  # unmodelled hosts: the first row they had series
+        self.fitting: dict[str, threading.Thread] = {}
+        self.rows_scored = 0
+        self.source_up, self.source_errors = 1, 0
+        self.poll_seconds, self.rows_behind = 0.0, 0
+        self._state_lock = None if self.state_path is None else FileLock(f"{self.state_path}.lock")
+        self.log = None if output is None else RowLog(output, key="entity")
+        try:
+            saved = self._lock_and_read_state()
+            self._start_scorers(saved)
+            if self.log is not None:
+                self.log.open(saved.get("output") if saved else None)
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------- state
+    def _lock_and_read_state(self) -> dict[str, Any] | None:
+        if self._state_lock is None or self.state_path is None:
+            return None
+        if not self.state_path.parent.is_dir():
+            raise ParameterError(f"the state folder {self.state_path.parent} does not exist")
+        if not self._state_lock.acquire(blocking=False):
+            raise ParameterError(
+                f"the state {self.state_path} is in use by another tsdiff fleet watch "
+                f"(process {self._state_lock.holder()})"
+            )
+        if not self.state_path.exists():
+            return None
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"cannot resume from {self.state_path}: {exc}") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ParameterError(f"{self.state_path} is not a tsdiff fleet watch state")
+        if state.get("format_version") != STATE_VERSION:
+            raise ParameterError(f"{self.state_path} was written by another version of tsdiff fleet watch")
+        return state
+
+    def _start_scorers(self, saved: dict[str, Any] | None) -> None:
+        from tsdiff.stream import StreamScorer
+
+        scorers = {} if saved is None else saved["scorers"]
+        for entity, model in self.models.items():
+            if entity in scorers:
+                self.scorers[entity] = StreamScorer.from_state(model, scorers[entity])
+            else:
+                self.scorers[entity] = StreamScorer(model, top_k=self.top_k)
+        if saved is not None:
+            try:
+                self.next_ns = int(saved["next_ns"])
+                self.rows_scored = int(saved["rows_scored"])
+                self.last = dict(saved["last"])
+                self.first_seen = {str(k): int(v) for k, v in saved["first_seen"].items()}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ParameterError(f"cannot resume from {self.state_path}: {exc}") from None
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        state = {
+            "format": STATE_FORMAT,
+            "format_version": STATE_VERSION,
+            "next_ns": int(self.next_ns or 0),
+            "rows_scored": self.rows_scored,
+            "last": self.last,
+            "first_seen": self.first_seen,
+            "scorers": {entity: scorer.state() for entity, scorer in self.scorers.items()},
+            "output": None if self.log is None else self.log.identity(),
+        }
+        write_atomic(self.state_path, json.dumps(state))
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        if self._state_lock is not None:
+            self._state_lock.release()
+
+    def __enter__(self) -> FleetWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- polling
+    def poll(self, now: Any = None, until: Any = None) -> int:
+        """Read and score the rows of every host from the next unread one up to the last complete
+        one (or ``until``); returns how many rows (per host) were read."""
+        from tsdiff.sources.prometheus import parse_time
+
+        started = time.perf_counter()
+        if self.next_ns is None:
+            clock = self.source.server_time() if now is None else parse_time(now)
+            self.next_ns = ((clock.value - self._start_back_ns) // self.step_ns) * self.step_ns
+        bound = self.source.complete_until(self.delay).value if now is None else parse_time(now).value
+        end_ns = bound if until is None else min(bound, parse_time(until).value)
+        end_ns = (end_ns // self.step_ns) * self.step_ns
+        end_ns = min(end_ns, self.next_ns + (self.batch - 1) * self.step_ns)
+        if end_ns < self.next_ns:
+            return 0
+        start, end = pd.Timestamp(self.next_ns, tz="UTC"), pd.Timestamp(end_ns, tz="UTC")
+        frames = self.source.read_entities(start, end, self.label, columns=self.columns)
+        grid = self.source.grid(start, end)
+        records: list[dict[str, Any]] = []
+        for entity, model in list(self.models.items()):
+            records += self._score(entity, model, frames.get(entity), grid)
+        self._watch_new(frames, end_ns)
+        if self.log is not None:
+            self.log.append(records)
+        self.next_ns = end_ns + self.step_ns
+        self._save()
+        self.poll_seconds = time.perf_counter() - started
+        self.rows_behind = max(0, (bound - self.next_ns) // self.step_ns + 1)
+        return len(grid)
+
+    def _score(self, entity: str, model: Any, frame: pd.DataFrame | None, grid: pd.DatetimeIndex) -> list:
+        names = [str(c) for c in model.feature_names_in_]
+        if frame is None:  # no series at all: the host is gone or down; its rows are gaps
+            frame = pd.DataFrame(np.nan, index=grid, columns=names)
+        frame = frame.reindex(columns=names).set_axis(list(model.feature_names_in_), axis=1)
+        try:
+            out = self.scorers[entity].update(frame)
+        except TsdiffError as exc:
+            with self.lock:
+                self.status[entity], self.errors[entity] = "failed", str(exc)
+            logger.warning("%s: %s", entity, exc)
+            return []
+        with self.lock:
+            self.status[entity] = "stale" if frame.isna().all().all() else "scored"
+            self.errors.pop(entity, None)
+        return self._record(entity, out)
+
+    def _record(self, entity: str, out: pd.DataFrame) -> list[dict[str, Any]]:
+        """The log records of a host's final rows; its last row with data and its incidents."""
+        records = []
+        final = out[out["final"].astype(bool)] if len(out) else out
+        with self.lock:
+            for stamp, row in final.iterrows():
+                gap = bool(row["gap"]) or pd.isna(row["score"])
+                record = {
+                    "entity": entity,
+                    "time": pd.Timestamp(stamp).isoformat(),
+                    "seconds": pd.Timestamp(stamp).value / 1e9,
+                    "score": None if gap else float(row["score"]),
+                    "label": None if gap else int(row["label"]),
+                    "gap": gap,
+                    "top_metrics": [] if gap else [str(m) for m in row["top_metrics"]],
+                }
+                records.append(record)
+                if not gap:
+                    self.rows_scored += 1
+                    self.last[entity] = record
+        for change, incident in self.scorers[entity].changes:
+            causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
+            logger.warning("%s: incident %d %s (root causes %s)", entity, incident.id, change, causes)
+        return records
+
+    def _watch_new(self, frames: dict[str, pd.DataFrame], end_ns: int) -> None:
+        """Hosts with series but no model: reported; with ``fit_new_after``, fitted once they have
+        that much history (in the background; scored from the poll after)."""
+        for entity in sorted(set(frames) - set(self.models)):
+            with self.lock:
+                self.status[entity] = "unmodelled"
+            first = self.first_seen.setdefault(entity, int(frames[entity].index[0].value))
+            ready = self.fit_new_after is not None and end_ns - first >= self.fit_new_after * 1e9
+            if ready and entity not in self.fitting:
+                thread = threading.Thread(target=self._fit_new, args=(entity, first, end_ns), daemon=True)
+                self.fitting[entity] = thread
+                thread.start()
+
+    def _fit_new(self, entity: str, first_ns: int, end_ns: int) -> None:
+        from tsdiff.fleet.storage import entity_path, update_index
+        from tsdiff.persist import detector_from_spec
+        from tsdiff.stream import StreamScorer
+
+        try:
+            start, end = pd.Timestamp(first_ns, tz="UTC"), pd.Timestamp(end_ns, tz="UTC")
+            frame = self.source.read_entities(start, end, self.label, columns=self.columns)[entity]
+            detector = detector_from_spec(self.detector_spec)
+            if "verbose" in detector.get_params(deep=False):
+                detector.set_params(verbose=False)
+            detector.fit(frame.dropna(axis=1, how="all"))
+            detector.save(entity_path(self.model_dir, entity))
+            entry = {"rows": len(frame), "columns": list(detector.feature_names_in_), "type": "str"}
+            entry["threshold"] = float(detector.threshold_)
+            update_index(self.model_dir, {}, {entity: entry}, {})
+        except Exception as exc:  # a new host's fit must never stop the fleet
+            logger.warning("fitting the new host %s failed: %s", entity, exc)
+            with self.lock:
+                self.errors[entity] = f"fit failed: {exc}"
+            return
+        logger.warning("fitted a model for the new host %s on %d rows", entity, len(frame))
+        with self.lock:  # scored from the next poll on, as a stream of its own
+            self.models[entity] = detector
+            self.scorers[entity] = StreamScorer(detector, top_k=self.top_k)
+            self.columns = sorted(set(self.columns) | {str(c) for c in detector.feature_names_in_})
+            self.first_seen.pop(entity, None)
+
+    def run(self, stop: threading.Event, until: Any = None, interval: float | None = None) -> None:
+        """Poll until ``stop`` is set (or the rows up to ``until`` are scored), retrying a failing
+        server with back-off, as ``tsdiff watch`` does."""
+        from tsdiff.sources.prometheus import parse_time
+
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                read = self.poll(until=until)
+                self.source_up, backoff = 1, 1.0
+            except SourceError as exc:
+                self.source_up, self.source_errors = 0, self.source_errors + 1
+                logger.warning("polling failed (%s); retrying in %.0fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 300.0)
+                continue
+            if until is not None and self.next_ns is not None and self.next_ns > parse_time(until).value:
+                self.finish()
+                return
+            if interval is not None:
+                stop.wait(float(interval))
+            elif read < self.batch:
+                stop.wait(self.source.step)
+
+    def finish(self) -> None:
+        """Score the rows every host still holds (the end of a replay)."""
+        records = []
+        for entity, scorer in self.scorers.items():
+            records += self._record(entity, scorer.flush())
+        if self.log is not None:
+            self.log.append(records)
+        self._save()
+
+    def healthy(self) -> bool:
+        """The source answered the last poll."""
+        return bool(self.source_up)
+
+    def counts(self) -> dict[str, int]:
+        """Hosts per state."""
+        with self.lock:
+            values = list(self.status.values())
+        return {state: values.count(state) for state in STATES}
+
+    def collect(self) -> Iterator[Any]:
+        return families(self)
+
+
+def families(watcher: FleetWatcher) -> Iterator[Any]:
+    """What ``/metrics`` exports for a fleet: per host (label ``entity``) the last final row's
+    ``tsdiff_anomaly_score``, ``tsdiff_anomaly`` and ``tsdiff_score_ratio`` (stamped with the
+    row's time) and ``tsdiff_incident_open``; ``tsdiff_root_cause{entity, metric}`` for the top
+    ``top_k`` root causes of each open incident only (so the number of series stays bounded by the
+    hosts in trouble); and the fleet's ``tsdiff_fleet_entities{state}``,
+    ``tsdiff_fleet_poll_duration_seconds``, ``tsdiff_fleet_rows_behind``, ``tsdiff_source_up`` and
+    ``tsdiff_rows_scored_total``."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from tsdiff.watch.watcher import ratio
+
+    def gauge(name: str, text: str, *labels: str) -> Any:
+        return GaugeMetricFamily(name, text, labels=list(labels) or None)
+
+    with watcher.lock:
+        last = {e: dict(r) for e, r in watcher.last.items()}
+        scorers = dict(watcher.scorers)
+    score = gauge("tsdiff_anomaly_score", "Score of a host's last final row.", "entity")
+    anomaly = gauge("tsdiff_anomaly", "1 when a host's last final row is anomalous.", "entity")
+    score_ratio = gauge("tsdiff_score_ratio", "Score / threshold of a host's last row (1: alert).", "entity")
+    incident_open = gauge("tsdiff_incident_open", "1 while a host has an open incident.", "entity")
+    causes = gauge("tsdiff_root_cause", "Rank of a root cause of a host's open incident.", "entity", "metric")
+    for entity, scorer in scorers.items():
+        incident = scorer.incidents.open_incident
+        incident_open.add_metric([entity], float(incident is not None))
+        if incident is not None:
+            for rank, metric in enumerate((incident.root_causes or incident.top_metrics)[: watcher.top_k], 1):
+                causes.add_metric([entity, str(metric)], rank)
+        row = last.get(entity)
+        if row is None or row["score"] is None:
+            continue
+        stamp = row["seconds"]
+        score.add_metric([entity], row["score"], timestamp=stamp)
+        anomaly.add_metric([entity], float(row["label"]), timestamp=stamp)
+        score_ratio.add_metric([entity], ratio(row["score"], scorer.threshold), timestamp=stamp)
+    yield from (score, anomaly, score_ratio, incident_open, causes)
+    states = gauge("tsdiff_fleet_entities", "Hosts in each state.", "state")
+    for state, count in watcher.counts().items():
+        states.add_metric([state], count)
+    yield states
+    for name, text, value in (
+        ("tsdiff_fleet_poll_duration_seconds", "Seconds the last poll took.", watcher.poll_seconds),
+        ("tsdiff_fleet_rows_behind", "Complete rows on the server not read yet.", watcher.rows_behind),
+        ("tsdiff_source_up", "1 when the last poll of the source succeeded.", watcher.source_up),
+    ):
+        family = gauge(name, text)
+        family.add_metric([], float(value))
+        yield family
+    yield CounterMetricFamily(
+        "tsdiff_rows_scored", "Final rows with data, over all hosts.", value=watcher.rows_scored
+    )

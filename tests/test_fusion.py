@@ -30,6 +30,17 @@ def test_surprise_follows_the_normal_scores_survival():
     assert cal.transform(np.array([np.nan]))[0] == 0.0
 
 
+def test_scores_far_past_training_stay_ordered():
+    # a component whose test scores run thousands of tail scales past its normal ones (PCA on a
+    # spacecraft channel did): every one keeps its own, finite surprise, none saturate together
+    normal = np.random.default_rng(0).exponential(1.0, 5_000)
+    far = normal.max() * np.array([1e3, 1e4, 1e5, 1e6, 1e8])
+    out = TailCalibrator().fit(normal).transform(np.concatenate([far, [np.inf]]))
+    assert np.all(np.isfinite(out))
+    assert np.all(np.diff(out[:-1]) > 0)
+    assert out[-1] >= out[-2]
+
+
 @pytest.mark.parametrize("kind", [TailCalibrator, ZScoreCalibrator])
 def test_calibrators_round_trip_through_arrays(kind):
     scores = np.random.default_rng(1).gamma(2.0, size=500)

@@ -57,6 +57,10 @@ class Calibrator(ABC):
         return out
 
 
+#: the largest surprise a score is given (only infinite or absurd scores reach it)
+MAX_SURPRISE = 1e12
+
+
 class TailCalibrator(Calibrator):
     """Surprise, ``-log10 P(normal score >= s)``, fitted on normal scores.
 
@@ -90,12 +94,12 @@ class TailCalibrator(Calibrator):
         tail_from, scale = (float(v) for v in self.tail_)
         u = float(self.quantiles_[-1])
         body = np.interp(s, self.quantiles_, self.probs_, left=0.0, right=tail_from)
-        survival = 1.0 - body
+        out = -np.log10(1.0 - body)
         tail = s > u
-        survival[tail] = (1.0 - tail_from) * np.exp(-(s[tail] - u) / scale)
-        with np.errstate(divide="ignore"):
-            out = -np.log10(np.maximum(survival, 1e-300))
-        return np.where(np.isnan(s), 0.0, out)
+        # the exponential tail in the log domain: no underflow, so scores far beyond anything seen
+        # in training stay ordered instead of all saturating at the smallest float
+        out[tail] = -np.log10(1.0 - tail_from) + (s[tail] - u) / (scale * np.log(10.0))
+        return np.where(np.isnan(s), 0.0, np.minimum(out, MAX_SURPRISE))
 
 
 class ZScoreCalibrator(Calibrator):

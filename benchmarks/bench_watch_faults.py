@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -197,10 +198,14 @@ def clock_skew(
     watch = [*CLI, "watch", str(folder / "model"), "--listen", "127.0.0.1:0", "--interval", "0.5",
              "--output", str(folder / "rows.jsonl"), "--state", str(folder / "state.json")]  # fmt: skip
     for k in range(cycles):
-        proc = subprocess.Popen(["faketime", "-f", skews[k % len(skews)], *watch], stderr=subprocess.DEVNULL)
+        # faketime runs the watcher as its child: signal the whole group, or the watcher outlives it
+        skewed = ["faketime", "-f", skews[k % len(skews)], *watch]
+        proc = subprocess.Popen(skewed, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(rng.uniform(3.0, 6.0))
-        proc.send_signal(signal.SIGKILL if k % 2 else signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGKILL if k % 2 else signal.SIGTERM)
         proc.wait()
+        while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 0:
+            time.sleep(0.05)  # the watcher itself has exited too
     records = logged(folder / "rows.jsonl")
     import tsdiff
     from tsdiff.sources.prometheus import PrometheusSource

@@ -1,0 +1,263 @@
+"""``tsdiff fleet watch`` at scale: N hosts x M metrics from one real Prometheus.
+
+Each host's metrics are simulated (M related gauges: a shared daily-like cycle, host-specific
+phases and noise; a few hosts get an injected anomaly, each on its own metric and moment) for
+``--history`` rows of training and ``--live`` rows to watch, one row every ``--step`` seconds, and
+backfilled into Debian's ``prometheus`` with ``promtool`` (2024 times; the watcher replays the live
+part one step per poll, reading complete rows from the server exactly as it reads live ones). Then:
+
+1. ``tsdiff fleet fit --prometheus`` on the training part (one model per host, Dask, ``--workers``);
+2. ``FleetWatcher`` polls the live part one step per poll: per poll the whole cycle (read every
+   query once for all hosts, score every host, export, state saved with fsync) is timed;
+3. the injected anomalies: flagged on their own host, and on no other host.
+
+Reported per N and detector: fit seconds per host, poll duration p50 / p99, polls made,
+peak resident memory of the watcher process, CPU seconds per host per poll, the anomalies found.
+
+Usage::
+
+    python benchmarks/bench_fleet_watch.py --hosts 100,500 --detectors pca,causal:streaming \
+        --out benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import random
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' Prometheus helper
+from tests.prometheus_server import BINARIES, PrometheusServer
+
+START = pd.Timestamp("2024-06-01T00:00:00Z")
+
+
+def simulate(
+    hosts: int, metrics: int, rows: int, step: float, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """host -> (rows, metrics) values: a shared cycle with a phase per host, related metrics."""
+    t = np.arange(rows) * step
+    out = {}
+    mix = rng.normal(size=(metrics, 3))
+    for h in range(hosts):
+        phase = rng.uniform(0, 2 * np.pi)
+        cycles = [np.sin(2 * np.pi * t / 3600 + phase), np.cos(2 * np.pi * t / 900 + phase)]
+        base = np.stack([*cycles, rng.normal(size=rows)], axis=1)
+        out[f"host-{h:04d}"] = base @ mix.T + 0.1 * rng.normal(size=(rows, metrics))
+    return out
+
+
+def openmetrics_text(data: dict[str, np.ndarray], step: float) -> str:
+    metrics = next(iter(data.values())).shape[1]
+    lines = []
+    for m in range(metrics):
+        name = f"node_m{m}"
+        lines.append(f"# TYPE {name} gauge")
+        for host, values in data.items():
+            for i, v in enumerate(values[:, m]):
+                stamp = int(START.value // 10**9 + i * step)
+                lines.append(f'{name}{{instance="{host}",job="node"}} {v:.6g} {stamp}')
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def run(n_hosts: int, detector: str, preset: str, args: argparse.Namespace) -> dict[str, float]:
+    from tsdiff.fleet.live import fit_fleet_from_prometheus
+    from tsdiff.registry import build
+    from tsdiff.sources.prometheus import PrometheusSource
+
+    rng = np.random.default_rng(0)
+    rows = args.history + args.live
+    data = simulate(n_hosts, args.metrics, rows, args.step, rng)
+    anomalies = {}  # host -> (metric, first live row)
+    for k, host in enumerate(sorted(data)[: args.anomalies]):
+        metric, at = k % args.metrics, args.history + 20 + 7 * k
+        data[host][at : at + 5, metric] += 8.0 * data[host][: args.history, metric].std()
+        anomalies[host] = (metric, at)
+    root = Path(tempfile.mkdtemp())
+    t0 = time.perf_counter()
+    server = PrometheusServer(root / "server", text=openmetrics_text(data, args.step))
+    backfill_s = time.perf_counter() - t0
+    try:
+        source = PrometheusSource(server.url, selector='{job="node"}', step=f"{args.step:g}s")
+        end = START + pd.Timedelta(seconds=args.step * (args.history - 1))
+        t0 = time.perf_counter()
+        fit = fit_fleet_from_prometheus(
+            source, "instance", START, end, build(detector, preset, random_state=0), root / "fleet",
+            n_workers=args.workers, verbose=False,
+        )  # fmt: skip
+        fit_s = time.perf_counter() - t0
+        first = START + pd.Timedelta(seconds=args.step * args.history)
+        until = START + pd.Timedelta(seconds=args.step * (rows - 1))
+        log = root / "rows.jsonl"
+        # the watcher in its own process, so its peak memory is its own (not the simulation's)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            durations, cpu, rss = pool.submit(watch, root, log, first, until).result()
+        kills = args.kills if n_hosts == int(args.hosts.split(",")[0]) else 0
+        killed = kill_cycles(root, log, first, until, kills, n_hosts) if kills else None
+    finally:
+        server.stop()
+    flagged: dict[str, list[int]] = {}
+    normal_rows = normal_flagged = 0
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        if row["entity"] not in anomalies and row.get("label") is not None:
+            normal_rows += 1
+            normal_flagged += row["label"] == 1
+        if row.get("label") == 1:
+            at = round((row["seconds"] - START.value / 1e9) / args.step)
+            flagged.setdefault(row["entity"], []).append(at)
+    found = sum(
+        any(at <= r < at + 5 + 16 for r in flagged.get(host, [])) for host, (_, at) in anomalies.items()
+    )
+    elsewhere = sorted(h for h in flagged if h not in anomalies)
+    return {
+        "hosts": n_hosts,
+        "fitted": len(fit.ok),
+        "backfill s": backfill_s,
+        "fit s per host": fit_s / max(1, n_hosts),
+        "poll p50 s": statistics.median(durations),
+        "poll p99 s": float(np.quantile(durations, 0.99)),
+        "polls": len(durations),
+        "watcher peak RSS MiB": rss,
+        "CPU ms per host per poll": 1000 * statistics.fmean(cpu) / n_hosts,
+        "anomalies found": f"{found} of {len(anomalies)}",
+        "hosts flagged without an anomaly": len(elsewhere),
+        "their rows flagged %": 100 * normal_flagged / max(1, normal_rows),
+        "SIGKILLs: rows lost / twice / changed": killed or "-",
+    }
+
+
+def kill_cycles(
+    root: Path, clean: Path, first: pd.Timestamp, until: pd.Timestamp, kills: int, hosts: int
+) -> str:
+    """``tsdiff fleet watch`` replaying the same rows, SIGKILLed ``kills`` times at random moments
+    and restarted from its state; its log against the clean run's: (entity, row) pairs lost,
+    logged twice, or with another score."""
+    rng = random.Random(0)
+    folder = root / "killed"
+    folder.mkdir()
+    output = folder / "rows.jsonl"
+    args = [sys.executable, "-m", "tsdiff.cli", "-q", "fleet", "watch", str(root / "fleet"),
+            "--listen", "127.0.0.1:0", "--start", first.isoformat(), "--until", until.isoformat(),
+            "--output", str(output), "--state", str(folder / "state.json"), "--batch", "1",
+            "--interval", "0.5"]  # fmt: skip
+    done = 0
+    while done < kills:
+        proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 3.0 + hosts / 100))  # loading every host's model takes a while
+        if proc.poll() is not None:
+            break  # the replay ended before the kill: start again from scratch would repeat it
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done += 1
+    subprocess.run(args, stderr=subprocess.DEVNULL, check=True, timeout=1800)
+
+    def rows(path: Path) -> list[tuple[str, str, float | None]]:
+        return [(r["entity"], r["time"], r["score"]) for r in map(json.loads, path.read_text().splitlines())]
+
+    want, got = rows(clean), rows(output)
+    keys = [(e, t) for e, t, _ in got]
+    expected = {(e, t): v for e, t, v in want}
+    changed = 0  # not a row of the clean run, or another score
+    for entity, stamp, score in got:
+        want_score = expected.get((entity, stamp), "absent")
+        if want_score == "absent" or (score is None) != (want_score is None):
+            changed += 1
+        elif score is not None and abs(score - want_score) > 1e-6:
+            changed += 1
+    lost = len(set(expected) - set(keys))
+    return f"{done} kills: {lost} / {len(keys) - len(set(keys))} / {changed}"
+
+
+def watch(root: Path, log: Path, first: pd.Timestamp, until: pd.Timestamp) -> tuple[list, list, float]:
+    """Replay the live rows one poll per step; each poll's seconds and CPU seconds, peak RSS MiB."""
+    from tsdiff.fleet.watch import FleetWatcher
+
+    logging.getLogger("tsdiff").setLevel(logging.ERROR)
+    durations, cpu = [], []
+    with FleetWatcher(root / "fleet", state_path=root / "state.json", output=log, start=first, batch=1) as w:
+        while True:
+            c0 = time.process_time()
+            if not w.poll(until=until):
+                break
+            durations.append(w.poll_seconds)
+            cpu.append(time.process_time() - c0)
+        w.finish()
+    return durations, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="100,500")
+    parser.add_argument("--metrics", type=int, default=10)
+    parser.add_argument("--detectors", default="pca,causal:streaming", help="name[:preset], comma-separated")
+    parser.add_argument("--history", type=int, default=1440, help="training rows per host")
+    parser.add_argument("--live", type=int, default=60, help="rows watched, one poll each")
+    parser.add_argument("--step", type=float, default=15.0)
+    parser.add_argument("--anomalies", type=int, default=5, help="hosts with an injected anomaly")
+    parser.add_argument("--workers", type=int, default=2, help="Dask workers for the fit")
+    parser.add_argument(
+        "--kills", type=int, default=0, help="also SIGKILL a fleet watch this often (the first N only)"
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if not all(BINARIES):
+        sys.exit("needs Debian's prometheus package (apt-get install prometheus)")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("tsdiff").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+    rows = []
+    for spec in args.detectors.split(","):
+        name, _, preset = spec.partition(":")
+        for n in (int(h) for h in args.hosts.split(",")):
+            result = run(n, name, preset or "default", args)
+            rows.append((f"{name} {preset or 'default'}", result))
+            print(json.dumps({"detector": rows[-1][0], **result}, default=str), flush=True)
+    keys = list(rows[0][1])
+    table = ["| detector | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name, result in rows:
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in result.values()]
+        table.append(f"| {name} | " + " | ".join(cells) + " |")
+    text = "\n".join(
+        [
+            f"Command: `python benchmarks/bench_fleet_watch.py --hosts {args.hosts} --metrics {args.metrics} "
+            f"--detectors {args.detectors} --history {args.history} --live {args.live} --step {args.step:g}` "
+            f"(2 cores, alone). Split: none (cost). {args.metrics} metrics per host, {args.history} "
+            f"training rows and {args.live} watched rows {args.step:g} s apart, backfilled into a real "
+            "prometheus; the fit on "
+            f"{args.workers} local Dask workers; the watcher in one process, one poll per step, each poll "
+            "reading every query once for all hosts, scoring each host, saving the state (fsync). "
+            "An anomaly (5 rows shifted by 8 standard deviations on one metric of one host) is found "
+            "when its host is flagged within those rows or the 16 after them; the last two columns are "
+            "false alarms: the hosts without an anomaly that were flagged, and the share of their rows.",
+            "",
+            *table,
+        ]
+    )
+    print(text)
+    if args.out:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from report import write_section
+
+        # a run with SIGKILLs has its own section (it is made with fewer hosts)
+        write_section(args.out, "Fleet watch under SIGKILL" if args.kills else "Fleet watch", text)
+
+
+if __name__ == "__main__":
+    main()

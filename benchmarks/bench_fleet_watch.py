@@ -27,7 +27,6 @@ import json
 import logging
 import multiprocessing
 import random
-import resource
 import signal
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,14 +104,43 @@ def run(n_hosts: int, detector: str, preset: str, args: argparse.Namespace) -> d
         fit_s = time.perf_counter() - t0
         first = START + pd.Timedelta(seconds=args.step * args.history)
         until = START + pd.Timedelta(seconds=args.step * (rows - 1))
-        log = root / "rows.jsonl"
-        # the watcher in its own process, so its peak memory is its own (not the simulation's)
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            durations, cpu, rss = pool.submit(watch, root, log, first, until).result()
+        results = []
+        for workers in (int(w) for w in args.watch_workers.split(",")):
+            log = root / f"rows-{workers}.jsonl"
+            # the watcher in its own process, so its peak memory is its own (not the simulation's)
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                timing = pool.submit(watch, root, log, first, until, workers).result()
+            results.append((workers, log, timing))
         kills = args.kills if n_hosts == int(args.hosts.split(",")[0]) else 0
-        killed = kill_cycles(root, log, first, until, kills, n_hosts) if kills else None
+        killed = kill_cycles(root, results[0][1], first, until, kills, n_hosts) if kills else None
     finally:
         server.stop()
+    fitted = {
+        "hosts": n_hosts,
+        "fitted": len(fit.ok),
+        "backfill s": backfill_s,
+        "fit s per host": fit_s / n_hosts,
+    }
+    return [
+        {
+            **fitted,
+            "watch workers": workers,
+            **outcome(log, timing, anomalies, n_hosts, args.step),
+            "SIGKILLs: rows lost / twice / changed": killed or "-",
+        }
+        for workers, log, timing in results
+    ]
+
+
+def outcome(
+    log: Path,
+    timing: tuple[list, list, float],
+    anomalies: dict[str, tuple[int, int]],
+    n_hosts: int,
+    step: float,
+) -> dict[str, Any]:
+    """A watch run's figures: its timing, and the anomalies and false alarms in its log."""
+    durations, cpu, rss = timing
     flagged: dict[str, list[int]] = {}
     normal_rows = normal_flagged = 0
     for line in log.read_text().splitlines():
@@ -120,26 +149,21 @@ def run(n_hosts: int, detector: str, preset: str, args: argparse.Namespace) -> d
             normal_rows += 1
             normal_flagged += row["label"] == 1
         if row.get("label") == 1:
-            at = round((row["seconds"] - START.value / 1e9) / args.step)
+            at = round((row["seconds"] - START.value / 1e9) / step)
             flagged.setdefault(row["entity"], []).append(at)
     found = sum(
         any(at <= r < at + 5 + 16 for r in flagged.get(host, [])) for host, (_, at) in anomalies.items()
     )
     elsewhere = sorted(h for h in flagged if h not in anomalies)
     return {
-        "hosts": n_hosts,
-        "fitted": len(fit.ok),
-        "backfill s": backfill_s,
-        "fit s per host": fit_s / max(1, n_hosts),
         "poll p50 s": statistics.median(durations),
         "poll p99 s": float(np.quantile(durations, 0.99)),
         "polls": len(durations),
-        "watcher peak RSS MiB": rss,
+        "peak RSS MiB": rss,
         "CPU ms per host per poll": 1000 * statistics.fmean(cpu) / n_hosts,
         "anomalies found": f"{found} of {len(anomalies)}",
         "hosts flagged without an anomaly": len(elsewhere),
         "their rows flagged %": 100 * normal_flagged / max(1, normal_rows),
-        "SIGKILLs: rows lost / twice / changed": killed or "-",
     }
 
 
@@ -185,21 +209,48 @@ def kill_cycles(
     return f"{done} kills: {lost} / {len(keys) - len(set(keys))} / {changed}"
 
 
-def watch(root: Path, log: Path, first: pd.Timestamp, until: pd.Timestamp) -> tuple[list, list, float]:
-    """Replay the live rows one poll per step; each poll's seconds and CPU seconds, peak RSS MiB."""
+def watch(
+    root: Path, log: Path, first: pd.Timestamp, until: pd.Timestamp, workers: int
+) -> tuple[list, list, float]:
+    """Replay the live rows one poll per step, the hosts scored here (``workers`` 0) or sharded over
+    that many local Dask workers; each poll's seconds and CPU seconds (this process and the
+    workers), and the peak RSS MiB of this process plus the workers'."""
+    import contextlib
+
+    from tsdiff.fleet.cluster import fleet_client
     from tsdiff.fleet.watch import FleetWatcher
 
     logging.getLogger("tsdiff").setLevel(logging.ERROR)
     durations, cpu = [], []
-    with FleetWatcher(root / "fleet", state_path=root / "state.json", output=log, start=first, batch=1) as w:
-        while True:
-            c0 = time.process_time()
-            if not w.poll(until=until):
-                break
-            durations.append(w.poll_seconds)
-            cpu.append(time.process_time() - c0)
-        w.finish()
-    return durations, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(fleet_client(n_workers=workers)) if workers else None
+
+        def cpu_now() -> float:
+            there = sum(client.run(time.process_time).values()) if client is not None else 0.0
+            return time.process_time() + there
+
+        state = root / f"state-{workers}.json"
+        with FleetWatcher(
+            root / "fleet", state_path=state, output=log, start=first, batch=1, client=client
+        ) as w:
+            while True:
+                c0 = cpu_now()
+                if not w.poll(until=until):
+                    break
+                durations.append(w.poll_seconds)
+                cpu.append(cpu_now() - c0)
+            w.finish()
+        rss = peak_rss_mib() + (sum(client.run(peak_rss_mib).values()) if client is not None else 0.0)
+    return durations, cpu, rss
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Not ``getrusage``'s ``ru_maxrss``: Linux carries a
+    forked child's high-water mark across ``exec``, so a spawned worker would report its parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
@@ -212,6 +263,9 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=15.0)
     parser.add_argument("--anomalies", type=int, default=5, help="hosts with an injected anomaly")
     parser.add_argument("--workers", type=int, default=2, help="Dask workers for the fit")
+    parser.add_argument(
+        "--watch-workers", default="0", help="Dask workers the watch shards hosts over (0: in one process)"
+    )
     parser.add_argument(
         "--kills", type=int, default=0, help="also SIGKILL a fleet watch this often (the first N only)"
     )
@@ -226,9 +280,9 @@ def main() -> None:
     for spec in args.detectors.split(","):
         name, _, preset = spec.partition(":")
         for n in (int(h) for h in args.hosts.split(",")):
-            result = run(n, name, preset or "default", args)
-            rows.append((f"{name} {preset or 'default'}", result))
-            print(json.dumps({"detector": rows[-1][0], **result}, default=str), flush=True)
+            for result in run(n, name, preset or "default", args):
+                rows.append((f"{name} {preset or 'default'}", result))
+                print(json.dumps({"detector": rows[-1][0], **result}, default=str), flush=True)
     keys = list(rows[0][1])
     table = ["| detector | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for name, result in rows:
@@ -237,12 +291,15 @@ def main() -> None:
     text = "\n".join(
         [
             f"Command: `python benchmarks/bench_fleet_watch.py --hosts {args.hosts} --metrics {args.metrics} "
-            f"--detectors {args.detectors} --history {args.history} --live {args.live} --step {args.step:g}` "
+            f"--detectors {args.detectors} --history {args.history} --live {args.live} --step {args.step:g} "
+            f"--watch-workers {args.watch_workers}{f' --kills {args.kills}' if args.kills else ''}` "
             f"(2 cores, alone). Split: none (cost). {args.metrics} metrics per host, {args.history} "
             f"training rows and {args.live} watched rows {args.step:g} s apart, backfilled into a real "
             "prometheus; the fit on "
-            f"{args.workers} local Dask workers; the watcher in one process, one poll per step, each poll "
-            "reading every query once for all hosts, scoring each host, saving the state (fsync). "
+            f"{args.workers} local Dask workers; the watcher in a process of its own (watch workers 0) or "
+            "sharding the hosts over that many local Dask workers, one poll per step, each poll reading "
+            "every query once for all hosts, scoring each host, saving the state (fsync); CPU and peak "
+            "memory count the watcher and its workers. "
             "An anomaly (5 rows shifted by 8 standard deviations on one metric of one host) is found "
             "when its host is flagged within those rows or the 16 after them; the last two columns are "
             "false alarms: the hosts without an anomaly that were flagged, and the share of their rows.",

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tsdiff.errors import ParameterError
+
 from tests.detectors import DETECTORS
 from tests.helpers import make_frame
 from tests.prometheus_server import PrometheusServer, needs_prometheus
@@ -175,6 +177,56 @@ def test_fleet_fit_and_watch_from_the_command_line(fleet_server, tmp_path):
     assert watch.returncode == 0, watch.stderr
     logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert sorted({r["entity"] for r in logged}) == sorted(HOSTS) and len(logged) == 3 * 60
+    sharded = subprocess.run(  # the same rows, scored on a Dask worker process
+        [*cli, "watch", str(tmp_path / "fleet"), "--listen", "127.0.0.1:0", "--start", first.isoformat(),
+         "--until", until.isoformat(), "--interval", "0.05", "--output", str(tmp_path / "sharded.jsonl"),
+         "--state", str(tmp_path / "sharded.json"), "--workers", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert sharded.returncode == 0, sharded.stderr
+    again = [json.loads(x) for x in (tmp_path / "sharded.jsonl").read_text().splitlines()]
+    key = lambda r: (r["entity"], r["time"])  # noqa: E731
+    assert sorted(again, key=key) == sorted(logged, key=key)
     missing = subprocess.run([*cli, "fit", "--prometheus", server.url, "--selector", "{job='node'}",
                               "-o", str(tmp_path / "x")], capture_output=True, text=True)  # fmt: skip
     assert missing.returncode == 2 and "--entity-label" in missing.stderr
+
+
+def test_hosts_sharded_over_dask_workers_score_as_in_one_process(fleet_server, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tsdiff.fleet.cluster import fleet_client
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.registry import build
+
+    server, _ = fleet_server
+    _fleet(server, build("causal", "tiny", random_state=0), tmp_path / "fleet")
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    last = START + pd.Timedelta(minutes=ROWS - 1)
+    with FleetWatcher(tmp_path / "fleet", output=tmp_path / "one.jsonl", start=first, batch=50) as watcher:
+        while watcher.poll(until=last):
+            pass
+        watcher.finish()
+    files = {"state_path": tmp_path / "state.json", "output": tmp_path / "sharded.jsonl"}
+    with fleet_client(n_workers=2, processes=False) as client:
+        with FleetWatcher(tmp_path / "fleet", start=first, batch=50, client=client, **files) as watcher:
+            assert watcher.shards.n == 2
+            for _ in range(2):  # then a restart: the next watcher resumes every shard from the state
+                watcher.poll(until=last)
+        with FleetWatcher(tmp_path / "fleet", start=first, batch=50, client=client, **files) as watcher:
+            while watcher.poll(until=last):
+                pass
+            watcher.finish()
+            exposed = list(text_string_to_metric_families(_exposition(watcher)))
+            with pytest.raises(ParameterError, match="Dask workers"):
+                _ = watcher.models
+
+    def rows(name):
+        logged = [json.loads(x) for x in (tmp_path / name).read_text().splitlines()]
+        return sorted((r["entity"], r["time"], r["score"]) for r in logged)
+
+    assert rows("sharded.jsonl") == rows("one.jsonl")
+    assert len(rows("one.jsonl")) == 3 * (ROWS - FIT_ROWS)
+    samples = {(f.name, tuple(s.labels.values())): s.value for f in exposed for s in f.samples}
+    assert {labels[0] for name, labels in samples if name == "tsdiff_anomaly_score"} == set(HOSTS)
+    assert samples[("tsdiff_fleet_entities", ("stale",))] == 1  # db-1 went away

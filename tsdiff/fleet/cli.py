@@ -8,6 +8,7 @@ top of that, ``score --fail-on-anomaly`` found anomalies (1 + 4).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -81,6 +82,15 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     watch.add_argument("--batch", type=int, default=1440, help="most rows one poll reads (default 1440)")
     watch.add_argument(
         "--top-k", type=int, default=3, help="root causes exported per open incident (default 3)"
+    )
+    watch.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="score the hosts on this many local Dask worker processes (default 0: in this process)",
+    )
+    watch.add_argument(
+        "--scheduler", help="score the hosts on the workers of this Dask scheduler (tcp://host:8786)"
     )
     watch.add_argument(
         "--fit-new-after",
@@ -199,17 +209,31 @@ def _fit_from_prometheus(args: argparse.Namespace, detector: Any, started: float
 
 
 def _watch(args: argparse.Namespace) -> int:
-    import signal
-    import threading
     from pathlib import Path
 
     from tsdiff.cli.live import listen_address
-    from tsdiff.fleet.watch import FleetWatcher
-    from tsdiff.watch import serve
 
     host, port = listen_address(args.listen)
     model = Path(args.model)
     state = args.state or str(model.parent / f"{model.name}.fleet-watch-state.json")
+    if args.workers < 0:
+        raise ParameterError(f"--workers must be >= 0, got {args.workers}")
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.scheduler or args.workers:
+            from tsdiff.fleet.cluster import fleet_client
+
+            client = stack.enter_context(fleet_client(address=args.scheduler, n_workers=args.workers or 1))
+        return _watch_with(args, model, state, client, host, port)
+
+
+def _watch_with(args: argparse.Namespace, model: Any, state: str, client: Any, host: str, port: int) -> int:
+    import signal
+    import threading
+
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.watch import serve
+
     with FleetWatcher(
         args.model,
         state_path=state,
@@ -220,15 +244,17 @@ def _watch(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         fit_new_after=args.fit_new_after,
         url=args.prometheus,
+        client=client,
     ) as watcher:
         server = serve(watcher, host, port)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         address = f"{host}:{server.server_address[1]}"
+        where = "" if client is None else f" on {len(client.scheduler_info()['workers'])} Dask workers"
         _progress(
-            f"tsdiff fleet watch: {len(watcher.models)} hosts by {watcher.label} on {watcher.source.url}, "
-            f"serving http://{address}/metrics"
+            f"tsdiff fleet watch: {len(watcher.hosts)} hosts by {watcher.label} on {watcher.source.url}"
+            f"{where}, serving http://{address}/metrics"
         )
         try:
             watcher.run(stop, until=args.until, interval=args.interval)

@@ -28,10 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tsdiff.errors import ParameterError, SourceError, TsdiffError
+from tsdiff.errors import ParameterError, SourceError
 from tsdiff.fileio import FileLock, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -69,9 +68,9 @@ class FleetWatcher:
         top_k: int = 3,
         fit_new_after: Any = None,
         url: str | None = None,
+        client: Any = None,
     ) -> None:
-        import tsdiff
-        from tsdiff.fleet.storage import entity_path, read_index
+        from tsdiff.fleet.storage import read_index
         from tsdiff.sources.prometheus import PrometheusSource, parse_duration, parse_time
         from tsdiff.watch.rowlog import RowLog
 
@@ -85,10 +84,9 @@ class FleetWatcher:
         self.label = str(settings["entity_label"])
         self.source = PrometheusSource.from_dict(settings, url=url)
         self.detector_spec = index.get("detector")
-        self.models: dict[str, Any] = {
-            str(name): tsdiff.load(entity_path(self.model_dir, name)) for name in index["entities"]
-        }
-        self.columns = sorted({str(c) for m in self.models.values() for c in m.feature_names_in_})
+        self.client = client
+        self.hosts: list[str] = [str(name) for name in index["entities"]]
+        self.columns = self._index_columns(index)
         self.delay = None if delay is None else 0.0 if str(delay) in ("0", "0s") else parse_duration(delay)
         if isinstance(batch, bool) or int(batch) < 1 or int(top_k) < 1:
             raise ParameterError(f"batch and top_k must be >= 1, got {batch!r} and {top_k!r}")
@@ -100,9 +98,12 @@ class FleetWatcher:
         self.next_ns: int | None = (
             None if relative else (parse_time(start).value // self.step_ns) * self.step_ns
         )
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the figures /metrics reads
+        self.polling = threading.Lock()  # the shards: a poll, or a new host joining them
         self.state_path = None if state_path is None else Path(state_path)
-        self.scorers: dict[str, Any] = {}
+        self.shards: Any = None  # HostScorers here, or DaskShards over the client's workers
+        self.scorer_states: dict[str, Any] = {}  # per host, its scorer's state after the last poll
+        self.summary: dict[str, dict[str, Any]] = {}  # per host: threshold, open incident, causes
         self.last: dict[str, dict[str, Any]] = {}  # per host, its last final row with data
         self.status: dict[str, str] = {}
         self.errors: dict[str, str] = {}
@@ -145,15 +146,29 @@ class FleetWatcher:
             raise ParameterError(f"{self.state_path} was written by another version of tsdiff fleet watch")
         return state
 
-    def _start_scorers(self, saved: dict[str, Any] | None) -> None:
-        from tsdiff.stream import StreamScorer
+    def _index_columns(self, index: dict[str, Any]) -> list[str]:
+        """Every host's columns, from the index (or, for an entry without them, its model)."""
+        import tsdiff
+        from tsdiff.fleet.storage import entity_path
 
-        scorers = {} if saved is None else saved["scorers"]
-        for entity, model in self.models.items():
-            if entity in scorers:
-                self.scorers[entity] = StreamScorer.from_state(model, scorers[entity])
-            else:
-                self.scorers[entity] = StreamScorer(model, top_k=self.top_k)
+        columns: set[str] = set()
+        for name, entry in index["entities"].items():
+            known = entry.get("columns") if isinstance(entry, dict) else None
+            if known is None:
+                known = tsdiff.load(entity_path(self.model_dir, name)).feature_names_in_
+            columns |= {str(c) for c in known}
+        return sorted(columns)
+
+    def _start_scorers(self, saved: dict[str, Any] | None) -> None:
+        from tsdiff.fleet.shards import DaskShards, HostScorers
+
+        states = {} if saved is None else dict(saved["scorers"])
+        hosts = {entity: states.get(entity) for entity in self.hosts}
+        if self.client is None:
+            self.shards = HostScorers(self.model_dir, hosts, states, top_k=self.top_k)
+        else:
+            self.shards = DaskShards(self.client, self.model_dir, hosts, top_k=self.top_k)
+        self.scorer_states = {e: s for e, s in states.items() if e in hosts}
         if saved is not None:
             try:
                 self.next_ns = int(saved["next_ns"])
@@ -162,6 +177,13 @@ class FleetWatcher:
                 self.first_seen = {str(k): int(v) for k, v in saved["first_seen"].items()}
             except (KeyError, TypeError, ValueError) as exc:
                 raise ParameterError(f"cannot resume from {self.state_path}: {exc}") from None
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """Each host's model, when the hosts are scored in this process."""
+        if self.client is not None:
+            raise ParameterError("the models of a sharded fleet watch live on its Dask workers")
+        return self.shards.models
 
     def _save(self) -> None:
         if self.state_path is None:
@@ -173,7 +195,7 @@ class FleetWatcher:
             "rows_scored": self.rows_scored,
             "last": self.last,
             "first_seen": self.first_seen,
-            "scorers": {entity: scorer.state() for entity, scorer in self.scorers.items()},
+            "scorers": self.scorer_states,
             "output": None if self.log is None else self.log.identity(),
         }
         write_atomic(self.state_path, json.dumps(state))
@@ -209,9 +231,10 @@ class FleetWatcher:
         start, end = pd.Timestamp(self.next_ns, tz="UTC"), pd.Timestamp(end_ns, tz="UTC")
         frames = self.source.read_entities(start, end, self.label, columns=self.columns)
         grid = self.source.grid(start, end)
-        records: list[dict[str, Any]] = []
-        for entity, model in list(self.models.items()):
-            records += self._score(entity, model, frames.get(entity), grid)
+        with self.lock:
+            hosts = set(self.hosts)
+        with self.polling:
+            records = self._take(self.shards.update({e: f for e, f in frames.items() if e in hosts}, grid))
         self._watch_new(frames, end_ns)
         if self.log is not None:
             self.log.append(records)
@@ -221,52 +244,30 @@ class FleetWatcher:
         self.rows_behind = max(0, (bound - self.next_ns) // self.step_ns + 1)
         return len(grid)
 
-    def _score(self, entity: str, model: Any, frame: pd.DataFrame | None, grid: pd.DatetimeIndex) -> list:
-        names = [str(c) for c in model.feature_names_in_]
-        if frame is None:  # no series at all: the host is gone or down; its rows are gaps
-            frame = pd.DataFrame(np.nan, index=grid, columns=names)
-        frame = frame.reindex(columns=names).set_axis(list(model.feature_names_in_), axis=1)
-        try:
-            out = self.scorers[entity].update(frame)
-        except TsdiffError as exc:
-            with self.lock:
-                self.status[entity], self.errors[entity] = "failed", str(exc)
-            logger.warning("%s: %s", entity, exc)
-            return []
+    def _take(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+        """Keep what the shards report of a poll (see ``HostScorers``); returns its log records."""
+        for message in outcome["changes"]:
+            logger.warning("%s", message)
         with self.lock:
-            self.status[entity] = "stale" if frame.isna().all().all() else "scored"
-            self.errors.pop(entity, None)
-        return self._record(entity, out)
-
-    def _record(self, entity: str, out: pd.DataFrame) -> list[dict[str, Any]]:
-        """The log records of a host's final rows; its last row with data and its incidents."""
-        records = []
-        final = out[out["final"].astype(bool)] if len(out) else out
-        with self.lock:
-            for stamp, row in final.iterrows():
-                gap = bool(row["gap"]) or pd.isna(row["score"])
-                record = {
-                    "entity": entity,
-                    "time": pd.Timestamp(stamp).isoformat(),
-                    "seconds": pd.Timestamp(stamp).value / 1e9,
-                    "score": None if gap else float(row["score"]),
-                    "label": None if gap else int(row["label"]),
-                    "gap": gap,
-                    "top_metrics": [] if gap else [str(m) for m in row["top_metrics"]],
-                }
-                records.append(record)
-                if not gap:
+            for entity, message in outcome["errors"].items():
+                logger.warning("%s: %s", entity, message)
+            for entity, state in outcome["status"].items():
+                self.status[entity] = state
+                if state != "failed":
+                    self.errors.pop(entity, None)
+            self.errors.update(outcome["errors"])
+            self.summary.update(outcome["summary"])
+            self.scorer_states.update(outcome["states"])
+            for record in outcome["records"]:
+                if not record["gap"]:
                     self.rows_scored += 1
-                    self.last[entity] = record
-        for change, incident in self.scorers[entity].changes:
-            causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
-            logger.warning("%s: incident %d %s (root causes %s)", entity, incident.id, change, causes)
-        return records
+                    self.last[record["entity"]] = record
+        return outcome["records"]
 
     def _watch_new(self, frames: dict[str, pd.DataFrame], end_ns: int) -> None:
         """Hosts with series but no model: reported; with ``fit_new_after``, fitted once they have
         that much history (in the background; scored from the poll after)."""
-        for entity in sorted(set(frames) - set(self.models)):
+        for entity in sorted(set(frames) - set(self.hosts)):
             with self.lock:
                 self.status[entity] = "unmodelled"
             first = self.first_seen.setdefault(entity, int(frames[entity].index[0].value))
@@ -279,7 +280,6 @@ class FleetWatcher:
     def _fit_new(self, entity: str, first_ns: int, end_ns: int) -> None:
         from tsdiff.fleet.storage import entity_path, update_index
         from tsdiff.persist import detector_from_spec
-        from tsdiff.stream import StreamScorer
 
         try:
             start, end = pd.Timestamp(first_ns, tz="UTC"), pd.Timestamp(end_ns, tz="UTC")
@@ -298,11 +298,12 @@ class FleetWatcher:
                 self.errors[entity] = f"fit failed: {exc}"
             return
         logger.warning("fitted a model for the new host %s on %d rows", entity, len(frame))
-        with self.lock:  # scored from the next poll on, as a stream of its own
-            self.models[entity] = detector
-            self.scorers[entity] = StreamScorer(detector, top_k=self.top_k)
-            self.columns = sorted(set(self.columns) | {str(c) for c in detector.feature_names_in_})
-            self.first_seen.pop(entity, None)
+        with self.polling:  # scored from the next poll on, as a stream of its own
+            self.shards.add(entity)
+            with self.lock:
+                self.hosts.append(entity)
+                self.columns = sorted(set(self.columns) | {str(c) for c in detector.feature_names_in_})
+                self.first_seen.pop(entity, None)
 
     def run(self, stop: threading.Event, until: Any = None, interval: float | None = None) -> None:
         """Poll until ``stop`` is set (or the rows up to ``until`` are scored), retrying a failing
@@ -330,9 +331,8 @@ class FleetWatcher:
 
     def finish(self) -> None:
         """Score the rows every host still holds (the end of a replay)."""
-        records = []
-        for entity, scorer in self.scorers.items():
-            records += self._record(entity, scorer.flush())
+        with self.polling:
+            records = self._take(self.shards.flush())
         if self.log is not None:
             self.log.append(records)
         self._save()
@@ -368,25 +368,23 @@ def families(watcher: FleetWatcher) -> Iterator[Any]:
 
     with watcher.lock:
         last = {e: dict(r) for e, r in watcher.last.items()}
-        scorers = dict(watcher.scorers)
+        summary = {e: dict(v) for e, v in watcher.summary.items()}
     score = gauge("tsdiff_anomaly_score", "Score of a host's last final row.", "entity")
     anomaly = gauge("tsdiff_anomaly", "1 when a host's last final row is anomalous.", "entity")
     score_ratio = gauge("tsdiff_score_ratio", "Score / threshold of a host's last row (1: alert).", "entity")
     incident_open = gauge("tsdiff_incident_open", "1 while a host has an open incident.", "entity")
     causes = gauge("tsdiff_root_cause", "Rank of a root cause of a host's open incident.", "entity", "metric")
-    for entity, scorer in scorers.items():
-        incident = scorer.incidents.open_incident
-        incident_open.add_metric([entity], float(incident is not None))
-        if incident is not None:
-            for rank, metric in enumerate((incident.root_causes or incident.top_metrics)[: watcher.top_k], 1):
-                causes.add_metric([entity, str(metric)], rank)
+    for entity, about in summary.items():
+        incident_open.add_metric([entity], float(about["open"]))
+        for rank, metric in enumerate(about["causes"], 1):
+            causes.add_metric([entity, metric], rank)
         row = last.get(entity)
         if row is None or row["score"] is None:
             continue
         stamp = row["seconds"]
         score.add_metric([entity], row["score"], timestamp=stamp)
         anomaly.add_metric([entity], float(row["label"]), timestamp=stamp)
-        score_ratio.add_metric([entity], ratio(row["score"], scorer.threshold), timestamp=stamp)
+        score_ratio.add_metric([entity], ratio(row["score"], about["threshold"]), timestamp=stamp)
     yield from (score, anomaly, score_ratio, incident_open, causes)
     states = gauge("tsdiff_fleet_entities", "Hosts in each state.", "state")
     for state, count in watcher.counts().items():

@@ -1,0 +1,194 @@
+"""The hosts of a watched fleet, split into shards: each shard scores its hosts' rows.
+
+:class:`HostScorers` holds the models and :class:`~tsdiff.stream.StreamScorer` of some hosts and
+turns one poll's rows into log records, host states, incident summaries and the scorers' states
+(what the watcher saves). :class:`~tsdiff.fleet.watch.FleetWatcher` uses one in its own process,
+or (``workers``/``scheduler``) one per Dask worker as a Dask actor, when one process cannot score
+every host within a step: the watcher still reads each query once per poll, sends each shard its
+hosts' rows, and writes the log and the state itself, so a restart resumes exactly as with one
+process.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsdiff.errors import ParameterError, TsdiffError
+
+logger = logging.getLogger(__name__)
+
+
+def shard_of(entity: str, shards: int) -> int:
+    """The shard a host belongs to: stable across restarts and processes (not Python's ``hash``)."""
+    return zlib.crc32(entity.encode()) % shards
+
+
+def empty_outcome() -> dict[str, Any]:
+    """What a shard reports of a poll: ``records`` (the log lines of its hosts' final rows),
+    ``status`` and ``errors`` by host, ``summary`` by host (``threshold``; ``open``: an incident is
+    open; ``causes``: its top root causes), ``states`` (each scorer's state, to save) and
+    ``changes`` (incident changes, as log messages)."""
+    return {"records": [], "status": {}, "errors": {}, "summary": {}, "states": {}, "changes": []}
+
+
+class HostScorers:
+    """The stream scorers of some of a fleet's hosts (one shard).
+
+    Parameters
+    ----------
+    model_dir
+        The fleet's model directory (every worker must read it at this path).
+    entities
+        The hosts of this shard.
+    states
+        Saved scorer states by host (a restart); a host without one starts afresh.
+    top_k
+        Metrics named per row, and root causes summarised per open incident.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        entities: Iterable[str] = (),
+        states: dict[str, Any] | None = None,
+        top_k: int = 3,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.top_k = int(top_k)
+        self.models: dict[str, Any] = {}
+        self.scorers: dict[str, Any] = {}
+        for entity in entities:
+            self.add(entity, (states or {}).get(entity))
+
+    def add(self, entity: str, state: dict[str, Any] | None = None) -> None:
+        """Load a host's model (from the fleet directory) and start, or resume, its scorer."""
+        import tsdiff
+        from tsdiff.fleet.storage import entity_path
+        from tsdiff.stream import StreamScorer
+
+        model = tsdiff.load(entity_path(self.model_dir, entity))
+        self.models[entity] = model
+        if state is None:
+            self.scorers[entity] = StreamScorer(model, top_k=self.top_k)
+        else:
+            self.scorers[entity] = StreamScorer.from_state(model, state)
+
+    def entities(self) -> list[str]:
+        return list(self.scorers)
+
+    def update(self, frames: dict[str, pd.DataFrame], grid: pd.DatetimeIndex) -> dict[str, Any]:
+        """Score one poll's rows of every host of the shard (a host absent from ``frames`` had no
+        series: its rows are gaps). Returns what :meth:`outcome` describes."""
+        result = empty_outcome()
+        for entity, scorer in self.scorers.items():
+            names = [str(c) for c in scorer.detector.feature_names_in_]
+            frame = frames.get(entity)
+            if frame is None:  # no series at all: the host is gone or down; its rows are gaps
+                frame = pd.DataFrame(np.nan, index=grid, columns=names)
+            frame = frame.reindex(columns=names).set_axis(list(scorer.detector.feature_names_in_), axis=1)
+            try:
+                out = scorer.update(frame)
+            except TsdiffError as exc:
+                result["status"][entity], result["errors"][entity] = "failed", str(exc)
+                continue
+            result["status"][entity] = "stale" if frame.isna().all().all() else "scored"
+            self._outcome(entity, out, result)
+        return result
+
+    def flush(self) -> dict[str, Any]:
+        """Score the rows every host still holds (the end of a replay)."""
+        result = empty_outcome()
+        for entity, scorer in self.scorers.items():
+            self._outcome(entity, scorer.flush(), result)
+        return result
+
+    def _outcome(self, entity: str, out: pd.DataFrame, result: dict[str, Any]) -> None:
+        scorer = self.scorers[entity]
+        final = out[out["final"].astype(bool)] if len(out) else out
+        for stamp, row in final.iterrows():
+            gap = bool(row["gap"]) or pd.isna(row["score"])
+            result["records"].append(
+                {
+                    "entity": entity,
+                    "time": pd.Timestamp(stamp).isoformat(),
+                    "seconds": pd.Timestamp(stamp).value / 1e9,
+                    "score": None if gap else float(row["score"]),
+                    "label": None if gap else int(row["label"]),
+                    "gap": gap,
+                    "top_metrics": [] if gap else [str(m) for m in row["top_metrics"]],
+                }
+            )
+        for change, incident in scorer.changes:
+            causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
+            result["changes"].append(f"{entity}: incident {incident.id} {change} (root causes {causes})")
+        incident = scorer.incidents.open_incident
+        named = [] if incident is None else (incident.root_causes or incident.top_metrics)[: self.top_k]
+        result["summary"][entity] = {
+            "threshold": float(scorer.threshold),
+            "open": incident is not None,
+            "causes": [str(m) for m in named],
+        }
+        result["states"][entity] = scorer.state()
+
+
+def merge(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The outcomes of several shards as one."""
+    merged = empty_outcome()
+    for outcome in outcomes:
+        merged["records"] += outcome["records"]
+        merged["changes"] += outcome["changes"]
+        for key in ("status", "errors", "summary", "states"):
+            merged[key].update(outcome[key])
+    return merged
+
+
+class DaskShards:
+    """Hosts split over the workers of a Dask cluster, one :class:`HostScorers` actor per worker.
+
+    ``client`` is a ``distributed.Client``; ``hosts`` the fleet's hosts with their saved states.
+    """
+
+    def __init__(self, client: Any, model_dir: Path, hosts: dict[str, Any], top_k: int) -> None:
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise ParameterError("the Dask cluster has no workers to score the fleet on")
+        self.client = client
+        self.n = len(workers)
+        groups: list[list[str]] = [[] for _ in workers]
+        for entity in hosts:
+            groups[shard_of(entity, self.n)].append(entity)
+        futures = [
+            client.submit(
+                HostScorers,
+                str(model_dir),
+                group,
+                {e: hosts[e] for e in group},
+                top_k,
+                actor=True,
+                workers=[worker],
+                pure=False,
+            )
+            for worker, group in zip(workers, groups, strict=True)
+        ]
+        self.actors = [f.result() for f in futures]
+        self.futures = futures  # the actors live as long as their futures
+
+    def update(self, frames: dict[str, pd.DataFrame], grid: pd.DatetimeIndex) -> dict[str, Any]:
+        parts: list[dict[str, pd.DataFrame]] = [{} for _ in self.actors]
+        for entity, frame in frames.items():
+            parts[shard_of(entity, self.n)][entity] = frame
+        calls = [actor.update(part, grid) for actor, part in zip(self.actors, parts, strict=True)]
+        return merge(call.result() for call in calls)
+
+    def flush(self) -> dict[str, Any]:
+        return merge(call.result() for call in [actor.flush() for actor in self.actors])
+
+    def add(self, entity: str) -> None:
+        self.actors[shard_of(entity, self.n)].add(entity).result()

@@ -339,12 +339,19 @@ def main() -> None:
     )
     parser.add_argument("--datasets", default="smd,skab,synthetic,msl")
     parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / "out" / "events")
-    parser.add_argument("--variants", help="only the variants whose name holds one of these (';' between)")
+    parser.add_argument(
+        "--variants",
+        help="only the variants whose name holds one of these (';' between); report split default: "
+        "the time rule before and the default",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure as JSON")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     warnings.simplefilter("ignore")
+    given = f" --variants '{args.variants}'" if args.variants else ""
+    if args.variants is None and args.split == "report":
+        args.variants = "(before);default"  # the grid was explored on dev: report what it chose
     if args.variants:
         wanted = args.variants.split(";")
         for name in [v for v in VARIANTS if not any(w in v for w in wanted)]:
@@ -352,7 +359,7 @@ def main() -> None:
     datasets = args.datasets.split(",")
     body = [
         f"Command: `python benchmarks/bench_events.py --split {args.split} --detectors {args.detectors} "
-        f"--datasets {args.datasets}`{' --variants ' + args.variants if args.variants else ''}. "
+        f"--datasets {args.datasets}{given}`. "
         f"Split: {args.split} (SMD {', '.join(SMD_MACHINES[args.split])}; synthetic root-cause seeds "
         f"{ROOT_SEEDS[args.split][0]}..{ROOT_SEEDS[args.split][-1]}; SKAB and MSL as in splits.py). "
         "Detector defaults, seed 0, each with its own threshold.",

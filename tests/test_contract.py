@@ -255,6 +255,12 @@ def test_bad_training_input_raises_typed_errors(name, train_frame):
             continue
         with pytest.raises(error):
             DETECTORS[name]().fit(bad)
+    # a series that appeared at the very end of the range (a new pod): named, nothing learnt
+    late = train_frame.copy()
+    late.iloc[:-3, 2] = np.nan
+    with pytest.raises(errors.SparseColumnError, match="'m2'") as info:
+        DETECTORS[name]().fit(late)
+    assert info.value.column == "m2"
 
 
 @pytest.mark.parametrize("name", ALL)

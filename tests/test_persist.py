@@ -165,6 +165,19 @@ def test_a_failed_save_keeps_the_old_model(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+def test_what_load_would_refuse_is_never_saved(tmp_path):
+    good = PCADetector(n_components=1).fit(make_frame(200, 4))
+    good.save(tmp_path / "m")
+    broken = PCADetector(n_components=2).fit(make_frame(200, 4, seed=3))
+    broken.threshold_ = float("nan")  # a fit gone wrong
+    with pytest.raises(errors.ModelFormatError, match="would not load"):
+        broken.save(tmp_path / "m")
+    with pytest.raises(errors.ModelFormatError, match="would not load"):
+        broken.save(tmp_path / "new")
+    assert tsdiff.load(tmp_path / "m").n_components == 1  # the good model stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
 def test_arrays_of_another_save_are_refused(tmp_path):
     import shutil
 

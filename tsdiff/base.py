@@ -22,7 +22,14 @@ from sklearn.base import BaseEstimator
 
 from tsdiff.checks import check_array, check_int, require
 from tsdiff.errors import NotFittedError, ParameterError, TsdiffError
-from tsdiff.frame import SCALED_LIMIT, RobustScaler, ValidatedFrame, align_columns, validate_frame
+from tsdiff.frame import (
+    SCALED_LIMIT,
+    RobustScaler,
+    ValidatedFrame,
+    align_columns,
+    check_observed,
+    validate_frame,
+)
 from tsdiff.results import DetectionResult, find_events
 from tsdiff.segmentation import SegmentRules, segment_rows
 
@@ -277,6 +284,7 @@ class BaseDetector(BaseEstimator):
         """
         self._check_params()
         frame = validate_frame(X, min_rows=self.min_fit_rows(), what="rows to fit on")
+        check_observed(frame, self.holdout_start(frame.n_rows))
         self.feature_names_in_ = list(frame.columns)
         self.n_features_in_ = len(self.feature_names_in_)
         self.columns_named_ = frame.named
@@ -299,6 +307,7 @@ class BaseDetector(BaseEstimator):
             raise ParameterError(f"fraction must be in (0, 1], got {fraction!r}")
         frame = validate_frame(X, min_rows=self.min_fit_rows(), what="rows to refit on")
         frame = align_columns(frame, self.feature_names_in_, self.columns_named_)
+        check_observed(frame, self.holdout_start(frame.n_rows))
         self.scaler_ = self._input_scaler(frame.values)
         values = self.scaler_.transform(frame.values)
         self.n_train_rows_ = self.holdout_start(len(values))

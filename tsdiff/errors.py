@@ -50,6 +50,11 @@ class AllNaNColumnError(InputError):
     """A column holds no value at all (all NaN)."""
 
 
+class SparseColumnError(AllNaNColumnError):
+    """A column holds too few values among the rows a model learns from (a series that appeared
+    near the end of the fitted range, say) to learn anything about it."""
+
+
 class InfiniteValueError(InputError):
     """A cell holds +inf or -inf."""
 

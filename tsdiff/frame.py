@@ -27,6 +27,7 @@ from tsdiff.errors import (
     NonNumericColumnError,
     NotFittedError,
     ParameterError,
+    SparseColumnError,
     TooFewRowsError,
     UnsortedIndexError,
     fmt_label,
@@ -118,6 +119,33 @@ def validate_frame(
     if values.shape[0] < min_rows:
         raise TooFewRowsError(values.shape[0], min_rows, what)
     return ValidatedFrame(values=values, index=index, columns=columns, named=named)
+
+
+#: the fewest values a column needs among the rows a model learns from
+MIN_OBSERVED = 10
+
+
+def sparse_columns(values: np.ndarray, rows: int) -> list[int]:
+    """Positions of the columns with fewer than :data:`MIN_OBSERVED` values (or, with fewer rows,
+    fewer values than rows) among the first ``rows`` rows."""
+    counts = (~np.isnan(values[:rows])).sum(axis=0)
+    return [int(j) for j in np.flatnonzero(counts < min(MIN_OBSERVED, rows))]
+
+
+def check_observed(frame: ValidatedFrame, rows: int) -> None:
+    """:class:`~tsdiff.errors.SparseColumnError` naming the first column with too few values
+    among the first ``rows`` rows, the ones a model learns from."""
+    sparse = sparse_columns(frame.values, rows)
+    if sparse:
+        name = frame.columns[sparse[0]]
+        count = int((~np.isnan(frame.values[:rows, sparse[0]])).sum())
+        others = f" (and {len(sparse) - 1} more columns)" if len(sparse) > 1 else ""
+        raise SparseColumnError(
+            f"column {fmt_label(name)}{others} has {count} values in the first {rows} rows, the ones "
+            f"the model learns from (the rest calibrate it); it needs {min(MIN_OBSERVED, rows)}: drop "
+            "it, or fit on a range where it has data",
+            column=name,
+        )
 
 
 def _check_columns(columns: pd.Index) -> None:

@@ -80,6 +80,10 @@ def save(detector: Any, path: str | Path) -> Path:
     staging = path.parent / f".{path.name}.saving-{token}"
     try:
         _write(detector, staging)
+        try:  # what load would refuse is never saved (nor does it replace a good model)
+            _load(staging)
+        except ModelFormatError as exc:
+            raise ModelFormatError(f"not saved to {path}: the model would not load ({exc})") from None
         _replace(staging, path, token)
     finally:
         if staging.exists():

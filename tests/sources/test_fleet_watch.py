@@ -230,3 +230,17 @@ def test_hosts_sharded_over_dask_workers_score_as_in_one_process(fleet_server, t
     samples = {(f.name, tuple(s.labels.values())): s.value for f in exposed for s in f.samples}
     assert {labels[0] for name, labels in samples if name == "tsdiff_anomaly_score"} == set(HOSTS)
     assert samples[("tsdiff_fleet_entities", ("stale",))] == 1  # db-1 went away
+
+
+def test_a_series_that_appeared_at_the_end_of_the_range_is_left_out_of_a_fit(fleet_server, tmp_path, capsys):
+    # the fleet's server seen as one host's: web-9's series begin at row 450 (a new pod)
+    import tsdiff
+    from tsdiff.cli import EXIT_OK, main
+
+    server, _ = fleet_server
+    end = (START + pd.Timedelta(minutes=455)).isoformat()
+    args = ["fit", "--prometheus", server.url, "--selector", '{job="node"}', "--start", START.isoformat()]
+    assert main([*args, "--end", end, "--detector", "pca", "-o", str(tmp_path / "m")]) == EXIT_OK
+    assert "left out 4 series with fewer than 10 values" in capsys.readouterr().err
+    columns = tsdiff.load(tmp_path / "m").feature_names_in_
+    assert len(columns) == 12 and not any("web-9" in c for c in columns)

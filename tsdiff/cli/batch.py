@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from typing import Any
 
 from tsdiff._version import __version__
 from tsdiff.cli.common import EXIT_ANOMALY, EXIT_OK, progress, quieted, read_data
@@ -123,6 +124,8 @@ def run_fit(args: argparse.Namespace) -> int:
         detector.refit(data)
     else:
         detector = quieted(build(args.detector, args.preset, random_state=args.random_state))
+        if source is not None:
+            data = _drop_sparse(data, detector.holdout_start(len(data)))
         detector.fit(data)
     if source is not None:
         # saved with the model: a watcher asks the same queries; the fitted range is reported
@@ -160,6 +163,27 @@ def _read_prometheus(args: argparse.Namespace) -> tuple[object, object]:
     queries = parse_queries(args.query)
     source = PrometheusSource(args.prometheus, queries, selector=args.selector, step=args.step)
     return source, source.read(args.start, args.end)
+
+
+def _drop_sparse(data: Any, rows: int) -> Any:
+    """The series read from a server, without those that have too few values in the rows a model
+    learns from (a series that appeared near the end of the range, a new pod's): reported, dropped;
+    a watcher ignores them too, as it reads only the model's columns."""
+    from tsdiff.frame import MIN_OBSERVED, sparse_columns
+
+    sparse = [data.columns[j] for j in sparse_columns(data.to_numpy(dtype=float), rows)]
+    if len(sparse) == data.shape[1]:
+        raise ParameterError(
+            f"no series has {MIN_OBSERVED} values in the first {rows} rows of the range; start it later "
+            "or fit on a longer one"
+        )
+    if sparse:
+        shown = ", ".join(map(str, sparse[:5])) + (f" and {len(sparse) - 5} more" if len(sparse) > 5 else "")
+        progress(
+            f"tsdiff fit: left out {len(sparse)} series with fewer than {MIN_OBSERVED} values in the "
+            f"first {rows} rows (the ones the model learns from): {shown}"
+        )
+    return data.drop(columns=sparse)
 
 
 def run_score(args: argparse.Namespace) -> int:

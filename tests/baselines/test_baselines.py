@@ -50,6 +50,21 @@ def test_pca_keeps_components_for_the_variance_asked():
         PCADetector(n_components=1.5).fit(train)
 
 
+@pytest.mark.parametrize("n_metrics", [1, 3])
+def test_pca_on_uncorrelated_metrics_keeps_a_residual(n_metrics):
+    # 90% of the variance of uncorrelated metrics needs every direction: none would remain to score
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((500, n_metrics))
+    det = PCADetector().fit(train)
+    assert det.components_.shape[0] == n_metrics - 1
+    test = train[:50].copy()
+    test[20, 0] = 100.0  # 100 standard deviations
+    scores = det.score(test)
+    assert scores.idxmax() == 20 and scores[20] > 10 * det.threshold_
+    with pytest.warns(UserWarning, match="no residual remains"):
+        PCADetector(n_components=n_metrics).fit(train)
+
+
 def test_pca_residual_is_zero_on_the_subspace():
     rng = np.random.default_rng(0)
     latent = rng.standard_normal((300, 2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,18 +14,27 @@ from tsdiff.frame import fill_missing
 
 def components_kept(var: np.ndarray, n_components: float) -> int:
     """Leading components to keep, given their variances (decreasing): ``n_components`` itself
-    when an int, or the fewest that explain that fraction of the total when a float in (0, 1)."""
+    when an int, or the fewest that explain that fraction of the total when a float in (0, 1),
+    but never every direction: a residual must remain to score (uncorrelated metrics, or a single
+    one, would otherwise leave none, and every row would score 0)."""
     n = n_components
     if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
         if not 1 <= n <= len(var):
             raise ParameterError(f"n_components must be in [1, {len(var)}], got {n}")
+        if n == len(var):
+            warnings.warn(
+                f"n_components={n} keeps every direction of {n} metrics: no residual remains and "
+                "every row scores 0; keep fewer, or a fraction of the variance",
+                UserWarning,
+                stacklevel=4,
+            )
         return int(n)
     if not 0.0 < float(n) < 1.0:
         raise ParameterError(f"n_components must be an int or a float in (0, 1), got {n!r}")
     total = var.sum()
     if total <= 0:
-        return 1
-    return int(min(len(var), np.searchsorted(np.cumsum(var) / total, float(n)) + 1))
+        return min(1, len(var) - 1)
+    return int(min(len(var) - 1, np.searchsorted(np.cumsum(var) / total, float(n)) + 1))
 
 
 class PCADetector(BaseDetector):

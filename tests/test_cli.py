@@ -34,6 +34,37 @@ def test_usage_error_is_one_line_and_exit_2(capsys):
     assert err.count("\n") == 1 and err.startswith("tsdiff: error:")
 
 
+def test_quiet_and_verbose_go_before_or_after_the_command(tmp_path, capsys):
+    from tsdiff.cli.parser import build_parser
+
+    parser = build_parser()
+    for argv in (["-q", "fit", "x", "-o", "m"], ["fit", "x", "-o", "m", "-q"], ["fleet", "watch", "m", "-q"]):
+        args = parser.parse_args(argv)
+        assert args.quiet and not args.verbose, argv
+    assert not parser.parse_args(["fit", "x", "-o", "m"]).quiet
+    assert parser.parse_args(["-v", "score", "m", "d", "-o", "o"]).verbose  # kept by the sub-command
+    with pytest.raises(SystemExit):
+        parser.parse_args(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the detector to fit (default: hybrid)" in text  # --help says what a plain fit costs
+
+
+def test_a_quiet_fleet_run_prints_nothing(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = []
+    for entity in ("a", "b"):
+        frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["m0", "m1", "m2"])
+        frame["entity"], frame["timestamp"] = entity, pd.date_range("2024-01-01", periods=200, freq="min")
+        frames.append(frame)
+    pd.concat(frames).to_csv(tmp_path / "fleet.csv", index=False)
+    cli = [sys.executable, "-m", "tsdiff.cli"]
+    args = ["fleet", "fit", str(tmp_path / "fleet.csv"), "--detector", "pca", "--workers", "1"]
+    quiet = subprocess.run([*cli, "-q", *args, "-o", str(tmp_path / "m")], capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+    loud = subprocess.run([*cli, *args, "-o", str(tmp_path / "m2")], capture_output=True, text=True)
+    assert "2 of 2 entities" in loud.stderr and "INFO" not in loud.stderr  # no Dask chatter
+
+
 def test_console_script_version():
     out = subprocess.run([sys.executable, "-m", "tsdiff.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("tsdiff ")

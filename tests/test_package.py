@@ -82,3 +82,11 @@ def test_pyproject_lists_every_package():
     assert set(config["packages"]) == folders | data_packages
     assert config["package-dir"] == {"tsdiff._bundled": "datasets"}
     assert all(config["package-data"][name] == ["*"] for name in data_packages)
+
+
+def test_dir_lists_the_public_api_not_the_modules_own_imports():
+    import tsdiff
+
+    public = {n for n in dir(tsdiff) if not n.startswith("_")}
+    assert {"HybridDetector", "StreamScorer", "load", "build", "fleet"} <= public
+    assert not {"Any", "TYPE_CHECKING", "importlib", "annotations"} & public

@@ -82,4 +82,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+    # the public names and the subpackages; not this module's own imports (Any, importlib, ...)
+    return sorted(set(__all__) | _SUBMODULES | {n for n in globals() if n.startswith("__")})

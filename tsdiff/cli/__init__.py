@@ -8,6 +8,7 @@ adds 4 (some entities failed, the others' results written) and 5 (4, and anomali
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # Dask sets its loggers to INFO when imported: a fleet run would chatter
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error" if args.quiet else "warning")
     try:
         if args.command == "demo":
             return run_demo(args)
@@ -53,8 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"tsdiff: error: {exc}\n")
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # the reader went away (e.g. `tsdiff ... | head`): not a failure of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
     except OSError as exc:  # a missing file, no permission, a full disk: the user's to fix

@@ -5,18 +5,60 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from tsdiff.registry import preset_names
 
 EXIT_OK, EXIT_ANOMALY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default, unless its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = action.default not in (None, False, [], argparse.SUPPRESS) and action.option_strings
+        if shown and "(default" not in text and not isinstance(action, argparse._VersionAction):  # noqa: SLF001
+            text += " (default: %(default)s)"
+        return text
+
+
 class CommandParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr and exit code 2."""
+    """Usage errors as one line on stderr and exit code 2; defaults shown in ``--help``; the
+    global ``-q``/``-v`` accepted after a sub-command too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # usage errors: one line, exit 2
         sys.stderr.write(f"tsdiff: error: {message}\n")
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def add_verbosity(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-v``/``-q``: on the top parser with their defaults; on a sub-command without, so that
+    not giving them there keeps what was given before it."""
+    default = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress details on stderr", **default
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress messages or bars on stderr (errors still)",
+        **default,
+    )
+
+
+def add_verbosity_everywhere(parser: argparse.ArgumentParser) -> None:
+    """:func:`add_verbosity` on every sub-command (and theirs) of ``parser``."""
+    for action in parser._actions:  # noqa: SLF001 (argparse has no public walk)
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in dict.fromkeys(action.choices.values()):
+                add_verbosity(child)
+                add_verbosity_everywhere(child)
 
 
 def add_preset(parser: argparse.ArgumentParser, default: str, help: str = "") -> None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 
 from tsdiff._version import __version__
-from tsdiff.cli.common import CommandParser, add_fail_on_anomaly, add_preset, add_time_options
+from tsdiff.cli.common import (
+    CommandParser,
+    add_fail_on_anomaly,
+    add_preset,
+    add_time_options,
+    add_verbosity,
+    add_verbosity_everywhere,
+)
 from tsdiff.registry import DETECTORS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="tsdiff", description="Multivariate time-series anomaly detection.")
     parser.add_argument("--version", action="version", version=f"tsdiff {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details on stderr")
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress messages or bars on stderr (errors still)"
-    )
+    add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     demo = sub.add_parser("demo", help="fit and evaluate on the bundled SMD machine (no download)")
@@ -36,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--plot", default="tsdiff-demo.png", help="PNG written with metrics, scores and events")
     demo.add_argument("--no-plot", action="store_true", help="write no plot")
-    demo.add_argument("--random-state", type=int, default=0)
+    demo.add_argument("--random-state", type=int, default=0, help="seed: the same seed, the same scores")
     demo.add_argument("--events", type=int, default=5, help="how many of the largest events to list")
 
     fit = sub.add_parser(
@@ -64,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(the diffusion model), the learned graph kept (the causal model); --detector and --preset are "
         "then the model's",
     )
-    fit.add_argument("--detector", choices=list(DETECTORS), default="hybrid")
+    fit.add_argument("--detector", choices=list(DETECTORS), default="hybrid", help="the detector to fit")
     add_preset(fit, "default")
-    fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--random-state", type=int, default=0, help="seed: the same seed, the same model")
     add_time_options(fit)
 
     score = sub.add_parser("score", help="score a file with a saved model; one output row per input row")
@@ -156,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="compare scores with labels (VUS-PR, AUC-PR, F1 ...)")
     evaluate.add_argument("scores", help="file written by 'tsdiff score' (columns score and label)")
     evaluate.add_argument("labels", help="file with a 0/1 label column, one row per scored row")
-    evaluate.add_argument("--label-column", default="label")
+    evaluate.add_argument("--label-column", default="label", help="the 0/1 column of the labels file")
     evaluate.add_argument("--sliding-window", type=int, help="VUS window (default: chosen from the data)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_time_options(evaluate)
@@ -164,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tsdiff.fleet.cli import add_fleet_parser
 
     add_fleet_parser(sub, list(DETECTORS), add_preset)
+    add_verbosity_everywhere(parser)
     return parser
 
 

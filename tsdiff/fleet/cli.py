@@ -51,7 +51,7 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
         help=f"detector fitted per entity (default: {DEFAULT_DETECTOR}: seconds per entity; hybrid: minutes)",
     )
     add_preset(fit, "default")
-    fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--random-state", type=int, default=0, help="seed of every host's model")
     _common(fit, entity="entity", time="timestamp")
 
     score = commands.add_parser("score", help="score each entity with its own saved model")
@@ -103,7 +103,7 @@ def _common(parser: argparse.ArgumentParser, entity: str, time: str) -> None:
     parser.add_argument("--entity-column", help=f"column naming the entity (default: {entity})")
     parser.add_argument("--time-column", help=f"column holding the timestamps (default: {time})")
     parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2)")
-    parser.add_argument("--threads-per-worker", type=int, default=1)
+    parser.add_argument("--threads-per-worker", type=int, default=1, help="threads of each local worker")
     parser.add_argument(
         "--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead of a local cluster"
     )
@@ -111,6 +111,14 @@ def _common(parser: argparse.ArgumentParser, entity: str, time: str) -> None:
 
 
 def _progress(message: str) -> None:
+    """A progress line on stderr (none with ``-q``)."""
+    from tsdiff.cli.common import progress
+
+    progress(message)
+
+
+def _failure(message: str) -> None:
+    """A failure line on stderr (``-q`` too: it is an error)."""
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
@@ -139,9 +147,9 @@ def _report(result: Any, args: argparse.Namespace, what: str, seconds: float) ->
     where = args.scheduler or f"{args.workers} local workers"
     _progress(f"tsdiff fleet {what}: {n - len(failed)} of {n} entities in {seconds:.1f}s ({where})")
     for entity, error in failed.head(SHOWN_FAILURES).itertuples(index=False):
-        _progress(f"  failed: {entity}: {error}")
+        _failure(f"tsdiff fleet {what}: failed: {entity}: {error}")
     if len(failed) > SHOWN_FAILURES:
-        _progress(f"  ... and {len(failed) - SHOWN_FAILURES} more failures")
+        _failure(f"tsdiff fleet {what}: ... and {len(failed) - SHOWN_FAILURES} more failures")
     if args.failures:
         failed.to_csv(args.failures, index=False)
     return EXIT_ENTITIES_FAILED if len(failed) else 0

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 BINARIES = [shutil.which("prometheus"), shutil.which("promtool")]
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
 def needs_prometheus() -> None:
@@ -49,6 +50,18 @@ def needs_prometheus() -> None:
     if os.environ.get("CI"):
         pytest.fail("CI must have Debian's prometheus package (apt-get install -y prometheus)")
     pytest.skip("the prometheus and promtool binaries are not installed (apt-get install prometheus)")
+
+
+def needs_alertmanager() -> None:
+    """As :func:`needs_prometheus`, for Debian's ``prometheus-alertmanager`` too."""
+    import pytest
+
+    needs_prometheus()
+    if ALERTMANAGER is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail("CI must have Debian's prometheus-alertmanager package")
+    pytest.skip("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
 
 
 def free_port() -> int:
@@ -83,6 +96,26 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: ended when the starting thread ends
 
 
+def await_listening(proc: subprocess.Popen, log_path: Path, offset: int, deadline: float) -> str:
+    """The URL of a Prometheus-family server (``prometheus``, ``prometheus-alertmanager``) once it
+    answers ``/-/ready``: its port is read from its log from ``offset`` on (it was started on port
+    0, so two servers never race for a port)."""
+    until = time.monotonic() + deadline
+    url = None
+    while True:
+        if url is None:
+            found = re.search(r'msg="Listening on" address=(\S+)', log_path.read_text()[offset:])
+            url = f"http://{found.group(1)}" if found else None
+        if url is not None:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        return url
+        if proc.poll() is not None or time.monotonic() > until:
+            raise RuntimeError(f"{proc.args[0]} did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
 class PrometheusServer:
     """One ``prometheus`` process serving ``root/tsdb`` on 127.0.0.1 (see the module docstring).
 
@@ -97,6 +130,11 @@ class PrometheusServer:
         How far back scraped samples with their own timestamps are accepted (a replay of 2024 rows).
     jobs
         Scrape jobs present from the start: name -> (``host:port``, interval in seconds).
+    rules, alertmanager
+        An alerting rules file to evaluate every second, and the ``host:port`` of an Alertmanager
+        to send its alerts to.
+    honor_labels
+        Keep the labels a target exports (a ``tsdiff watch`` exports its monitored host's).
     """
 
     def __init__(
@@ -108,10 +146,15 @@ class PrometheusServer:
         out_of_order: str = "10y",
         jobs: Mapping[str, tuple[str, float]] | None = None,
         text: str | None = None,
+        rules: str | Path | None = None,
+        alertmanager: str | None = None,
+        honor_labels: bool = False,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.out_of_order = out_of_order
+        self.rules, self.alertmanager = rules, alertmanager
+        self.honored: set[str] = set(self.jobs) if honor_labels else set()  # jobs with honor_labels
         self.jobs: dict[str, tuple[str, float]] = dict(jobs or {})
         if frame is not None or text is not None:
             (self.root / "data.om").write_text(
@@ -147,22 +190,8 @@ class PrometheusServer:
             raise
 
     def _await_start(self, offset: int, deadline: float) -> str:
-        """The server's URL once it answers ``/-/ready`` (the port is read from its log, from
-        ``offset`` on)."""
-        until = time.monotonic() + deadline
-        url = None
-        while True:
-            if url is None:
-                found = re.search(r'msg="Listening on" address=(\S+)', self.log_path.read_text()[offset:])
-                url = f"http://{found.group(1)}" if found else None
-            if url is not None:
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
-                        if answer.status == 200:
-                            return url
-            if self.proc.poll() is not None or time.monotonic() > until:
-                raise RuntimeError(f"prometheus did not start: {self.log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+        """The server's URL once it answers ``/-/ready`` (the port is read from its log)."""
+        return await_listening(self.proc, self.log_path, offset, deadline)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -182,14 +211,20 @@ class PrometheusServer:
 
     # ----------------------------------------------------------------- scrape jobs
     def _write_config(self) -> None:
-        text = "global:\n  scrape_interval: 1s\n"
+        text = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         text += f"storage:\n  tsdb:\n    out_of_order_time_window: {self.out_of_order}\n"
+        if self.rules is not None:
+            text += f"rule_files:\n  - '{self.rules}'\n"
+        if self.alertmanager is not None:
+            text += "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            text += f"        - targets: ['{self.alertmanager}']\n"
         if self.jobs:
             text += "scrape_configs:\n"
         for name, (target, interval) in self.jobs.items():
             every = f"{round(interval * 1000)}ms"
             text += (
                 f"  - job_name: '{name}'\n    scrape_interval: {every}\n    scrape_timeout: {every}\n"
+                f"    honor_labels: {str(name in self.honored).lower()}\n"
                 f"    static_configs:\n      - targets: ['{target}']\n"
             )
         tmp = self.root / "prometheus.yml.tmp"
@@ -202,19 +237,30 @@ class PrometheusServer:
         with urllib.request.urlopen(request, timeout=30):
             pass
 
-    def add_jobs(self, jobs: Mapping[str, tuple[str, float]], deadline: float = 60) -> None:
-        """Scrape ``jobs`` (name -> (``host:port``, interval in seconds)); returns once each target
-        has answered a scrape."""
+    def add_jobs(
+        self, jobs: Mapping[str, tuple[str, float]], deadline: float = 60, honor_labels: bool = False
+    ) -> None:
+        """Scrape ``jobs`` (name -> (``host:port``, interval in seconds)), keeping the labels the
+        targets export with ``honor_labels``; returns once each target has answered a scrape."""
         clash = set(jobs) & set(self.jobs)
         if clash:
             raise ValueError(f"jobs {sorted(clash)} are already scraped")
         self.jobs.update(jobs)
+        if honor_labels:
+            self.honored |= set(jobs)
         self._reload()
         self._await_targets(jobs, deadline)
+
+    def set_alerting(self, rules: str | Path | None, alertmanager: str | None) -> None:
+        """Evaluate ``rules`` (a rules file; None: none) and send alerts to ``alertmanager``
+        (``host:port``), from the next reload on."""
+        self.rules, self.alertmanager = rules, alertmanager
+        self._reload()
 
     def remove_jobs(self, names: list[str]) -> None:
         for name in names:
             self.jobs.pop(name, None)
+            self.honored.discard(name)
         if self.proc.poll() is None:
             self._reload()
 
@@ -292,3 +338,74 @@ class _ExporterHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+class Webhook(ThreadingHTTPServer):
+    """An HTTP receiver on 127.0.0.1 keeping every JSON body POSTed to it (an on-call bridge)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _WebhookHandler)
+        self.received: list[Any] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Alertmanager:
+    """Debian's ``prometheus-alertmanager`` on 127.0.0.1 (a port of its own, read from its log),
+    grouping alerts by host and sending each group at once to ``webhook``."""
+
+    def __init__(self, root: Path, webhook: str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "alertmanager.yml").write_text(
+            "route:\n  receiver: hook\n  group_by: [alertname, instance, job]\n  group_wait: 0s\n"
+            "  group_interval: 1s\n  repeat_interval: 1h\n"
+            f"receivers:\n  - name: hook\n    webhook_configs:\n      - url: '{webhook}'\n"
+            "        send_resolved: true\n"
+        )
+        self.log_path = self.root / "alertmanager.log"
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [ALERTMANAGER, f"--config.file={self.root / 'alertmanager.yml'}",
+             f"--storage.path={self.root / 'data'}", "--web.listen-address=127.0.0.1:0",
+             "--cluster.listen-address="],
+            stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        try:
+            self.url = await_listening(self.proc, self.log_path, 0, deadline=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def address(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self._log.close()

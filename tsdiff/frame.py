@@ -125,11 +125,17 @@ def validate_frame(
 MIN_OBSERVED = 10
 
 
+def needed_values(rows: int) -> int:
+    """Values a column needs among ``rows`` learning rows: :data:`MIN_OBSERVED`, or half the rows
+    when there are fewer than twice that (a short fit may miss a scrape or two)."""
+    return max(1, min(MIN_OBSERVED, rows // 2))
+
+
 def sparse_columns(values: np.ndarray, rows: int) -> list[int]:
-    """Positions of the columns with fewer than :data:`MIN_OBSERVED` values (or, with fewer rows,
-    fewer values than rows) among the first ``rows`` rows."""
+    """Positions of the columns with fewer values than :func:`needed_values` among the first
+    ``rows`` rows."""
     counts = (~np.isnan(values[:rows])).sum(axis=0)
-    return [int(j) for j in np.flatnonzero(counts < min(MIN_OBSERVED, rows))]
+    return [int(j) for j in np.flatnonzero(counts < needed_values(rows))]
 
 
 def check_observed(frame: ValidatedFrame, rows: int) -> None:
@@ -142,7 +148,7 @@ def check_observed(frame: ValidatedFrame, rows: int) -> None:
         others = f" (and {len(sparse) - 1} more columns)" if len(sparse) > 1 else ""
         raise SparseColumnError(
             f"column {fmt_label(name)}{others} has {count} values in the first {rows} rows, the ones "
-            f"the model learns from (the rest calibrate it); it needs {min(MIN_OBSERVED, rows)}: drop "
+            f"the model learns from (the rest calibrate it); it needs {needed_values(rows)}: drop "
             "it, or fit on a range where it has data",
             column=name,
         )

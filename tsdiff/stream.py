@@ -270,7 +270,8 @@ class StreamScorer:
             One row per scored row, indexed by its timestamp: ``score``, ``label`` (1 above the
             detector's threshold), ``final`` (False for a provisional score), ``gap`` (a filled
             missing timestamp), calibrated component scores (``score_<name>``) for hybrid models,
-            ``top_metrics`` and, on anomalous final rows, ``root_causes`` of the event in progress.
+            ``top_metrics`` (with ``top_shares``: each one's share of the row's per-metric
+            evidence) and, on anomalous final rows, ``root_causes`` of the event in progress.
             A row may appear twice: provisionally, then final.
         """
         frame, late = self._clean(self._as_frame(rows, index))
@@ -355,6 +356,9 @@ class StreamScorer:
         for name, values in parts.components.items():
             row[f"score_{name}"] = float(values[i])
         row["top_metrics"] = [] if gap else [names[j] for j in top]
+        evidence = np.maximum(np.asarray(parts.feature_scores[i], dtype=np.float64), 0.0)
+        total = float(evidence.sum())
+        row["top_shares"] = [] if gap or total <= 0 else [float(evidence[j] / total) for j in top]
         causes: list[Any] = []
         if final:
             self.changes += self.incidents.update(
@@ -388,6 +392,7 @@ class StreamScorer:
                 "final": pd.Series(dtype=bool),
                 "gap": pd.Series(dtype=bool),
                 "top_metrics": pd.Series(dtype=object),
+                "top_shares": pd.Series(dtype=object),
                 "root_causes": pd.Series(dtype=object),
             }
         )

@@ -152,7 +152,7 @@ def test_a_second_watch_on_the_same_state_exits_2(prometheus_model, tmp_path, ca
         (["--start", "nan"], "'nan' is not a time"),
         (["--start", "NaT"], "'NaT' is not a time"),
         (["--start", "inf"], "'inf' is not a time"),
-        (["--start", "now-7d", "--step", "1ms"], "604,800,001 rows, more than the 2,000,000"),
+        (["--start", "now-7d", "--step", "1ms"], "rows, more than the 2,000,000"),
     ],
 )
 def test_fit_refuses_impossible_ranges_at_once(tmp_path, capsys, extra, message):

@@ -151,9 +151,13 @@ def test_watch_serves_the_last_final_score_at_metrics(server, smd_slice, tmp_pat
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
         assert answer.status == 200
     httpd.shutdown()
-    values = {
-        s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels
-    }
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    host = {"machine": "1-2"}  # what every model column shares: the monitored host, on every series
+    assert all(host.items() <= s.labels.items() for s in samples)
+    values = {s.name: s.value for s in samples if s.labels == host}
+    contributions = {s.labels["metric"]: s.value for s in samples if s.name == "tsdiff_metric_contribution"}
+    assert contributions and all(m.startswith("smd_") and "{" not in m for m in contributions)
+    assert all(0 <= v <= 1 for v in contributions.values()) and sum(contributions.values()) <= 1 + 1e-9
     rows = _expected(smd_slice).iloc[400:460]
     rows.columns = list(det.feature_names_in_)
     batch = det.score(rows)

@@ -84,7 +84,9 @@ def test_a_label_change_is_reported_and_a_named_query_keeps_its_column(prometheu
         exported = {
             (s.name, s.labels.get("column")): s.value for m in watchers[1].collect() for s in m.samples
         }
-        assert exported[("tsdiff_series_missing", old)] == 1
+        # named without the labels every column shares (the target's instance and job)
+        assert watchers[1].labels["job"] == "flip"
+        assert exported[("tsdiff_series_missing", 'flip_x{version="1"}')] == 1
         assert watchers[0].missing == []  # ...while the named query follows the new series
         logged = [json.loads(x) for x in (tmp_path / "named.jsonl").read_text().splitlines()]
         assert len(logged) >= 10 and all(r["score"] is not None for r in logged)

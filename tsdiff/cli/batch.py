@@ -169,18 +169,18 @@ def _drop_sparse(data: Any, rows: int) -> Any:
     """The series read from a server, without those that have too few values in the rows a model
     learns from (a series that appeared near the end of the range, a new pod's): reported, dropped;
     a watcher ignores them too, as it reads only the model's columns."""
-    from tsdiff.frame import MIN_OBSERVED, sparse_columns
+    from tsdiff.frame import needed_values, sparse_columns
 
     sparse = [data.columns[j] for j in sparse_columns(data.to_numpy(dtype=float), rows)]
     if len(sparse) == data.shape[1]:
         raise ParameterError(
-            f"no series has {MIN_OBSERVED} values in the first {rows} rows of the range; start it later "
-            "or fit on a longer one"
+            f"no series has {needed_values(rows)} values in the first {rows} rows of the range; start "
+            "it later or fit on a longer one"
         )
     if sparse:
         shown = ", ".join(map(str, sparse[:5])) + (f" and {len(sparse) - 5} more" if len(sparse) > 5 else "")
         progress(
-            f"tsdiff fit: left out {len(sparse)} series with fewer than {MIN_OBSERVED} values in the "
+            f"tsdiff fit: left out {len(sparse)} series with fewer than {needed_values(rows)} values in the "
             f"first {rows} rows (the ones the model learns from): {shown}"
         )
     return data.drop(columns=sparse)

@@ -179,6 +179,7 @@ def run_watch(args: argparse.Namespace) -> int:
         adapt=args.adapt,
         refit_after=args.refit_after,
         refit_window=args.refit_window,
+        labels=parse_labels(args.label),
     ) as watcher:
         server = serve(watcher, host, port)
         stop = threading.Event()
@@ -193,6 +194,17 @@ def run_watch(args: argparse.Namespace) -> int:
             server.server_close()
     progress(f"tsdiff watch: stopped after {watcher.rows_scored} scored rows; state in {state}")
     return EXIT_OK
+
+
+def parse_labels(texts: list[str]) -> dict[str, str]:
+    """``--label KEY=VALUE`` options as a mapping (the watcher checks the names)."""
+    labels = {}
+    for text in texts:
+        key, sep, value = str(text).partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"--label takes KEY=VALUE, got {text!r}")
+        labels[key.strip()] = value
+    return labels
 
 
 def listen_address(text: str) -> tuple[str, int]:

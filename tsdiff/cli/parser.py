@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--refit-window", default="1d", metavar="DURATION", help="rows a refit learns from (default 1d)"
     )
+    watch.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label on every exported series, naming what is watched (repeatable); default: the "
+        "labels all the model's series share (their instance, job, ...)",
+    )
 
     explain = sub.add_parser(
         "explain", help="explain an event of a causal or hybrid model: ranked metrics, roles, subgraph"

@@ -352,7 +352,8 @@ class FleetWatcher:
 
 
 def families(watcher: FleetWatcher) -> Iterator[Any]:
-    """What ``/metrics`` exports for a fleet: per host (label ``entity``) the last final row's
+    """What ``/metrics`` exports for a fleet: per host (labelled by the fleet's entity label, e.g.
+    ``instance``) the last final row's
     ``tsdiff_anomaly_score``, ``tsdiff_anomaly`` and ``tsdiff_score_ratio`` (stamped with the
     row's time) and ``tsdiff_incident_open``; ``tsdiff_root_cause{entity, metric}`` for the top
     ``top_k`` root causes of each open incident only (so the number of series stays bounded by the
@@ -369,11 +370,14 @@ def families(watcher: FleetWatcher) -> Iterator[Any]:
     with watcher.lock:
         last = {e: dict(r) for e, r in watcher.last.items()}
         summary = {e: dict(v) for e, v in watcher.summary.items()}
-    score = gauge("tsdiff_anomaly_score", "Score of a host's last final row.", "entity")
-    anomaly = gauge("tsdiff_anomaly", "1 when a host's last final row is anomalous.", "entity")
-    score_ratio = gauge("tsdiff_score_ratio", "Score / threshold of a host's last row (1: alert).", "entity")
-    incident_open = gauge("tsdiff_incident_open", "1 while a host has an open incident.", "entity")
-    causes = gauge("tsdiff_root_cause", "Rank of a root cause of a host's open incident.", "entity", "metric")
+    # the host label is the fleet's entity label (instance, ...): alerts route by it as by the host's
+    # own series; "entity" where that name is one of tsdiff's own labels
+    host = watcher.label if watcher.label not in ("metric", "state") else "entity"
+    score = gauge("tsdiff_anomaly_score", "Score of a host's last final row.", host)
+    anomaly = gauge("tsdiff_anomaly", "1 when a host's last final row is anomalous.", host)
+    score_ratio = gauge("tsdiff_score_ratio", "Score / threshold of a host's last row (1: alert).", host)
+    incident_open = gauge("tsdiff_incident_open", "1 while a host has an open incident.", host)
+    causes = gauge("tsdiff_root_cause", "Rank of a root cause of a host's open incident.", host, "metric")
     for entity, about in summary.items():
         incident_open.add_metric([entity], float(about["open"]))
         for rank, metric in enumerate(about["causes"], 1):

@@ -110,6 +110,48 @@ def series_name(labels: Mapping[str, str], query_name: str | None = None) -> str
     return f"{head}{{{inner}}}"
 
 
+_LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def parse_series_name(name: str) -> tuple[str, dict[str, str]]:
+    """The head and the labels of a column named by :func:`series_name` (``metric{a="1"}`` ->
+    ``("metric", {"a": "1"})``); a name that is not of that form is a head without labels."""
+    text = str(name)
+    if not text.endswith("}") or "{" not in text:
+        return text, {}
+    head, inner = text[: text.index("{")], text[text.index("{") + 1 : -1]
+    labels: dict[str, str] = {}
+    pos = 0
+    while pos < len(inner):
+        match = _LABEL.match(inner, pos)
+        if match is None:
+            return text, {}
+        value = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), match.group(2))
+        labels[match.group(1)] = value
+        pos = match.end()
+    return head, labels
+
+
+def common_labels(columns: Sequence[Any]) -> dict[str, str]:
+    """The labels every column shares, with the same value (the monitored host's ``instance``,
+    ``job``, ...): none when a column has no labels (a named query)."""
+    shared: dict[str, str] | None = None
+    for column in columns:
+        _, labels = parse_series_name(str(column))
+        shared = dict(labels) if shared is None else {k: v for k, v in shared.items() if labels.get(k) == v}
+    return shared or {}
+
+
+def short_name(column: Any, shared: Mapping[str, str]) -> str:
+    """A column's name without the labels every column shares: ``node_load1{instance="a"}`` ->
+    ``node_load1`` when ``instance="a"`` is shared."""
+    head, labels = parse_series_name(str(column))
+    if not labels:
+        return str(column)
+    rest = {k: v for k, v in labels.items() if shared.get(k) != v}
+    return series_name({"__name__": head, **rest})
+
+
 def is_series_selector(query: str) -> bool:
     """Whether ``query`` is a plain series selector (``name``, ``name{...}`` or ``{...}``), whose
     samples are the scraped ones, rather than an expression computed from them."""

@@ -25,8 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,24 @@ logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "tsdiff-watch-state"
 STATE_VERSION = 2
+
+
+#: labels of tsdiff's own on the exported series: a target label may not take their names
+OWN_LABELS = ("metric", "column", "rank", "detector", "version", "fitted_from", "fitted_to")
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def target_labels(shared: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """The labels of every exported series: those the model's columns share (less any that would
+    clash with tsdiff's own), then the ``given`` ones (checked: a clash is an error)."""
+    for key in given:
+        if not LABEL_NAME.fullmatch(str(key)) or str(key).startswith("__") or key in OWN_LABELS:
+            raise ParameterError(
+                f"{key!r} cannot be a label of the exported series (a Prometheus label name, not "
+                f"__-prefixed, not one of {', '.join(OWN_LABELS)})"
+            )
+    kept = {k: v for k, v in shared.items() if k not in OWN_LABELS}
+    return {**kept, **{str(k): str(v) for k, v in given.items()}}
 
 
 class Watcher:
@@ -77,6 +97,10 @@ class Watcher:
         refitted in the background on the last ``refit_window`` of rows
         (:class:`~tsdiff.watch.refit.Refitter`) and swapped in between two polls; the new model is
         saved beside the state (``<state>.model``) and a restart goes on with it.
+    labels
+        Labels put on every exported series, naming what is monitored (``{"instance": "web-1"}``),
+        over those every model column shares (a selector's ``instance`` and ``job``), so alerts
+        name and route by the host; the metric labels then name the rest of each column.
 
     Call :meth:`close` (or use it as a context manager) to release the state and log locks.
     """
@@ -94,13 +118,16 @@ class Watcher:
         adapt: str | None = None,
         refit_after: Any = None,
         refit_window: Any = "1d",
+        labels: Mapping[str, str] | None = None,
     ) -> None:
-        from tsdiff.sources.prometheus import parse_duration, parse_time
+        from tsdiff.sources.prometheus import common_labels, parse_duration, parse_time
         from tsdiff.stream import StreamScorer
         from tsdiff.watch.rowlog import RowLog
 
         self.detector = detector
         self.source = source
+        self.shared_labels = common_labels(detector.feature_names_in_)  # left out of metric names
+        self.labels = target_labels(self.shared_labels, labels or {})
         self.state_path = None if state_path is None else Path(state_path)
         self.delay = None if delay is None else 0.0 if str(delay) in ("0", "0s") else parse_duration(delay)
         if isinstance(top_k, bool) or int(top_k) < 1:
@@ -331,6 +358,7 @@ class Watcher:
                     "label": None if gap else int(row["label"]),
                     "gap": gap,
                     "top_metrics": [] if gap else [str(m) for m in row["top_metrics"]],
+                    "top_shares": [] if gap else [float(v) for v in row["top_shares"]],
                     "root_causes": [] if gap else [str(m) for m in row["root_causes"]],
                 }
                 records.append(record)

@@ -156,6 +156,15 @@ def fitted(synthetic):
     return CausalDetector(random_state=0).fit(synthetic.train)
 
 
+def test_fewer_rows_than_the_model_s_context_are_refused(synthetic, fitted):
+    # a violation needs the parents' lagged values and a smoothing window: two rows would score 0
+    need = fitted.lag_ + fitted.smooth
+    assert fitted.min_rows() == need
+    with pytest.raises(errors.TooFewRowsError, match=f"at least {need}"):
+        fitted.score(synthetic.test.iloc[: need - 1])
+    assert len(fitted.score(synthetic.test.iloc[:need])) == need
+
+
 def test_graph_recovery_on_synthetic_data(synthetic, fitted):
     pairs = edge_recovery(fitted.graph_.edges, synthetic.graph, match_lag=False)
     lagged = edge_recovery(fitted.graph_.edges, synthetic.graph, match_lag=True)

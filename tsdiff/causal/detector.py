@@ -152,6 +152,12 @@ class CausalDetector(BaseDetector):
             if not ok:
                 raise ParameterError(message)
 
+    def min_rows(self) -> int:
+        # a row's violation needs its parents' lagged values, and its score a smoothing window:
+        # fewer rows than that would score nothing but a model without its context
+        lag = int(getattr(self, "lag_", self.max_lag))
+        return lag + max(int(self.smooth), 1)
+
     def min_fit_rows(self) -> int:
         return 20 * (int(self.max_lag) + 1)
 

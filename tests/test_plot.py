@@ -58,3 +58,36 @@ def test_metric_names_are_drawn_literally(tmp_path):
     ax.figure.savefig(tmp_path / "e.png")
     for png in ("d.png", "g.png", "e.png"):
         assert (tmp_path / png).stat().st_size > 5_000
+
+
+def test_one_row_events_at_38_metrics_are_visible_and_labelled(tmp_path):
+    """The figure a 38-metric server gives: the top metrics only, a one-row detection as wide as a
+    row (not a zero-width line) and dotted, the peak's label inside the figure, an x label, and a
+    title that counts in the singular."""
+    import numpy as np
+    from matplotlib.patches import Polygon, Rectangle
+
+    from tsdiff.baselines import PCADetector
+
+    train, test = make_frame(600, 38, seed=0), make_frame(400, 38, seed=1)
+    test.iloc[200, 7] += 40.0  # one row, one metric
+    det = PCADetector(n_components=5, risk=1e-4).fit(train)
+    result = det.detect(test)
+    flagged = np.flatnonzero(result.labels.to_numpy())
+    assert 200 in flagged
+    fig = plot_detection(test, result, path=tmp_path / "one.png")
+    assert len(fig.axes) == 5 and fig.get_size_inches()[1] < 12  # 4 metrics, not 38 panels
+    assert fig.axes[0].get_ylabel() == "m7"
+    score_ax = fig.axes[-1]
+    spans = [p for p in score_ax.patches if isinstance(p, (Polygon, Rectangle))]
+    widths = [np.ptp(p.get_xy()[:, 0]) if isinstance(p, Polygon) else p.get_width() for p in spans]
+    assert spans and min(widths) > 0  # each detection is as wide as its rows
+    dots = [line for line in score_ax.get_lines() if line.get_label() == "flagged row"]
+    assert len(dots) == 1 and len(dots[0].get_xdata()) == len(flagged)
+    peak = float(result.scores.iloc[200])
+    assert score_ax.get_ylim()[1] > peak  # room for the label above the highest peak
+    assert score_ax.get_xlabel() in ("time", "timestamp")
+    n_events = len(result.events)
+    title = fig.axes[0].get_title()
+    assert title.startswith(f"{n_events} event{'s' if n_events != 1 else ''},")
+    assert (tmp_path / "one.png").stat().st_size > 10_000

@@ -27,9 +27,27 @@ def _pyplot() -> Any:
     return plt
 
 
-def _shade(ax: Any, runs: list[tuple[Any, Any]], color: str, alpha: float, label: str) -> None:
+def _shade(ax: Any, runs: list[tuple[Any, Any]], color: str, alpha: float, label: str, half: Any = 0) -> None:
+    """Shade each run from half a step before its first row to half a step after its last, so a
+    one-row run is as wide as a row, never an invisible line."""
     for i, (start, end) in enumerate(runs):
-        ax.axvspan(start, end, color=color, alpha=alpha, lw=0, label=label if i == 0 else None)
+        ax.axvspan(start - half, end + half, color=color, alpha=alpha, lw=0, label=label if i == 0 else None)
+
+
+def _half_step(index: pd.Index) -> Any:
+    """Half the typical spacing of ``index`` (a Timedelta for times), 0 for a single row."""
+    if len(index) < 2:
+        return pd.Timedelta(0) if isinstance(index, pd.DatetimeIndex) else 0
+    steps = np.diff(index.to_numpy())
+    return (
+        pd.Timedelta(np.median(steps)) / 2
+        if isinstance(index, pd.DatetimeIndex)
+        else float(np.median(steps)) / 2
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _label_runs(labels: pd.Series) -> list[tuple[Any, Any]]:
@@ -83,6 +101,7 @@ def plot_detection(
         squeeze=False,
     )
     axes = axes[:, 0]
+    half = _half_step(data.index)
     detected = _label_runs(result.labels)
     truth = (
         _label_runs(pd.Series(np.asarray(true_labels), index=data.index)) if true_labels is not None else []
@@ -90,17 +109,23 @@ def plot_detection(
     for ax, name in zip(axes[:-1], names, strict=True):
         ax.plot(data.index, data[name].to_numpy(), lw=0.7, color="tab:blue")
         ax.set_ylabel(literal(name), rotation=0, ha="right", va="center", fontsize=8)
-        _shade(ax, truth, "tab:green", 0.2, "labelled")
-        _shade(ax, detected, "tab:red", 0.25, "detected")
+        _shade(ax, truth, "tab:green", 0.2, "labelled", half)
+        _shade(ax, detected, "tab:red", 0.25, "detected", half)
     ax = axes[-1]
-    ax.plot(result.scores.index, result.scores.to_numpy(), lw=0.8, color="black", label="score")
+    scores = result.scores
+    ax.plot(scores.index, scores.to_numpy(), lw=0.8, color="black", label="score")
     for name, series in result.components.items():
         ax.plot(series.index, series.to_numpy(), lw=0.6, alpha=0.6, label=literal(f"{name} (calibrated)"))
     ax.axhline(result.threshold, color="tab:red", ls="--", lw=0.8, label="threshold")
-    _shade(ax, truth, "tab:green", 0.2, "labelled anomaly")
-    _shade(ax, detected, "tab:red", 0.25, "detected event")
+    flagged = result.labels.to_numpy() == 1
+    # every flagged row as a dot: a single flagged row stays visible however long the series
+    ax.plot(
+        scores.index[flagged], scores.to_numpy()[flagged], "o", ms=2.5, color="tab:red", label="flagged row"
+    )
+    _shade(ax, truth, "tab:green", 0.2, "labelled anomaly", half)
+    _shade(ax, detected, "tab:red", 0.25, "detected event", half)
     ax.set_ylabel("score", rotation=0, ha="right", va="center", fontsize=8)
-    ax.legend(loc="upper left", fontsize=7, ncol=3)
+    ax.set_xlabel(literal(data.index.name or ("time" if isinstance(data.index, pd.DatetimeIndex) else "row")))
     events = result.events
     if len(events):
         top = events.sort_values("peak_score", ascending=False).head(max_events)
@@ -114,8 +139,17 @@ def plot_detection(
                 fontsize=7,
                 ha="center",
                 color="tab:red",
+                annotation_clip=False,
             )
-    summary = f"{len(events)} events; threshold {result.threshold:.3g} ({result.threshold_method})"
+        peak = float(np.nanmax(top["peak_score"].to_numpy(dtype=float)))
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, max(high, peak + 0.15 * (peak - low)))  # room above the highest label
+    # the legend below the panels, where it covers neither the scores nor their labels
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), fontsize=7, ncol=6, frameon=False)
+    summary = (
+        f"{_plural(len(events), 'event')}, {_plural(int(flagged.sum()), 'flagged row')}; "
+        f"threshold {result.threshold:.3g} ({result.threshold_method})"
+    )
     axes[0].set_title(literal(title or summary))
     fig.tight_layout()
     if path is not None:

@@ -210,8 +210,33 @@ def test_graph_export(fitted):
 
     matplotlib.use("Agg")
     ax = g.plot()
-    assert ax.get_title().endswith("label: lag)")
+    between = g.edges[g.edges.cause != g.edges.effect]
+    title = ax.get_title()  # every edge is either drawn or counted
+    assert title.startswith(f"{len(between)} edges between metrics (dashed: lagged; label: lag)")
+    assert title.endswith(f"{len(g.edges) - len(between)} self-lags not drawn")
+    weak = float(between.strength.median())
+    title = g.plot(min_strength=weak).get_title()
+    drawn = int((between.strength >= weak).sum())
+    assert title.startswith(f"{drawn} edges") and f"{len(between) - drawn} weaker than" in title
     assert CausalGraph.from_dict(g.to_dict()).edges.equals(g.edges)
+
+
+def test_layered_positions_put_causes_above_effects():
+    from tsdiff.causal.graph import layered_positions
+
+    # a chain a -> b -> c, a shortcut a -> c, a cycle c -> d -> c, and a metric with no edge
+    pos, (wide, rows) = layered_positions(
+        ["a", "b", "c", "d", "lonely"], [("a", "b"), ("b", "c"), ("a", "c"), ("c", "d"), ("d", "c")]
+    )
+    y = {n: p[1] for n, p in pos.items()}
+    assert y["a"] > y["b"] > y["c"]  # the longest path sets the layer: c below b, not beside it
+    assert y["d"] != y["c"]  # one edge of the cycle is set aside, the other still layers it
+    assert y["lonely"] < min(y[n] for n in "abcd")  # a row of its own at the bottom
+    assert len(set(pos.values())) == 5 and rows == len(set(y.values())) and wide == 1
+    # a cycle with no entry point still gets every node placed, once
+    pos, _ = layered_positions(["x", "y", "z"], [("x", "y"), ("y", "z"), ("z", "x")])
+    assert sorted(pos) == ["x", "y", "z"] and len({p[1] for p in pos.values()}) == 3
+    assert layered_positions([], []) == ({}, (0, 0))
 
 
 def test_granger_and_boosting_options(synthetic):

@@ -10,6 +10,7 @@ import pytest
 
 from tsdiff import CausalDetector
 from tsdiff.causal.explain import (
+    ROLE_COLOURS,
     ROLE_EXPLAINED,
     ROLE_ORIGIN,
     ROLE_UNEXPLAINED,
@@ -207,6 +208,14 @@ def test_explanation_text_dot_and_plot(tmp_path):
     ax = e.plot()
     ax.figure.savefig(tmp_path / "event.png")
     assert (tmp_path / "event.png").stat().st_size > 1000
+    boxes = {t.get_text(): t for t in ax.texts if t.get_bbox_patch() is not None}
+    assert set(boxes) == {"a", "b", "c"}
+    assert boxes["a"].get_position()[1] > boxes["b"].get_position()[1] > boxes["c"].get_position()[1]
+    assert boxes["a"].get_fontweight() == "bold"  # the origin candidate
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(ROLE_COLOURS)
+    few = e.plot(max_metrics=2)
+    assert "; 1 more metrics in the table" in few.get_title()
+    assert len([t for t in few.texts if t.get_bbox_patch() is not None]) == 2
     assert json.loads(json.dumps(e.to_dict()))["root_causes"][0] == "a"
 
 

@@ -61,6 +61,14 @@ def test_an_injected_jump_is_flagged_and_visible_through_prometheus(prometheus, 
         port = re.search(r"serving http://127\.0\.0\.1:(\d+)/metrics", log.read_text()).group(1)
         prometheus.add_jobs({JOB: (f"127.0.0.1:{port}", 1.0)})
         prometheus.wait_for(lambda: len(_logged(rows)) >= 5, "five normal rows scored", deadline=60)
+
+        def normal_rows_stored() -> bool:
+            stored = prometheus.samples(f'tsdiff_anomaly{{job="{JOB}"}}', at=time.time(), span="1m")
+            return len(stored) >= 3
+
+        # the jump starts only once Prometheus holds normal rows to compare it with (its first scrape
+        # of the watcher may come seconds after the job is added)
+        prometheus.wait_for(normal_rows_stored, "three normal rows stored by Prometheus", deadline=60)
         with live_exporter.lock:
             live_exporter.jump, jumped = True, live_exporter.jumped
         prometheus.wait_for(lambda: live_exporter.jumped >= jumped + 6, "6 scrapes of the jump", deadline=60)

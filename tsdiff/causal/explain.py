@@ -50,6 +50,8 @@ ONSET_SMOOTH, ONSET_PERSIST = 3, 5
 ROLE_ORIGIN = "origin candidate"
 ROLE_UNEXPLAINED = "unexplained"
 ROLE_EXPLAINED = "explained"
+#: the colour of each role in :meth:`Explanation.plot`
+ROLE_COLOURS = {ROLE_ORIGIN: "#e4572e", ROLE_UNEXPLAINED: "#f3a712", ROLE_EXPLAINED: "#a8c5da"}
 TABLE_COLUMNS = [
     "metric",
     "role",
@@ -218,51 +220,57 @@ class Explanation:
         lines.append("}")
         return "\n".join(lines)
 
-    def plot(self, ax: Any = None) -> Any:
-        """Draw the event's subgraph: metrics placed left to right by onset, coloured by onset,
-        edges labelled ``lag / strength``. Returns the axes."""
+    def plot(self, ax: Any = None, max_metrics: int = 12) -> Any:
+        """Draw the event's subgraph in layers, causes above their effects (edges labelled
+        ``lag / strength``); each metric coloured by its role (origin candidate, unexplained,
+        explained) and drawn larger the further it moved. The first ``max_metrics`` metrics of
+        the table are drawn (the title says how many were left out). Returns the axes."""
         import matplotlib.pyplot as plt
 
-        from tsdiff.causal.graph import draw_edge
+        from tsdiff.causal.graph import draw_edge, frame_axes, layered_positions
         from tsdiff.plot import literal
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(8, 5))
-        rank = _onset_rank(self.table)
-        metrics = list(self.table["metric"])
-        columns: dict[float, list[Any]] = {}
-        for m in metrics:
-            columns.setdefault(rank[m], []).append(m)
-        pos = {}
-        for x, members in columns.items():
-            for i, m in enumerate(members):
-                pos[m] = (x, (i - (len(members) - 1) / 2) * 0.3)
-        cmap = plt.get_cmap("viridis")
+        table = self.table.head(int(max_metrics))
+        metrics = list(table["metric"])
+        deviation = dict(zip(metrics, table["deviation"].astype(float), strict=True))
+        edges = []
         if self.graph is not None:
-            for e in self.graph.edges.itertuples(index=False):
-                if e.cause == e.effect or e.cause not in pos or e.effect not in pos:
-                    continue
-                label = f"{int(e.lag)} / {float(e.strength):.2f}"
-                draw_edge(ax, pos[e.cause], pos[e.effect], e, label, shrink=12, dash_lagged=False)
-        roles = dict(zip(self.table["metric"], self.table["role"], strict=True))
+            edges = [
+                e
+                for e in self.graph.edges.itertuples(index=False)
+                if e.cause != e.effect and e.cause in deviation and e.effect in deviation
+            ]
+        pos, size = layered_positions(metrics, [(e.cause, e.effect) for e in edges], weight=deviation)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(min(4 + 1.4 * size[0], 18), min(2.5 + 1.2 * size[1], 14)))
+        for e in edges:
+            draw_edge(
+                ax, pos[e.cause], pos[e.effect], e, f"{int(e.lag)} / {float(e.strength):.2f}", 14, False
+            )
+        roles = dict(zip(table["metric"], table["role"], strict=True))
+        top = max(deviation.values(), default=1.0) or 1.0
         for m, (x, y) in pos.items():
-            weight = "bold" if roles[m] == ROLE_ORIGIN else "normal"
             ax.text(
                 x,
                 y,
                 literal(m),
                 ha="center",
                 va="center",
-                fontsize=8,
-                fontweight=weight,
-                bbox={"boxstyle": "round", "fc": cmap(0.15 + 0.7 * rank[m]), "alpha": 0.8},
+                fontsize=7 + 5 * min(deviation[m] / top, 1.0),
+                fontweight="bold" if roles[m] == ROLE_ORIGIN else "normal",
+                bbox={"boxstyle": "round", "fc": ROLE_COLOURS.get(roles[m], "0.9"), "alpha": 0.85},
             )
-        ax.set_xlim(-0.15, 1.15)
-        span = max((abs(y) for _, y in pos.values()), default=0.0)
-        ax.set_ylim(-span - 0.3, span + 0.3)
-        ax.axis("off")
+        frame_axes(ax, pos)
+        for role, colour in ROLE_COLOURS.items():  # the legend of the colours
+            ax.scatter([], [], marker="s", s=60, color=colour, label=role)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=7, frameon=False)
+        left = len(self.table) - len(table)
+        more = f"; {left} more metrics in the table" if left else ""
         ax.set_title(
-            literal(f"event {self.start} .. {self.end}: left to right by onset (edge: lag / strength)"),
+            literal(
+                f"event {self.start} .. {self.end}: causes above effects (edge: lag / strength; "
+                f"size: deviation){more}"
+            ),
             fontsize=9,
         )
         return ax

@@ -69,3 +69,19 @@ def test_window_batch_cuts_windows_as_metrics_by_time():
 def test_mean_over_present_ignores_missing_and_gives_zero_without_evidence():
     values = np.array([[1.0, 3.0], [np.nan, 4.0], [np.nan, np.nan]])
     np.testing.assert_array_equal(mean_over_present(values, axis=1), [2.0, 4.0, 0.0])
+
+
+def test_a_drift_warning_says_when_the_threshold_is_no_fitted_tail():
+    import warnings
+
+    from tsdiff import PCADetector
+    from tsdiff.errors import DriftWarning
+
+    rng = np.random.default_rng(0)
+    det = PCADetector().fit(rng.normal(size=(60, 3)))  # 60 calibration scores: no tail to fit
+    assert det.threshold_method_ == "quantile"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det.detect(rng.normal(size=(200, 3)) * 3.0)
+    message = str(next(w.message for w in caught if issubclass(w.category, DriftWarning)))
+    assert "only the top of 60 calibration scores: too few for a pot tail fit" in message

@@ -40,10 +40,28 @@ def test_numeric_strings_and_nullable_dtypes_accepted():
     assert frame.values[0, 0] == 1.5
 
 
-def test_series_and_1d_array_are_one_column():
+def test_a_series_is_one_column_and_a_1d_array_is_refused():
     assert validate_frame(pd.Series([1.0, 2.0], name="x")).columns.tolist() == ["x"]
-    frame = validate_frame(np.arange(5.0))
-    assert frame.values.shape == (5, 1) and not frame.named
+    assert validate_frame(np.arange(5.0)[:, None]).values.shape == (5, 1)
+    # one row of five metrics or five rows of one? scikit-learn's convention: say which
+    for flat in (np.arange(5.0), [1.0, 2.0, 3.0]):
+        with pytest.raises(errors.InputTypeError, match=r"1-d .* Reshape your data"):
+            validate_frame(flat)
+
+
+def test_input_errors_speak_scikit_learns_language():
+    from scipy import sparse
+
+    with pytest.raises(errors.InputTypeError, match="sparse input"):
+        validate_frame(sparse.csr_matrix(np.eye(3)))
+    with pytest.raises(errors.NonNumericColumnError, match="Complex data not supported"):
+        validate_frame(np.ones((3, 2), dtype=complex))
+    with pytest.raises(TypeError, match=r"argument must be .* string.* number"):
+        validate_frame(np.array([[1.0], [{"foo": "bar"}]], dtype=object))
+    with pytest.raises(errors.EmptyInputError, match=r"0 feature\(s\) \(shape=\(12, 0\)\)"):
+        validate_frame(np.empty((12, 0)))
+    with pytest.raises(errors.TooFewRowsError, match="got one sample"):
+        validate_frame(np.ones((1, 2)), min_rows=2)
 
 
 @pytest.mark.parametrize(

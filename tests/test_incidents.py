@@ -186,3 +186,26 @@ def test_stream_incidents_writes_alertmanager_alerts(tmp_path):
     assert (times <= pd.Timestamp("2024-01-01T01:40Z")).any()  # the jump at row 100 (01:40) is in one
     assert np.all([a["startsAt"].endswith("Z") for a in alerts])
     assert any(a["annotations"]["root_causes"].startswith("m1") for a in alerts)  # names the metric
+
+
+@pytest.mark.parametrize(
+    ("value", "step", "rows"),
+    [(12, None, 12), ("12", None, 12), ("30m", 15.0, 120), ("10s", 15.0, 1), (pd.Timedelta("1h"), 60.0, 60)],
+)
+def test_a_gap_is_rows_or_a_duration(value, step, rows):
+    from tsdiff.segmentation import SegmentRules, rows_in
+
+    assert rows_in(value, step, "merge_gap") == rows
+    rules = SegmentRules().with_merge_gap(value, step)
+    assert rules.merge_gap == rows and rules.bridge <= rows and rules.near_gap <= rows
+
+
+@pytest.mark.parametrize(
+    ("value", "step", "message"), [("30m", None, "--freq"), ("soon", 60.0, "a duration such as")]
+)
+def test_a_gap_that_is_no_rows_is_refused(value, step, message):
+    from tsdiff.errors import ParameterError
+    from tsdiff.segmentation import rows_in
+
+    with pytest.raises(ParameterError, match=message):
+        rows_in(value, step, "merge_gap")

@@ -10,6 +10,7 @@ scores of the held-out rows and the label-free threshold fitted on them, labels,
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from tsdiff.checks import check_array, check_int, require
 from tsdiff.errors import NotFittedError, ParameterError, TsdiffError
@@ -32,6 +34,8 @@ from tsdiff.frame import (
 )
 from tsdiff.results import DetectionResult, find_events
 from tsdiff.segmentation import SegmentRules, segment_rows
+
+logger = logging.getLogger(__name__)
 
 THRESHOLD_METHODS = ("pot", "quantile")
 #: the saved array that holds ``calibration_scores_``
@@ -103,6 +107,11 @@ class ScoreParts:
     def __post_init__(self) -> None:
         if self.evidence is None:
             self.evidence = self.feature_scores
+
+
+class NotFittedDetectorError(NotFittedError, SklearnNotFittedError):
+    """A detector used before ``fit``: tsdiff's :class:`~tsdiff.errors.NotFittedError` and
+    scikit-learn's alike, so ``except`` clauses written for either catch it."""
 
 
 class BaseDetector(BaseEstimator):
@@ -274,7 +283,7 @@ class BaseDetector(BaseEstimator):
     def check_fitted(self) -> None:
         """Raise :class:`~tsdiff.errors.NotFittedError` unless ``fit`` has run."""
         if not hasattr(self, "threshold_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+            raise NotFittedDetectorError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     # ----------------------------------------------------------------- the contract
     def fit(self, X: Any, y: Any = None) -> BaseDetector:
@@ -306,7 +315,7 @@ class BaseDetector(BaseEstimator):
         if not 0.0 < float(fraction) <= 1.0:
             raise ParameterError(f"fraction must be in (0, 1], got {fraction!r}")
         frame = validate_frame(X, min_rows=self.min_fit_rows(), what="rows to refit on")
-        frame = align_columns(frame, self.feature_names_in_, self.columns_named_)
+        frame = align_columns(frame, self.feature_names_in_, self.columns_named_, type(self).__name__)
         check_observed(frame, self.holdout_start(frame.n_rows))
         self.scaler_ = self._input_scaler(frame.values)
         values = self.scaler_.transform(frame.values)
@@ -325,14 +334,45 @@ class BaseDetector(BaseEstimator):
         """The scaler fitted on the training values that every later input goes through."""
         return RobustScaler(clip=SCALED_LIMIT).fit(values)
 
-    def score(self, X: Any) -> pd.Series:
-        """One anomaly score per row of ``X`` (higher is more anomalous), indexed like ``X``."""
+    def score(self, X: Any, y: Any = None) -> pd.Series:
+        """One anomaly score per row of ``X`` (higher is more anomalous), indexed like ``X``.
+
+        ``y`` is ignored (scikit-learn passes one in pipelines and model selection). Unlike a
+        scikit-learn estimator's ``score``, this is one value per row, not one for the data."""
         frame, values = self._prepare(X)
         return pd.Series(self.score_scaled(values).scores, index=frame.index, name="score")
 
     def predict(self, X: Any) -> pd.Series:
         """0/1 per row of ``X``: 1 where the score is above the fitted threshold."""
         return (self.score(X) > self.threshold_).astype(np.int8).rename("label")
+
+    # the names other anomaly-detection libraries use, for code written against them
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The scores of :meth:`score` as an array, higher is more anomalous (PyOD's convention;
+        scikit-learn's outlier detectors have the opposite sign)."""
+        return self.score(X).to_numpy()
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """The same as :meth:`decision_function`: one score per row, higher is more anomalous."""
+        return self.decision_function(X)
+
+    def fit_predict(self, X: Any, y: Any = None) -> pd.Series:
+        """:meth:`fit` on ``X``, then :meth:`predict` its rows (``y`` is ignored)."""
+        return self.fit(X).predict(X)
+
+    @property
+    def decision_scores_(self) -> np.ndarray:
+        """Scores of the training rows the threshold was fitted on (PyOD's name): every training
+        row, or the held-out last rows for a detector that holds some out (the others were
+        learned from, so their scores would flatter the model). The same as
+        ``calibration_scores_``."""
+        self.check_fitted()
+        return self.calibration_scores_
+
+    @property
+    def labels_(self) -> np.ndarray:
+        """0/1 for the rows of :attr:`decision_scores_`: 1 above the threshold (PyOD's name)."""
+        return (self.decision_scores_ > self.threshold_).astype(np.int8)
 
     def detect(
         self,
@@ -396,11 +436,17 @@ class BaseDetector(BaseEstimator):
 
         share = float(labels.mean()) if len(labels) else 0.0
         if len(labels) >= 100 and share > DRIFT_FACTOR * float(self.risk):
+            fallback = ""
+            if getattr(self, "threshold_method_", self.threshold) != self.threshold:
+                fallback = (
+                    f" (and its threshold is only the top of {len(self.calibration_scores_)} calibration "
+                    f"scores: too few for a {self.threshold} tail fit; fit on more rows)"
+                )
             warnings.warn(
                 f"{share:.1%} of the rows are flagged, {share / float(self.risk):.0f} times the model's risk "
                 f"({float(self.risk):g}): unless they hold that many anomalies, the data has drifted from "
                 "what the model was fitted on; refit it on recent normal rows (a live monitor can adapt: "
-                "tsdiff watch --adapt window, --refit-after)",
+                f"tsdiff watch --adapt window, --refit-after){fallback}",
                 DriftWarning,
                 stacklevel=3,
             )
@@ -504,7 +550,7 @@ class BaseDetector(BaseEstimator):
     def _prepare(self, X: Any) -> tuple[ValidatedFrame, np.ndarray]:
         self.check_fitted()
         frame = validate_frame(X, min_rows=self.min_rows(), what="rows to score")
-        frame = align_columns(frame, self.feature_names_in_, self.columns_named_)
+        frame = align_columns(frame, self.feature_names_in_, self.columns_named_, type(self).__name__)
         return frame, self.scaler_.transform(frame.values)
 
     def _fit_threshold(self, calibration_scores: np.ndarray) -> None:
@@ -515,6 +561,16 @@ class BaseDetector(BaseEstimator):
         self.threshold_model_ = model
         self.threshold_ = float(model.threshold_)
         self.threshold_method_ = str(model.info_.get("method", self.threshold))
+        if self.threshold_method_ != self.threshold:  # the drift warning repeats it when it matters
+            logger.info(
+                "%s: the threshold is the empirical %g quantile of %d calibration scores, not a fitted "
+                "tail (%s: %s); fit on more rows for a threshold that extrapolates",
+                type(self).__name__,
+                1.0 - float(self.risk),
+                len(calibration_scores),
+                self.threshold,
+                model.info_.get("reason"),
+            )
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng(self.random_state)

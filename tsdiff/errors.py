@@ -42,8 +42,9 @@ class EmptyInputError(InputError):
     """The input has no rows or no columns."""
 
 
-class NonNumericColumnError(InputError):
-    """A column holds values that are not numbers."""
+class NonNumericColumnError(InputError, TypeError):
+    """A column holds values that are not numbers (also a :class:`TypeError`, as NumPy's own
+    conversion error is)."""
 
 
 class AllNaNColumnError(InputError):
@@ -84,7 +85,8 @@ class TooFewRowsError(InputError):
     """Fewer rows than a detector needs (e.g. fewer than one window)."""
 
     def __init__(self, n_rows: int, needed: int, what: str = "rows") -> None:
-        super().__init__(f"got {n_rows} rows but at least {needed} are needed ({what})")
+        got = "one sample (row)" if n_rows == 1 else f"{n_rows} rows"
+        super().__init__(f"got {got} but at least {needed} are needed ({what})")
         self.n_rows = n_rows
         self.needed = needed
 
@@ -92,8 +94,8 @@ class TooFewRowsError(InputError):
 class ColumnMismatchError(InputError):
     """Columns at scoring time differ from those seen at fit time."""
 
-    def __init__(self, missing: Sequence[Any], extra: Sequence[Any]) -> None:
-        parts = []
+    def __init__(self, missing: Sequence[Any], extra: Sequence[Any], prefix: str = "") -> None:
+        parts = [prefix] if prefix else []
         if missing:
             parts.append(f"missing column(s) {_names(missing)}")
         if extra:
@@ -107,7 +109,11 @@ class ColumnMismatchError(InputError):
 
 
 class NotFittedError(TsdiffError):
-    """A method that needs a fitted detector was called before ``fit``."""
+    """A method that needs a fitted detector was called before ``fit``.
+
+    A detector raises it as :class:`tsdiff.base.NotFittedDetectorError`, which is also
+    scikit-learn's ``NotFittedError`` (kept out of this module: importing scikit-learn costs most
+    of a second, which a command that only reports an error should not pay)."""
 
 
 class DriftWarning(UserWarning):

@@ -102,7 +102,7 @@ def validate_frame(
         index, columns = X.index, X.columns
         _check_columns(columns)
         if X.shape[1] == 0 or X.shape[0] == 0:
-            raise EmptyInputError(f"input has {X.shape[0]} rows and {X.shape[1]} columns; both must be > 0")
+            raise EmptyInputError(_empty_message(X.shape))
         if all(isinstance(d, np.dtype) and d.kind in "biuf" for d in X.dtypes):
             values = X.to_numpy(dtype=np.float64, copy=True)  # plain numbers: one conversion
         else:
@@ -183,7 +183,9 @@ def _numeric_column(col: pd.Series, name: Any) -> np.ndarray:
         )
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
         if pd.api.types.is_complex_dtype(dtype):
-            raise NonNumericColumnError(f"column {fmt_label(name)} holds complex numbers", column=name)
+            raise NonNumericColumnError(
+                f"Complex data not supported: column {fmt_label(name)} holds complex numbers", column=name
+            )
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         raise NonNumericColumnError(
@@ -211,31 +213,55 @@ def _numeric_column(col: pd.Series, name: Any) -> np.ndarray:
     bad = converted.isna() & col.notna()
     if bad.any():
         row = col.index[int(np.argmax(bad.to_numpy()))]
+        value = col.loc[row]
         raise NonNumericColumnError(
-            f"column {fmt_label(name)} is not numeric: row {fmt_label(row)} holds {col.loc[row]!r}",
+            f"column {fmt_label(name)} is not numeric: row {fmt_label(row)} holds {value!r} "
+            f"({_why_not_a_number(value)})",
             column=name,
             row=row,
         )
     return values
 
 
+def _empty_message(shape: tuple[int, ...]) -> str:
+    if not shape[0]:
+        return f"input has 0 sample(s) (shape={shape}) while a minimum of 1 is required: no rows"
+    return f"input has 0 feature(s) (shape={shape}) while a minimum of 1 is required: no metric columns"
+
+
 def _numeric_array(X: Any) -> np.ndarray:
+    if hasattr(X, "tocsr") or hasattr(X, "sparse"):  # scipy.sparse matrices and arrays, pandas' .sparse
+        raise InputTypeError(
+            f"sparse input ({type(X).__name__}) is not supported: metrics are dense series; pass X.toarray()"
+        )
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
         raise InputTypeError(f"cannot read input of type {type(X).__name__} as a 2-d array: {exc}") from None
     if arr.ndim == 1:
-        arr = arr[:, None]
+        raise InputTypeError(
+            f"input is 1-d (shape {arr.shape}): it must be rows x metrics. Reshape your data with "
+            "array.reshape(-1, 1) for one metric, or pass a pandas Series (one named metric)"
+        )
     if arr.ndim != 2:
         raise InputTypeError(f"input must be 2-d (rows x metrics); got an array of shape {arr.shape}")
     if arr.size == 0:
-        raise EmptyInputError(f"input has shape {arr.shape}; it needs at least one row and one column")
+        raise EmptyInputError(_empty_message(arr.shape))
     if arr.dtype.kind in "biuf":
         return arr.astype(np.float64)
     if arr.dtype.kind == "c":
-        raise NonNumericColumnError("input holds complex numbers", column=0)
+        raise NonNumericColumnError("Complex data not supported: the input holds complex numbers", column=0)
     # object arrays: convert column by column so the error names the column and row at fault
     return np.column_stack([_numeric_column(pd.Series(arr[:, j]), j) for j in range(arr.shape[1])])
+
+
+def _why_not_a_number(value: Any) -> str:
+    """NumPy's own reason why ``value`` is no number (what ``float(value)`` says)."""
+    try:
+        float(value)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return "not a number"
 
 
 def _check_index(index: pd.Index) -> None:
@@ -316,7 +342,9 @@ def _check_values(
         raise AllNaNColumnError(f"column {fmt_label(name)} holds no value (all NaN)", column=name)
 
 
-def align_columns(frame: ValidatedFrame, feature_names: Sequence[Any], named_at_fit: bool) -> ValidatedFrame:
+def align_columns(
+    frame: ValidatedFrame, feature_names: Sequence[Any], named_at_fit: bool, owner: str = "the model"
+) -> ValidatedFrame:
     """Put the columns of ``frame`` in fit-time order, matching them by name.
 
     Columns given by name (a DataFrame) are matched by name, so reordered columns are fine; a missing
@@ -329,6 +357,8 @@ def align_columns(frame: ValidatedFrame, feature_names: Sequence[Any], named_at_
             raise ColumnMismatchError(
                 missing=expected[frame.values.shape[1] :] if frame.values.shape[1] < len(expected) else [],
                 extra=list(range(len(expected), frame.values.shape[1])),
+                prefix=f"X has {frame.values.shape[1]} features, but {owner} is expecting {len(expected)} "
+                "features as input",
             )
         if not frame.named:
             return ValidatedFrame(frame.values, frame.index, pd.Index(expected), named=False)

@@ -290,7 +290,7 @@ class FusionDetector(BaseDetector):
         self.set_params(weighting=weighting)
         self._check_params()
         frame = validate_frame(X, min_rows=self.min_fit_rows(), what="training rows")
-        frame = align_columns(frame, self.feature_names_in_, self.columns_named_)
+        frame = align_columns(frame, self.feature_names_in_, self.columns_named_, type(self).__name__)
         self.calibration_scores_ = np.asarray(
             self._calibrate(self.scaler_.transform(frame.values)), np.float64
         )

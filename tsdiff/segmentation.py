@@ -64,9 +64,55 @@ class SegmentRules:
         """Runs within ``merge_gap`` rows form one event, whatever they blame."""
         return cls(merge_gap=merge_gap, min_rows=min_rows, bridge=0, near_top=0, far_top=0)
 
+    def with_merge_gap(self, merge_gap: Any, step_seconds: float | None = None) -> SegmentRules:
+        """These rules with ``merge_gap`` replaced: a number of rows, or a duration (``"30m"``,
+        a :class:`~pandas.Timedelta`) that ``step_seconds``, the spacing of the rows, turns into
+        rows (rounded up). ``bridge`` and ``near_gap`` shrink with it when it is shorter."""
+        rows = rows_in(merge_gap, step_seconds, "merge_gap")
+        return SegmentRules(
+            **{
+                **self.__dict__,
+                "merge_gap": rows,
+                "bridge": min(self.bridge, rows),
+                "near_gap": min(self.near_gap, rows),
+            }
+        )
+
     def top_after(self, gap: int) -> int:
         """How many top metrics a run after ``gap`` quiet rows and its event compare (0: none)."""
         return 0 if gap <= self.bridge else self.near_top if gap <= self.near_gap else self.far_top
+
+
+def rows_in(value: Any, step_seconds: float | None, what: str) -> int:
+    """``value`` as a number of rows: an integer (or its text) as it is; a duration (``"30m"``,
+    ``"90s"``, a :class:`~pandas.Timedelta`) divided by ``step_seconds``, rounded up. A duration
+    without a step is a :class:`~tsdiff.errors.ParameterError` (the rows' spacing is unknown)."""
+    import math
+
+    import pandas as pd
+
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        rows = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        rows = int(value.strip())
+    else:
+        try:
+            seconds = pd.Timedelta(value).total_seconds()
+        except (ValueError, TypeError):
+            raise ParameterError(
+                f"{what} must be a number of rows or a duration such as 30m, got {value!r}"
+            ) from None
+        if not seconds > 0:
+            raise ParameterError(f"{what} must be a positive duration, got {value!r}")
+        if step_seconds is None:
+            raise ParameterError(
+                f"{what} {value!r} is a duration, but the spacing of the rows is unknown: give it in rows, "
+                "or the rows' frequency (--freq)"
+            )
+        rows = math.ceil(seconds / float(step_seconds) - 1e-9)
+    if rows < 0:
+        raise ParameterError(f"{what} must be >= 0 rows, got {value!r}")
+    return rows
 
 
 @dataclass

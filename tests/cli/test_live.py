@@ -91,6 +91,28 @@ def test_an_incident_open_at_the_end_of_the_input_is_resolved_there(tmp_path):
     assert alerts[1]["endsAt"] == "2024-01-01T01:59:00.000000Z"  # the last row of the input
 
 
+def test_the_merge_gap_may_be_a_duration(tmp_path):
+    make_frame(300, 3, seed=0).to_csv(tmp_path / "train.csv")
+    argv = ["-q", "fit", str(tmp_path / "train.csv"), "-o", str(tmp_path / "m"), "--detector", "pca"]
+    assert main(argv) == EXIT_OK
+    test = make_frame(200, 3, seed=1)  # one row a minute
+    test.iloc[40:50, 1] += 10.0
+    test.iloc[70:80, 1] += 10.0  # 20 quiet minutes later, the same metric
+    text = test.to_csv()
+
+    def opened(*extra: str) -> list[str]:
+        out = _stream(tmp_path / "m", text, "--incidents", *extra)
+        assert out.returncode == EXIT_OK, out.stderr
+        return [a["startsAt"] for a in map(json.loads, out.stdout.splitlines()) if "endsAt" not in a]
+
+    assert len(opened()) == 1  # 120 quiet rows by default: one incident
+    assert len(opened("--merge-gap", "10")) == 2
+    assert opened("--merge-gap", "10min", "--freq", "1min") == opened("--merge-gap", "10")
+    assert len(opened("--merge-gap", "1h", "--freq", "1min")) == 1
+    out = _stream(tmp_path / "m", text, "--incidents", "--merge-gap", "10min")
+    assert out.returncode == EXIT_BAD_INPUT and "--freq" in out.stderr and out.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("texts", "expected"),
     [

@@ -201,8 +201,10 @@ def test_cli_fleet_fit_and_score(tmp_path, capsys):
     from tsdiff.cli import EXIT_BAD_INPUT, main
 
     train, test = with_bad_entities(long_table(anomaly_in=None)), long_table()
-    train.to_csv(tmp_path / "train.csv", index=False)
-    test.to_csv(tmp_path / "test.csv", index=False)
+    # the time column is found by its name wherever it stands (here after the entity)
+    for table, name in ((train, "train.csv"), (test, "test.csv")):
+        table = table.rename(columns={"timestamp": "Time"})
+        table[["host", *table.columns.drop("host")]].to_csv(tmp_path / name, index=False)
     models, out = tmp_path / "models", tmp_path / "scores.csv"
     common = ["--entity-column", "host", "--workers", "1"]
     code = main(
@@ -221,13 +223,14 @@ def test_cli_fleet_fit_and_score(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 4  # some entities failed; the others were fitted
-    assert "3 of 5 entities" in err and "failed: tiny: TooFewRowsError" in err
+    assert "timestamps from column 'Time'" in err and "3 of 5 entities" in err
+    assert "failed: tiny: TooFewRowsError" in err
     assert set(pd.read_csv(tmp_path / "failed.csv")["entity"]) == {"tiny", "texty"}
     args = ["fleet", "score", str(models), str(tmp_path / "test.csv"), "-o", str(out), "--workers", "1"]
     assert main(args) == 0
     assert main([*args, "--fail-on-anomaly"]) == 1
     scored = pd.read_csv(out)
-    assert list(scored.columns[:4]) == ["host", "timestamp", "score", "label"] and len(scored) == 900
+    assert list(scored.columns[:4]) == ["host", "Time", "score", "label"] and len(scored) == 900
     assert (
         main(
             [

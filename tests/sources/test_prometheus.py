@@ -344,3 +344,27 @@ def test_a_server_outage_is_retried_and_reported_never_raised(tmp_path):
     assert watcher.source_up == 0 and watcher.source_errors >= 2  # retried with back-off (1 s, 2 s, ...)
     text = "\n".join(f"{m.name} {s.value}" for m in watcher.collect() for s in m.samples)
     assert "tsdiff_source_up 0" in text and f"tsdiff_source_errors {watcher.source_errors}" in text
+
+
+def test_explain_reads_the_model_s_series_from_prometheus(server, smd_slice, tmp_path, capsys):
+    """``tsdiff explain MODEL --prometheus`` explains the rows the server holds as the same rows
+    read from a file would be explained: the same events, the same root causes."""
+    from tsdiff.cli import EXIT_BAD_INPUT, EXIT_OK, main
+
+    end = (START + pd.Timedelta(minutes=399)).isoformat()
+    fit = ["fit", "--prometheus", server, "--selector", '{machine="1-2"}', "--start", START.isoformat()]
+    assert main([*fit, "--end", end, "--detector", "causal", "-o", str(tmp_path / "m")]) == EXIT_OK
+    rows = _expected(smd_slice).iloc[400:]
+    rows.index = rows.index.tz_convert(None)
+    rows.rename_axis("timestamp").to_csv(tmp_path / "rows.csv")
+    since, until = rows.index[0].isoformat() + "Z", rows.index[-1].isoformat() + "Z"
+    capsys.readouterr()
+    assert main(["explain", str(tmp_path / "m"), str(tmp_path / "rows.csv")]) == EXIT_OK
+    from_file = capsys.readouterr().out
+    window = ["--since", since, "--until", until]
+    assert main(["explain", str(tmp_path / "m"), "--prometheus", *window]) == EXIT_OK
+    assert capsys.readouterr().out == from_file
+    last = main(["explain", str(tmp_path / "m"), "--prometheus", *window, "--event", "-1", "--json"])
+    assert last == (EXIT_BAD_INPUT if from_file.startswith("no events") else EXIT_OK), from_file
+    assert main(["explain", str(tmp_path / "m")]) == EXIT_BAD_INPUT
+    assert "or --prometheus" in capsys.readouterr().err

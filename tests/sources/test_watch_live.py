@@ -69,6 +69,7 @@ def test_an_injected_jump_is_flagged_and_visible_through_prometheus(prometheus, 
         # the jump starts only once Prometheus holds normal rows to compare it with (its first scrape
         # of the watcher may come seconds after the job is added)
         prometheus.wait_for(normal_rows_stored, "three normal rows stored by Prometheus", deadline=60)
+        jump_set = time.time()  # another test's jump (the alerting test's) lies before it
         with live_exporter.lock:
             live_exporter.jump, jumped = True, live_exporter.jumped
         prometheus.wait_for(lambda: live_exporter.jumped >= jumped + 6, "6 scrapes of the jump", deadline=60)
@@ -76,7 +77,7 @@ def test_an_injected_jump_is_flagged_and_visible_through_prometheus(prometheus, 
             live_exporter.jump = False
         # the rows whose last sample is surely a jumped one: from a second after the first jumped
         # scrape's exporter time to the last one; before: up to a second before the first
-        jump_rows = _jumped_rows(prometheus, since=time.time() - 120)
+        jump_rows = _jumped_rows(prometheus, since=jump_set - 1)
         jump_from, jump_to = min(jump_rows), max(jump_rows)
 
         def flags_in_range() -> tuple[list[float], list[float]]:

@@ -5,6 +5,7 @@ watcher refused; a restart never deletes a line; rows without data are gaps."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -237,3 +238,64 @@ def test_watch_saves_and_restores_an_adapting_threshold(model, server, tmp_path)
         assert again.scorer.threshold == moved and again.scorer.adapt == "dspot"
         samples = {s.name: s.value for m in again.collect() for s in m.samples if not s.labels}
         assert samples["tsdiff_threshold"] == moved
+
+
+def test_the_merge_gap_is_a_duration_in_rows_of_the_source_step(model, server, tmp_path):
+    frame = server.frame
+    frame.iloc[20:26, 1] += 40.0
+    with _watcher(model, server, tmp_path, batch=60, merge_gap="15min") as watcher:
+        assert watcher.scorer.incidents.rules.merge_gap == 15  # one-minute rows
+        watcher.poll(until=frame.index[45])  # over 15 quiet minutes after the last flag: resolved
+        assert watcher.incidents.open_incident is None and watcher.incidents.incidents_opened == 1
+    with _watcher(model, server, tmp_path, batch=60, state_path=tmp_path / "default.json") as watcher:
+        watcher.poll(until=frame.index[45])
+        assert watcher.incidents.open_incident is not None  # 120 quiet rows by default
+    with pytest.raises(ParameterError, match="merge_gap must be a number of rows or a duration"):
+        _watcher(model, server, tmp_path, merge_gap="soon", state_path=tmp_path / "other.json")
+
+
+def test_the_grafana_dashboard_reads_only_exported_series_in_valid_promql(model, server, tmp_path):
+    """The example dashboard (examples/grafana) as Grafana would load it: every panel placed and
+    typed, every query valid PromQL (``promtool check rules``) over series the watcher exports."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tests.prometheus_server import needs_prometheus
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "grafana"
+    dashboard = json.loads((root / "tsdiff-dashboard.json").read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels) and dashboard["uid"]
+    queries = [dashboard["annotations"]["list"][0]["expr"]]
+    for panel in panels:
+        assert {"x", "y", "w", "h"} <= set(panel["gridPos"]) and panel["gridPos"]["x"] + panel["gridPos"][
+            "w"
+        ] <= 24
+        if panel["type"] != "row":
+            assert panel["targets"] and all(t["expr"] and t["refId"] for t in panel["targets"])
+            queries += [t["expr"] for t in panel["targets"]]
+    frame = server.frame
+    frame.iloc[20:26, 1] += 40.0  # an open incident, and a series gone: every family has a value
+    server.drop = [COLUMNS[2]]
+    with _watcher(model, server, tmp_path, batch=60) as watcher:
+        watcher.poll(until=frame.index[30])
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(watcher)
+        exposed = set(re.findall(r"(?m)^(tsdiff_\w+?)(?:\{| )", generate_latest(registry).decode()))
+    used = {name for q in queries for name in re.findall(r"\btsdiff_\w+", q)}
+    assert used and used <= exposed, used - exposed
+    # every query parses: as recording rules, with the dashboard's variables filled in
+    needs_prometheus()
+    filled = [q.replace("$instance", ".*") for q in queries]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(filled)
+    ]}]}  # fmt: skip
+    (tmp_path / "rules.yml").write_text(json.dumps(rules))  # JSON is YAML
+    check = subprocess.run([shutil.which("promtool"), "check", "rules", str(tmp_path / "rules.yml")],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    provider = (root / "provisioning" / "dashboards" / "tsdiff.yml").read_text()
+    assert "type: file" in provider and "/var/lib/grafana/dashboards/tsdiff" in provider

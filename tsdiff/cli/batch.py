@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from tsdiff._version import __version__
-from tsdiff.cli.common import EXIT_ANOMALY, EXIT_OK, progress, quieted, read_data
+from tsdiff.cli.common import EXIT_ANOMALY, EXIT_OK, auth_from, progress, quieted, read_data
 from tsdiff.errors import ParameterError
 from tsdiff.registry import DETECTORS
 
@@ -161,7 +161,9 @@ def _read_prometheus(args: argparse.Namespace) -> tuple[object, object]:
     if args.start is None:
         raise ParameterError("--prometheus needs --start (e.g. now-7d)")
     queries = parse_queries(args.query)
-    source = PrometheusSource(args.prometheus, queries, selector=args.selector, step=args.step)
+    source = PrometheusSource(
+        args.prometheus, queries, selector=args.selector, step=args.step, auth=auth_from(args)
+    )
     return source, source.read(args.start, args.end)
 
 
@@ -216,7 +218,11 @@ def run_explain(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"the model in {args.model} ({type(detector).__name__}) has no causal model to explain with"
         )
-    data = read_data(args.data, args)
+    if args.data is None and args.prometheus is None:
+        raise ParameterError("give a data file, or --prometheus to read the model's series from its server")
+    if args.data is not None and args.prometheus is not None:
+        raise ParameterError("give a data file or --prometheus, not both")
+    data = read_data(args.data, args) if args.data is not None else _recent_rows(detector, args)
     if args.start is not None:
         explanation = detector.rank_causes(data, _index_label(data, args.start), _index_label(data, args.end))
     else:
@@ -225,7 +231,9 @@ def run_explain(args: argparse.Namespace) -> int:
             _list_events(result)
             return EXIT_OK
         if not len(result.events):
-            raise ParameterError(f"no events in {args.data}, so no event {args.event}")
+            server = args.prometheus or "the model's server"
+            where = args.data or f"{args.since} .. {args.until} on {server}"
+            raise ParameterError(f"no events in {where}, so no event {args.event}")
         explanation = result.explain(args.event)
     if args.json:
         from tsdiff.serialize import to_json
@@ -247,6 +255,27 @@ def run_explain(args: argparse.Namespace) -> int:
         plt.close(ax.figure)
         progress(f"tsdiff explain: wrote {args.plot}")
     return EXIT_OK
+
+
+def _recent_rows(detector: Any, args: argparse.Namespace) -> Any:
+    """The model's series from ``--since`` to ``--until``, read from the server it was fitted
+    from (or ``--prometheus URL``); a series the server no longer has is a column of NaN, reported."""
+    from tsdiff.sources.prometheus import PrometheusSource
+
+    if getattr(detector, "source_", None) is None:
+        raise ParameterError(
+            f"the model in {args.model} was not fitted from Prometheus: give a data file to explain"
+        )
+    source = PrometheusSource.from_dict(detector.source_, url=args.prometheus or None, auth=auth_from(args))
+    columns = [str(c) for c in detector.feature_names_in_]
+    data = source.read(args.since, args.until, columns=columns)
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        progress(
+            f"tsdiff explain: no series for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    progress(f"tsdiff explain: {len(data)} rows ({args.since} .. {args.until}) from {source.url}")
+    return data.reindex(columns=columns)
 
 
 def _list_events(result: object) -> None:

@@ -67,8 +67,48 @@ def add_preset(parser: argparse.ArgumentParser, default: str, help: str = "") ->
         choices=preset_names(),
         default=default,
         help=help
-        or "the detector's preset (see tsdiff.registry); a detector without a quick preset of its own "
-        "is quick with its defaults",
+        or "the detector's preset (see tsdiff.registry); every detector has default, quick and tiny, and "
+        + "; ".join(f"{name} also {', '.join(extra)}" for name, extra in _own_presets().items()),
+    )
+
+
+def _own_presets() -> dict[str, list[str]]:
+    """The presets of each detector beyond the ones every detector has."""
+    from tsdiff.registry import DETECTORS, IMPLIED_PRESETS
+
+    own = {name: [p for p in e.preset_names if p not in IMPLIED_PRESETS] for name, e in DETECTORS.items()}
+    return {name: presets for name, presets in own.items() if presets}
+
+
+def add_auth(parser: Any) -> None:
+    """The options that authenticate to a Prometheus server (each secret read from a file)."""
+    group = parser.add_argument_group("authenticating to Prometheus (secrets are read from files)")
+    group.add_argument("--bearer-token-file", metavar="FILE", help="send the token in FILE as a bearer token")
+    group.add_argument("--basic-auth-user", metavar="USER", help="basic authentication as USER")
+    group.add_argument("--basic-auth-password-file", metavar="FILE", help="the basic-auth password, in FILE")
+    group.add_argument(
+        "--ca-file", metavar="FILE", help="PEM file of the CA that signed the server's certificate"
+    )
+
+
+def auth_from(args: argparse.Namespace) -> Any:
+    """The :class:`~tsdiff.sources.http.Auth` of the options of :func:`add_auth`."""
+    from tsdiff.sources.http import Auth
+
+    return Auth(
+        bearer_token_file=args.bearer_token_file,
+        username=args.basic_auth_user,
+        password_file=args.basic_auth_password_file,
+        ca_file=args.ca_file,
+    )
+
+
+def add_merge_gap(parser: argparse.ArgumentParser, how: str) -> None:
+    parser.add_argument(
+        "--merge-gap",
+        metavar="ROWS|DURATION",
+        help=f"quiet time that ends an incident, in rows or as a duration such as 15m {how} (default: "
+        "120 rows)",
     )
 
 

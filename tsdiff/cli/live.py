@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from tsdiff.cli.common import EXIT_ANOMALY, EXIT_OK, progress, quieted
+from tsdiff.cli.common import EXIT_ANOMALY, EXIT_OK, auth_from, progress, quieted
 from tsdiff.errors import ParameterError
 
 
 def run_stream(args: argparse.Namespace) -> int:
     import csv
-    import json
-
-    import pandas as pd
 
     import tsdiff
     from tsdiff.errors import InputError
-    from tsdiff.serialize import json_ready
     from tsdiff.stream import StreamScorer
-    from tsdiff.tableio import set_time_index
 
     detector = quieted(tsdiff.load(args.model))
+    rules = None
+    if args.merge_gap is not None:
+        from tsdiff.segmentation import SegmentRules
+
+        step = None if args.freq is None else _freq_seconds(args.freq)
+        rules = SegmentRules().with_merge_gap(args.merge_gap, step)
     scorer = StreamScorer(
-        detector, provisional=args.provisional, freq=args.freq, tolerance=args.tolerance, adapt=args.adapt
+        detector,
+        provisional=args.provisional,
+        freq=args.freq,
+        tolerance=args.tolerance,
+        adapt=args.adapt,
+        segmentation=rules,
     )
     reader = csv.reader(sys.stdin, delimiter=args.sep)
     header = next(reader, None)
@@ -33,6 +40,30 @@ def run_stream(args: argparse.Namespace) -> int:
     if header:  # a byte-order mark (a file saved by a spreadsheet) is not part of the first name
         header[0] = header[0].removeprefix("\ufeff")
     _check_stream_header(header, detector, args)
+    labels = {"model": str(args.model), **parse_labels(args.label)}
+    poster = None
+    if args.alertmanager is not None:
+        from tsdiff.alerting import AlertmanagerPoster
+
+        poster = AlertmanagerPoster(args.alertmanager, labels)
+    try:
+        return _stream_rows(args, reader, header, scorer, labels, poster)
+    finally:
+        if poster is not None:
+            poster.close()
+
+
+def _stream_rows(
+    args: argparse.Namespace, reader: Any, header: list[str], scorer: Any, labels: dict, poster: Any
+) -> int:
+    import json
+
+    import pandas as pd
+
+    from tsdiff.errors import InputError
+    from tsdiff.serialize import json_ready
+    from tsdiff.tableio import set_time_index
+
     anomalies, scored, lines = 0, 0, 0
     last_final = None
     from tsdiff.incidents import alertmanager_alert
@@ -50,8 +81,10 @@ def run_stream(args: argparse.Namespace) -> int:
                 sys.stdout.write(json.dumps(record) + "\n")
         if args.incidents:
             for _, incident in changes:
-                sys.stdout.write(json.dumps(alertmanager_alert(incident, {"model": str(args.model)})) + "\n")
+                sys.stdout.write(json.dumps(alertmanager_alert(incident, labels)) + "\n")
         sys.stdout.flush()
+        if poster is not None:
+            poster.update(changes)
 
     for line_no, cells in enumerate(reader, start=2):
         if not cells:
@@ -161,7 +194,7 @@ def run_watch(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"the model in {args.model} was not fitted from Prometheus (tsdiff fit --prometheus)"
         )
-    source = PrometheusSource.from_dict(detector.source_, url=args.prometheus)
+    source = PrometheusSource.from_dict(detector.source_, url=args.prometheus, auth=auth_from(args))
     host, port = listen_address(args.listen)
     if args.interval is not None and not (math.isfinite(args.interval) and args.interval > 0):
         raise ParameterError(f"--interval must be a positive number of seconds, got {args.interval!r}")
@@ -180,6 +213,7 @@ def run_watch(args: argparse.Namespace) -> int:
         refit_after=args.refit_after,
         refit_window=args.refit_window,
         labels=parse_labels(args.label),
+        merge_gap=args.merge_gap,
     ) as watcher:
         server = serve(watcher, host, port)
         stop = threading.Event()
@@ -194,6 +228,17 @@ def run_watch(args: argparse.Namespace) -> int:
             server.server_close()
     progress(f"tsdiff watch: stopped after {watcher.rows_scored} scored rows; state in {state}")
     return EXIT_OK
+
+
+def _freq_seconds(freq: str) -> float | None:
+    """Seconds between rows of a ``--freq`` (None for one that is not fixed, like a month; the
+    stream refuses a frequency it cannot read)."""
+    import pandas as pd
+
+    try:
+        return pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).total_seconds()
+    except (ValueError, TypeError):
+        return None
 
 
 def parse_labels(texts: list[str]) -> dict[str, str]:

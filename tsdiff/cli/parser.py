@@ -7,7 +7,9 @@ import argparse
 from tsdiff._version import __version__
 from tsdiff.cli.common import (
     CommandParser,
+    add_auth,
     add_fail_on_anomaly,
+    add_merge_gap,
     add_preset,
     add_time_options,
     add_verbosity,
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     prom.add_argument("--start", help="first time: RFC 3339, Unix seconds, or now-2h")
     prom.add_argument("--end", default="now", help="last time (default now)")
     prom.add_argument("--step", default="60s", help="row spacing (default 60s)")
+    add_auth(fit)
     fit.add_argument("-o", "--output", required=True, help="model directory to write")
     fit.add_argument(
         "--warm-start",
@@ -96,7 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write Alertmanager alerts (JSON lines) when an incident opens and resolves, not rows",
     )
+    stream.add_argument(
+        "--alertmanager",
+        metavar="URL",
+        help="also post each incident to this Alertmanager (http://host:9093) when it opens and resolves, "
+        "re-sending open ones every minute",
+    )
+    stream.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label on every alert, naming what is watched (repeatable; default: model=<the model path>)",
+    )
     add_adapt(stream)
+    add_merge_gap(stream, "(a duration needs --freq)")
     stream.add_argument(
         "--tolerance",
         type=float,
@@ -114,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--prometheus", metavar="URL", help="the server to read (default: the one fitted from)"
     )
-    watch.add_argument("--listen", default="127.0.0.1:9108", help="HOST:PORT serving /metrics and /healthz")
+    add_auth(watch)
+    watch.add_argument("--listen", default="127.0.0.1:19108", help="HOST:PORT serving /metrics and /healthz")
     watch.add_argument(
         "--state", help="state file, written after every poll and resumed from (default: beside the model)"
     )
@@ -134,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-k", type=int, default=3, help="root causes exported per open incident (default 3)"
     )
     add_adapt(watch)
+    add_merge_gap(watch, "(a duration becomes rows of the model's step)")
     watch.add_argument(
         "--refit-after",
         metavar="DURATION",
@@ -155,7 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="explain an event of a causal or hybrid model: ranked metrics, roles, subgraph"
     )
     explain.add_argument("model", help="model directory written by 'tsdiff fit' (causal or hybrid)")
-    explain.add_argument("data", help="CSV or Parquet file with the model's metric columns")
+    explain.add_argument("data", nargs="?", help="CSV or Parquet file with the model's metric columns")
+    explain.add_argument(
+        "--prometheus",
+        metavar="URL",
+        nargs="?",
+        const="",
+        help="read the model's series from Prometheus instead of a file (its own server, or URL); "
+        "--event -1 explains the last incident",
+    )
+    explain.add_argument(
+        "--since", default="now-1h", metavar="TIME", help="with --prometheus: the first row to read"
+    )
+    explain.add_argument("--until", default="now", metavar="TIME", help="with --prometheus: the last row")
+    add_auth(explain)
     which = explain.add_mutually_exclusive_group()
     which.add_argument("--event", type=int, help="number of the event to explain (0 = first; -1 = last)")
     which.add_argument("--start", help="explain the rows from this index label on (with --end)")

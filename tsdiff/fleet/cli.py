@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tsdiff.cli.common import add_auth, auth_from
 from tsdiff.errors import ParameterError
 
 EXIT_ENTITIES_FAILED = 4
@@ -43,6 +44,7 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     prom.add_argument("--start", help="first time: RFC 3339, Unix seconds, or now-7d")
     prom.add_argument("--end", default="now", help="last time (default now)")
     prom.add_argument("--step", default="60s", help="row spacing (default 60s)")
+    add_auth(fit)
     fit.add_argument("-o", "--output", required=True, help="fleet model directory to write (or update)")
     fit.add_argument(
         "--detector",
@@ -52,7 +54,7 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     )
     add_preset(fit, "default")
     fit.add_argument("--random-state", type=int, default=0, help="seed of every host's model")
-    _common(fit, entity="entity", time="timestamp")
+    _common(fit, entity="entity", time="a column named timestamp, time, date or datetime, else none")
 
     score = commands.add_parser("score", help="score each entity with its own saved model")
     score.add_argument("model", help="fleet model directory written by 'tsdiff fleet fit'")
@@ -72,7 +74,8 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     watch.add_argument(
         "--prometheus", metavar="URL", help="the server to read (default: the one fitted from)"
     )
-    watch.add_argument("--listen", default="127.0.0.1:9108", help="HOST:PORT serving /metrics and /healthz")
+    add_auth(watch)
+    watch.add_argument("--listen", default="127.0.0.1:19108", help="HOST:PORT serving /metrics and /healthz")
     watch.add_argument("--state", help="state file (default: beside the model directory)")
     watch.add_argument("--output", help="also append every host's final rows as JSON lines to this file")
     watch.add_argument("--start", default="now", help="first row when there is no state (default now)")
@@ -133,6 +136,22 @@ def _read(path: str, time_column: str | None) -> Any:
     return frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index()
 
 
+def _time_column(data: Any, given: str | None) -> str | None:
+    """``given``, or the first column named timestamp, time, date or datetime (in any place: the
+    entity usually comes first in a long table), or None (each entity's rows in file order)."""
+    from tsdiff.tableio import TIME_NAMES
+
+    if given is not None:
+        return given
+    found = next((c for c in data.columns if str(c).strip().lower() in TIME_NAMES), None)
+    _progress(
+        f"tsdiff fleet: timestamps from column {found!r}"
+        if found is not None
+        else "tsdiff fleet: no time column (timestamp, time, date or datetime): rows taken in file order"
+    )
+    return found
+
+
 def _cluster(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "address": args.scheduler,
@@ -170,8 +189,9 @@ def run_fleet(args: argparse.Namespace) -> int:
             return _fit_from_prometheus(args, detector, started)
         if args.data is None:
             raise ParameterError("give a long table, or --prometheus URL with --entity-label and --start")
-        entity_col, time_col = args.entity_column or "entity", args.time_column or "timestamp"
-        data = _read(args.data, time_col)
+        entity_col = args.entity_column or "entity"
+        data = _read(args.data, args.time_column)
+        time_col = _time_column(data, args.time_column)
         _progress(f"tsdiff fleet fit: {len(data)} rows from {args.data}; {args.detector} per entity")
         result = fit_fleet(
             data, detector, args.output, entity_col=entity_col, time_col=time_col, **_cluster(args)
@@ -183,8 +203,8 @@ def run_fleet(args: argparse.Namespace) -> int:
 
     index = read_index(args.model)
     entity_col = args.entity_column or index["entity_column"]
-    time_col = args.time_column or index.get("time_column")
-    data = _read(args.data, time_col)
+    data = _read(args.data, args.time_column)
+    time_col = _time_column(data, args.time_column or index.get("time_column"))
     result = score_fleet(
         data, args.model, entity_col=entity_col, time_col=time_col, top_k=args.top_k, **_cluster(args)
     )
@@ -207,7 +227,11 @@ def _fit_from_prometheus(args: argparse.Namespace, detector: Any, started: float
     if args.entity_label is None or args.start is None:
         raise ParameterError("--prometheus needs --entity-label (e.g. instance) and --start (e.g. now-7d)")
     source = PrometheusSource(
-        args.prometheus, parse_queries(args.query), selector=args.selector, step=args.step
+        args.prometheus,
+        parse_queries(args.query),
+        selector=args.selector,
+        step=args.step,
+        auth=auth_from(args),
     )
     _progress(f"tsdiff fleet fit: reading {args.prometheus} by {args.entity_label}; {args.detector} per host")
     result = fit_fleet_from_prometheus(
@@ -252,6 +276,7 @@ def _watch_with(args: argparse.Namespace, model: Any, state: str, client: Any, h
         top_k=args.top_k,
         fit_new_after=args.fit_new_after,
         url=args.prometheus,
+        auth=auth_from(args),
         client=client,
     ) as watcher:
         server = serve(watcher, host, port)

@@ -53,8 +53,9 @@ class FleetWatcher:
     fit_new_after
         A duration: a host without a model is fitted (with the fleet's detector) once it has that
         much history on the server; None: such hosts are only reported.
-    url
-        Another server than the one the fleet was fitted from.
+    url, auth
+        Another server than the one the fleet was fitted from, and other credentials
+        (:class:`~tsdiff.sources.http.Auth`) than those it was fitted with.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class FleetWatcher:
         fit_new_after: Any = None,
         url: str | None = None,
         client: Any = None,
+        auth: Any = None,
     ) -> None:
         from tsdiff.fleet.storage import read_index
         from tsdiff.sources.prometheus import PrometheusSource, parse_duration, parse_time
@@ -82,7 +84,7 @@ class FleetWatcher:
                 f"the fleet in {model_dir} was not fitted from Prometheus (fleet fit --prometheus)"
             )
         self.label = str(settings["entity_label"])
-        self.source = PrometheusSource.from_dict(settings, url=url)
+        self.source = PrometheusSource.from_dict(settings, url=url, auth=auth)
         self.detector_spec = index.get("detector")
         self.client = client
         self.hosts: list[str] = [str(name) for name in index["entities"]]

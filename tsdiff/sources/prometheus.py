@@ -18,19 +18,17 @@ queries and/or one selector, and aligns every returned series on one time grid:
 * HTTP failures, PromQL errors and unexpected answers are :class:`~tsdiff.errors.SourceError`
   naming the query.
 
-Only the standard library's HTTP client is used. Times are RFC 3339 text, Unix seconds, or
+HTTP goes through ``requests`` (:mod:`tsdiff.sources.http`: bearer tokens, basic auth, a CA for
+TLS). Times are RFC 3339 text, Unix seconds, or
 relative to now (``now``, ``now-2h``, ``now-140s``); see :func:`parse_time`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from tsdiff.errors import ParameterError, SourceError
+from tsdiff.sources.http import Auth
 
 #: most points per series one range query may ask for (the server's limit is 11,000)
 MAX_POINTS = 10_000
@@ -180,6 +179,10 @@ class PrometheusSource:
         Grid spacing (a duration such as ``60s``).
     timeout
         Seconds to wait for one HTTP answer.
+    auth
+        Credentials and TLS trust for the server (:class:`~tsdiff.sources.http.Auth`: a bearer
+        token file, a basic-auth user and password file, a CA file); the file paths, never the
+        secrets, are saved with a model.
     """
 
     def __init__(
@@ -189,6 +192,7 @@ class PrometheusSource:
         selector: str | None = None,
         step: Any = "60s",
         timeout: float = 30.0,
+        auth: Auth | None = None,
     ) -> None:
         parsed = urllib.parse.urlparse(str(url))
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -205,18 +209,27 @@ class PrometheusSource:
         self.queries: list[tuple[str | None, str]] = named
         self.step = parse_duration(step)
         self.timeout = float(timeout)
+        self.auth = auth or Auth()
+        self._http: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (saved with a model, so a watcher asks the same queries)."""
-        return {
+        out = {
             "url": self.url,
             "queries": [[name, query] for name, query in self.queries],
             "step": self.step,
         }
+        if not self.auth.empty:
+            out["auth"] = self.auth.to_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any], url: str | None = None) -> PrometheusSource:
-        out = cls(url or state["url"], queries=["up"], step=state["step"])
+    def from_dict(
+        cls, state: Mapping[str, Any], url: str | None = None, auth: Auth | None = None
+    ) -> PrometheusSource:
+        """The source a model was fitted from; ``url`` and ``auth``, when given, replace its own."""
+        saved = Auth.from_dict(state.get("auth")) if auth is None or auth.empty else auth
+        out = cls(url or state["url"], queries=["up"], step=state["step"], auth=saved)
         out.queries = [(None if n is None else str(n), str(q)) for n, q in state["queries"]]
         return out
 
@@ -369,24 +382,11 @@ class PrometheusSource:
         return list(data.get("result") or [])
 
     def _get(self, path: str, params: Mapping[str, str], query: str) -> dict[str, Any]:
-        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as answer:
-                raw = answer.read()
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            problem = _error_text(raw) or f"HTTP {exc.code} {exc.reason}"
-            raise SourceError(f"{self.url} refused the query: {problem}", query=query) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SourceError(f"cannot reach {self.url}: {reason}", query=query) from None
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise SourceError(f"{self.url} did not answer with JSON", query=query) from None
-        if not isinstance(body, dict) or body.get("status") != "success":
-            raise SourceError(f"{self.url}: {_error_text(raw) or 'the query failed'}", query=query)
-        return body
+        if self._http is None:  # made on first use: a source is built before it is read
+            from tsdiff.sources.http import HttpClient
+
+            self._http = HttpClient(self.url, self.timeout, self.auth)
+        return self._http.get_json(path, params, query)
 
 
 def _add_columns(
@@ -445,14 +445,3 @@ def _sample(text: Any, query: str) -> float:
             f"the server returned a sample {text!r} that is not a number", query=query
         ) from None
     return value if math.isfinite(value) else math.nan  # +Inf / NaN samples carry no evidence
-
-
-def _error_text(raw: bytes) -> str:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return raw[:200].decode("utf-8", "replace").strip()
-    if isinstance(body, dict) and body.get("error"):
-        kind = body.get("errorType")
-        return f"{kind}: {body['error']}" if kind else str(body["error"])
-    return ""

@@ -97,6 +97,10 @@ class Watcher:
         refitted in the background on the last ``refit_window`` of rows
         (:class:`~tsdiff.watch.refit.Refitter`) and swapped in between two polls; the new model is
         saved beside the state (``<state>.model``) and a restart goes on with it.
+    merge_gap
+        Quiet rows that end an incident: a number of rows or a duration (``"15m"``; default:
+        :class:`~tsdiff.segmentation.SegmentRules`' 120 rows). A watcher resumed from its state
+        keeps the rules it was started with.
     labels
         Labels put on every exported series, naming what is monitored (``{"instance": "web-1"}``),
         over those every model column shares (a selector's ``instance`` and ``job``), so alerts
@@ -119,7 +123,9 @@ class Watcher:
         refit_after: Any = None,
         refit_window: Any = "1d",
         labels: Mapping[str, str] | None = None,
+        merge_gap: Any = None,
     ) -> None:
+        from tsdiff.segmentation import SegmentRules
         from tsdiff.sources.prometheus import common_labels, parse_duration, parse_time
         from tsdiff.stream import StreamScorer
         from tsdiff.watch.rowlog import RowLog
@@ -137,6 +143,7 @@ class Watcher:
             raise ParameterError(f"batch must be >= 1, got {batch!r}")
         self.batch = int(batch)
         self.step_ns = round(source.step * 1e9)
+        rules = None if merge_gap is None else SegmentRules().with_merge_gap(merge_gap, source.step)
         self.adapt = adapt
         self.refit_after = None if refit_after is None else parse_duration(refit_after)
         self.refit_window = parse_duration(refit_window)
@@ -161,7 +168,7 @@ class Watcher:
         try:
             saved = self._lock_and_read_state()
             if saved is None:
-                self.scorer = StreamScorer(detector, top_k=self.top_k, adapt=adapt)
+                self.scorer = StreamScorer(detector, top_k=self.top_k, adapt=adapt, segmentation=rules)
             else:
                 self._resume(saved)  # the scorer (and a refitted model) come from the snapshot
             if self.log is not None:

@@ -230,6 +230,20 @@ def test_a_drifting_model_is_refitted_and_swapped_in_without_losing_a_row(model,
         assert type(restarted.detector) is type(model)
 
 
+def test_a_scheduled_refit_swaps_a_new_model_in_without_drift(model, tmp_path):
+    frame = make_frame(400, 3, seed=4).set_axis(COLUMNS, axis=1)  # no drift at all
+    frame.index = pd.date_range("2024-06-01", periods=400, freq="min", tz="UTC")
+    args = {"refit_every": "2h", "refit_window": "100m", "batch": 20}
+    with _watcher(model, StubServer(frame), tmp_path, **args) as watcher:
+        while watcher.poll(until=frame.index[-1]):
+            if watcher.refitter.running:
+                watcher.refitter.wait(timeout=60)
+        assert watcher.refitter.refits in (2, 3) and watcher.refitted  # every 120 rows: at 120, 240, 360
+        assert watcher.refitter.after is None  # the schedule alone
+    logged = _logged(tmp_path / "rows.jsonl")
+    assert [r["time"] for r in logged] == [t.isoformat() for t in frame.index[: len(logged)]]
+
+
 def test_watch_saves_and_restores_an_adapting_threshold(model, server, tmp_path):
     with _watcher(model, server, tmp_path, adapt="dspot") as first:
         first.poll(until=server.frame.index[29])

@@ -211,6 +211,7 @@ def run_watch(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         adapt=args.adapt,
         refit_after=args.refit_after,
+        refit_every=args.refit_every,
         refit_window=args.refit_window,
         labels=parse_labels(args.label),
         merge_gap=args.merge_gap,

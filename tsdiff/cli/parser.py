@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="refit the model in the background once it has reported drift this long (e.g. 2h)",
     )
     watch.add_argument(
+        "--refit-every",
+        metavar="DURATION",
+        help="also refit the model in the background on a schedule, every DURATION of rows (e.g. 7d)",
+    )
+    watch.add_argument(
         "--refit-window", default="1d", metavar="DURATION", help="rows a refit learns from (default 1d)"
     )
     watch.add_argument(

@@ -6,7 +6,9 @@ a row, it refits a copy of the model warm on those rows in a background thread
 (:meth:`~tsdiff.base.BaseDetector.refit`), while the old model goes on scoring.
 :meth:`Refitter.take` hands the new model over when it is ready; the watcher swaps it in between
 two polls (see ``Watcher._swap``). A failed refit is logged and counted, and tried again after
-another ``after`` rows of drift.
+another ``after`` rows of drift. With ``every``, a refit also starts on a schedule: once that many
+rows have passed since the model in charge was fitted (a model that follows the seasons and the
+releases without waiting for drift).
 """
 
 from __future__ import annotations
@@ -33,21 +35,30 @@ class Refitter:
         The fitted model; each refit is a copy of it refitted warm on the recent rows
         (:meth:`~tsdiff.base.BaseDetector.refit`).
     after
-        Rows of uninterrupted drift before a refit starts.
+        Rows of uninterrupted drift before a refit starts (None: drift never starts one).
     window
         Rows kept to refit on (the latest ones; rows without any value are left out).
+    every
+        Rows between scheduled refits (None: none), counted from the start and from each swap.
     """
 
-    def __init__(self, detector: Any, after: int, window: int) -> None:
-        if int(after) < 1 or int(window) < 1:
-            raise ParameterError("the refit's drift time and window must be at least one row")
+    def __init__(self, detector: Any, after: int | None, window: int, every: int | None = None) -> None:
+        if (
+            (after is not None and int(after) < 1)
+            or (every is not None and int(every) < 1)
+            or int(window) < 1
+        ):
+            raise ParameterError("the refit's drift time, schedule and window must be at least one row")
         least = int(detector.min_fit_rows())
         if int(window) < least:
             raise ParameterError(f"the refit window of {int(window)} rows is below the model's {least}")
         self.detector = detector
-        self.after, self.window = int(after), int(window)
+        self.after = None if after is None else int(after)
+        self.every = None if every is None else int(every)
+        self.window = int(window)
         self.rows: deque[tuple[Any, np.ndarray]] = deque(maxlen=self.window)
         self.drifting_rows = 0
+        self.rows_since_fit = 0
         self.refits = 0
         self.failures = 0
         self._thread: threading.Thread | None = None
@@ -65,7 +76,10 @@ class Refitter:
             if not np.isnan(row).all():
                 self.rows.append((stamp, row))
         self.drifting_rows = self.drifting_rows + len(frame) if drifting else 0
-        if self.drifting_rows >= self.after and not self.running and self._result is None:
+        self.rows_since_fit += len(frame)
+        drifted = self.after is not None and self.drifting_rows >= self.after
+        due = self.every is not None and self.rows_since_fit >= self.every
+        if (drifted or due) and not self.running and self._result is None:
             self._start()
 
     def _start(self) -> None:
@@ -76,9 +90,11 @@ class Refitter:
             index=pd.DatetimeIndex([t for t, _ in self.rows]),
             columns=list(self.detector.feature_names_in_),
         )
-        logger.warning(
-            "refitting the model on the last %d rows (drift for %d rows)", len(frame), self.drifting_rows
+        drifted = self.after is not None and self.drifting_rows >= self.after
+        why = (
+            f"drift for {self.drifting_rows} rows" if drifted else f"scheduled, {self.rows_since_fit} rows on"
         )
+        logger.warning("refitting the model on the last %d rows (%s)", len(frame), why)
         self._thread = threading.Thread(target=self._fit, args=(frame,), name="tsdiff-refit", daemon=True)
         self._thread.start()
 
@@ -92,6 +108,7 @@ class Refitter:
             with self._lock:
                 self.failures += 1
                 self.drifting_rows = 0
+                self.rows_since_fit = 0  # a schedule tries again one period later
             return
         source = getattr(self.detector, "source_", None)
         if source is not None:
@@ -106,6 +123,7 @@ class Refitter:
         if model is not None:
             self.refits += 1
             self.drifting_rows = 0
+            self.rows_since_fit = 0
             self.detector = model
         return model
 

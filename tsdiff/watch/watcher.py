@@ -97,6 +97,9 @@ class Watcher:
         refitted in the background on the last ``refit_window`` of rows
         (:class:`~tsdiff.watch.refit.Refitter`) and swapped in between two polls; the new model is
         saved beside the state (``<state>.model``) and a restart goes on with it.
+    refit_every
+        A duration: refit the same way on a schedule too, every ``refit_every`` of rows (drift or
+        not; a weekly refit follows slow change without waiting for a drift warning).
     merge_gap
         Quiet rows that end an incident: a number of rows or a duration (``"15m"``; default:
         :class:`~tsdiff.segmentation.SegmentRules`' 120 rows). A watcher resumed from its state
@@ -124,6 +127,7 @@ class Watcher:
         refit_window: Any = "1d",
         labels: Mapping[str, str] | None = None,
         merge_gap: Any = None,
+        refit_every: Any = None,
     ) -> None:
         from tsdiff.segmentation import SegmentRules
         from tsdiff.sources.prometheus import common_labels, parse_duration, parse_time
@@ -146,6 +150,7 @@ class Watcher:
         rules = None if merge_gap is None else SegmentRules().with_merge_gap(merge_gap, source.step)
         self.adapt = adapt
         self.refit_after = None if refit_after is None else parse_duration(refit_after)
+        self.refit_every = None if refit_every is None else parse_duration(refit_every)
         self.refit_window = parse_duration(refit_window)
         self.refitter: Any = None
         self.refitted = False
@@ -173,11 +178,16 @@ class Watcher:
                 self._resume(saved)  # the scorer (and a refitted model) come from the snapshot
             if self.log is not None:
                 self.log.open(saved.get("output") if saved else None)
-            if self.refit_after is not None:
+            if self.refit_after is not None or self.refit_every is not None:
                 from tsdiff.watch.refit import Refitter
 
-                rows = max(1, math.ceil(self.refit_after / source.step))
-                self.refitter = Refitter(self.detector, rows, max(1, round(self.refit_window / source.step)))
+                def rows(seconds: float | None) -> int | None:
+                    return None if seconds is None else max(1, math.ceil(seconds / source.step))
+
+                window = max(1, round(self.refit_window / source.step))
+                self.refitter = Refitter(
+                    self.detector, rows(self.refit_after), window, rows(self.refit_every)
+                )
         except BaseException:
             self.close()
             raise

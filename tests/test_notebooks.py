@@ -15,6 +15,19 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_carry_the_outputs_of_a_full_run(path):
+    """Someone browsing the repository sees the results and the plots without running anything."""
+    import json
+
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    kinds = [o["output_type"] for c in cells for o in c.get("outputs", [])]
+    assert "error" not in kinds
+    assert sum(bool(c.get("outputs")) for c in cells) >= len(cells) - 1  # at most one silent cell
+    images = [o for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, "no plot saved"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -47,6 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.simplefilter("ignore")
+    import torch
+
     import tsdiff
     from tsdiff.registry import build
     from tsdiff.stream import StreamScorer
@@ -79,7 +81,8 @@ def main() -> None:
     )
     lines = [
         f"Command: `{command}`.",
-        f"Split: none (speed). tsdiff {tsdiff.__version__}, 2 cores, alone. One simulated host "
+        f"Split: none (speed). tsdiff {tsdiff.__version__}, {torch.get_num_threads()} torch thread(s). "
+        "One simulated host "
         f"({args.metrics} metrics, {args.history} rows of history) fitted with `hybrid` `streaming` "
         f"({fit_s:.0f} s); {args.hosts} stream scorers of that model fed {args.rows} live rows each, "
         "one row per poll.",

@@ -110,21 +110,10 @@ class HostScorers:
         return result
 
     def _outcome(self, entity: str, out: pd.DataFrame, result: dict[str, Any]) -> None:
+        from tsdiff.watch.rowlog import final_records
+
         scorer = self.scorers[entity]
-        final = out[out["final"].astype(bool)] if len(out) else out
-        for stamp, row in final.iterrows():
-            gap = bool(row["gap"]) or pd.isna(row["score"])
-            result["records"].append(
-                {
-                    "entity": entity,
-                    "time": pd.Timestamp(stamp).isoformat(),
-                    "seconds": pd.Timestamp(stamp).value / 1e9,
-                    "score": None if gap else float(row["score"]),
-                    "label": None if gap else int(row["label"]),
-                    "gap": gap,
-                    "top_metrics": [] if gap else [str(m) for m in row["top_metrics"]],
-                }
-            )
+        result["records"].extend({"entity": entity, **record} for record in final_records(out))
         for change, incident in scorer.changes:
             causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
             result["changes"].append(f"{entity}: incident {incident.id} {change} (root causes {causes})")

@@ -120,3 +120,26 @@ def _row_time(line: bytes, key: str | None = None) -> tuple[Any, pd.Timestamp] |
     except (ValueError, TypeError):
         return None
     return None
+
+
+def final_records(out: pd.DataFrame, detail: bool = False) -> list[dict[str, Any]]:
+    """The final rows of a :class:`~tsdiff.stream.StreamScorer` update as JSON-ready records:
+    ``time``, ``seconds``, ``score``, ``label``, ``gap`` and ``top_metrics`` (a row without data is
+    a gap: no score, no label); with ``detail``, also ``top_shares`` and ``root_causes``."""
+    final = out[out["final"].astype(bool)] if len(out) else out
+    records = []
+    for stamp, row in final.iterrows():
+        gap = bool(row["gap"]) or pd.isna(row["score"])
+        record = {
+            "time": pd.Timestamp(stamp).isoformat(),
+            "seconds": pd.Timestamp(stamp).value / 1e9,
+            "score": None if gap else float(row["score"]),
+            "label": None if gap else int(row["label"]),
+            "gap": gap,
+            "top_metrics": [] if gap else [str(m) for m in row["top_metrics"]],
+        }
+        if detail:
+            record["top_shares"] = [] if gap else [float(v) for v in row["top_shares"]]
+            record["root_causes"] = [] if gap else [str(m) for m in row["root_causes"]]
+        records.append(record)
+    return records

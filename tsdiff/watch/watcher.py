@@ -363,22 +363,12 @@ class Watcher:
             self.missing = list(missing)
 
     def _record(self, out: pd.DataFrame, changes: list[tuple[str, Any]]) -> None:
-        final = out[out["final"].astype(bool)] if len(out) else out
-        records = []
+        from tsdiff.watch.rowlog import final_records
+
+        records = final_records(out, detail=True)
         with self.lock:
-            for stamp, row in final.iterrows():
-                gap = bool(row["gap"]) or pd.isna(row["score"])
-                record = {
-                    "time": pd.Timestamp(stamp).isoformat(),
-                    "seconds": pd.Timestamp(stamp).value / 1e9,
-                    "score": None if gap else float(row["score"]),
-                    "label": None if gap else int(row["label"]),
-                    "gap": gap,
-                    "top_metrics": [] if gap else [str(m) for m in row["top_metrics"]],
-                    "top_shares": [] if gap else [float(v) for v in row["top_shares"]],
-                    "root_causes": [] if gap else [str(m) for m in row["root_causes"]],
-                }
-                records.append(record)
+            for record in records:
+                gap = record["gap"]
                 self.last_was_gap = gap
                 if gap:  # no data: no score, no label, and nothing an incident could learn
                     self.rows_without_data += 1

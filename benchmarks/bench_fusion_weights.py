@@ -28,6 +28,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,43 +38,82 @@ import bench_events
 from splits import Split
 
 from tsdiff.fusion import FusionDetector, common_tail, fuse, injected_skills
-from tsdiff.injection import skill_weights
+from tsdiff.injection import evidence, skill_weights, stability
 from tsdiff.metrics import choose_sliding_window, vus_pr
 from tsdiff.registry import build
 
 POWERS = (1.0, 2.0, 4.0)
 COMPONENTS = ("diffusion", "causal")
+DEFAULT_RULE = "injection-stability"
 
 
-def stability(held: np.ndarray) -> float:
-    """1 - the Kolmogorov-Smirnov distance between the two halves of held-out scores."""
-    from scipy.stats import ks_2samp
+def series_evidence(case: Any, cache: Path) -> dict[str, Any]:
+    """A cached hybrid's label-free evidence and calibrated test scores for one series: the
+    injected-anomaly skills, the held-out stability, each component's calibrated test score and the
+    injection and fit times (kept in ``cache/fusion/``, so that rules are compared without scoring
+    again)."""
+    path = cache / "fusion" / case.dataset / f"{case.name.replace('/', '_')}.npz"
+    if path.exists():
+        kept = dict(np.load(path, allow_pickle=False))
+        names = [str(n) for n in kept["names"]]
+        return {
+            "skills": dict(zip(names, map(float, kept["skills"]), strict=True)),
+            "stability": dict(zip(names, map(float, kept["stability"]), strict=True)),
+            "calibrated": {n: kept[f"test_{n}"] for n in names},
+            "cost": (float(kept["inject_seconds"]), float(kept["fit_seconds"])),
+        }
+    det, parts = bench_events.scored(case, "hybrid", cache)
+    values = case.train.to_numpy(dtype=np.float64)
+    held = common_tail({n: c.calibration_scores_ for n, c in det.components_.items()})
+    t0 = time.perf_counter()
+    skills = injected_skills(det.components_, values, len(next(iter(held.values()))), 0)
+    inject_s = time.perf_counter() - t0
+    steady = {n: stability(h) for n, h in held.items()}
+    calibrated = det.score_scaled(det.scaler_.transform(case.test.to_numpy(dtype=np.float64))).components
+    names = list(calibrated)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        names=np.array(names),
+        skills=np.array([skills[n] for n in names]),
+        stability=np.array([steady[n] for n in names]),
+        inject_seconds=np.asarray(inject_s),
+        fit_seconds=np.asarray(float(parts["fit_seconds"])),
+        **{f"test_{n}": np.asarray(calibrated[n]) for n in names},
+    )
+    return {
+        "skills": skills,
+        "stability": steady,
+        "calibrated": calibrated,
+        "cost": (inject_s, float(parts["fit_seconds"])),
+    }
 
-    x = held[np.isfinite(held)]
-    if len(x) < 20:
-        return 0.0
-    half = len(x) // 2
-    return 1.0 - float(ks_2samp(x[:half], x[half:]).statistic)
+
+def rules_for(skills: dict[str, float], steady: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Every candidate weighting rule, from one series' label-free evidence."""
+    given = {"diffusion": 0.5, "causal": 0.5}
+    rules: dict[str, dict[str, float]] = {"fixed 0.5 / 0.5 (before)": given}
+    for power in POWERS:
+        rules[f"injection, power {power:g}"] = skill_weights(skills, given, power)
+        rules[f"stability, power {power:g}"] = skill_weights(steady, given, power)
+    for power in POWERS:
+        # stability among the components whose injected-anomaly skill is above chance: a random
+        # score is stable but has no skill, so the gate drops it
+        gated = {n: (steady[n] if skills[n] > 0 else 0.0) for n in skills}
+        rules[f"skill-gated stability, power {power:g}"] = skill_weights(gated, given, power)
+    for power in POWERS:
+        both = evidence(skills, steady)
+        rules[f"injection x stability^2, power {power:g}"] = skill_weights(both, given, power)
+    return rules
 
 
 def hybrid_rows(split: str, datasets: list[str], cache: Path) -> list[str]:
     results: dict[str, dict[str, list[float]]] = {}
     costs: list[tuple[float, float]] = []
     for case in bench_events.cases(split, datasets):
-        det, parts = bench_events.scored(case, "hybrid", cache)
-        values = case.train.to_numpy(dtype=np.float64)
-        held = common_tail({n: c.calibration_scores_ for n, c in det.components_.items()})
-        t0 = time.perf_counter()
-        skills = injected_skills(det.components_, values, len(next(iter(held.values()))), 0)
-        costs.append((time.perf_counter() - t0, float(parts["fit_seconds"])))
-        steady = {n: stability(h) for n, h in held.items()}
-        test = det.score_scaled(case.test.to_numpy(dtype=np.float64))
-        calibrated = test.components
-        given = {"diffusion": 0.5, "causal": 0.5}
-        rules: dict[str, dict[str, float]] = {"fixed 0.5 / 0.5 (before)": given}
-        for power in POWERS:
-            rules[f"injection, power {power:g}"] = skill_weights(skills, given, power)
-            rules[f"stability, power {power:g}"] = skill_weights(steady, given, power)
+        ev = series_evidence(case, cache)
+        skills, steady, calibrated = ev["skills"], ev["stability"], ev["calibrated"]
+        costs.append(ev["cost"])
         labels = case.labels
         window = choose_sliding_window(case.test.to_numpy())
         alone = {n: vus_pr(labels, s, sliding_window=window) for n, s in calibrated.items()}
@@ -81,7 +121,7 @@ def hybrid_rows(split: str, datasets: list[str], cache: Path) -> list[str]:
         for name, score in alone.items():
             bucket.setdefault(f"{name} alone", []).append(score)
         bucket.setdefault("best component per series (oracle)", []).append(max(alone.values()))
-        for rule, weights in rules.items():
+        for rule, weights in rules_for(skills, steady).items():
             fused = fuse(calibrated, weights)
             bucket.setdefault(rule, []).append(vus_pr(labels, fused, sliding_window=window))
         logging.info(
@@ -113,7 +153,7 @@ def hybrid_rows(split: str, datasets: list[str], cache: Path) -> list[str]:
 
 def more_components_rows(split: str, datasets: list[str], cache: Path) -> list[str]:
     """Diffusion + causal (the hybrid's fitted pair) and + tsai-forecast, + window-pca, fused with
-    the injection rule and with equal weights."""
+    the default rule (injection-stability) and with equal weights."""
     from tsdiff.calibration import TailCalibrator
 
     extras = {"forecast": "tsai-forecast", "window-pca": "window-pca"}
@@ -144,8 +184,10 @@ def more_components_rows(split: str, datasets: list[str], cache: Path) -> list[s
         for label, names in sets.items():
             subset = {n: comps[n] for n in names}
             skills = injected_skills(subset, values, len(held[names[0]]), 0)
+            steady = {n: stability(held[n]) for n in names}
             equal = {n: 1.0 for n in names}
-            for rule, weights in (("equal", equal), ("injection", skill_weights(skills, equal, 2.0))):
+            chosen = skill_weights(evidence(skills, steady), equal, 2.0)
+            for rule, weights in (("equal", equal), (DEFAULT_RULE, chosen)):
                 fused = fuse({n: calibrated[n] for n in names}, weights)
                 bucket.setdefault(f"{label}, {rule}", []).append(
                     vus_pr(case.labels, fused, sliding_window=window)
@@ -170,7 +212,8 @@ def more_components_rows(split: str, datasets: list[str], cache: Path) -> list[s
 
 def random_rows(split: str, datasets: list[str]) -> list[str]:
     lines = [
-        "| good detector | dataset | alone | + random, fixed 0.5 / 0.5 | + random, injection (default) "
+        "| good detector | dataset | alone | + random, fixed 0.5 / 0.5 "
+        "| + random, injection-stability (default) "
         "| random's weight |",
         "|---|---|---:|---:|---:|---:|",
     ]
@@ -180,9 +223,9 @@ def random_rows(split: str, datasets: list[str]) -> list[str]:
             window = choose_sliding_window(series.test.to_numpy())
             labels = series.labels
             alone = build(good, "default", random_state=0).fit(series.train)
-            row = per.setdefault(series.dataset, {"alone": [], "fixed": [], "injection": [], "weight": []})
+            row = per.setdefault(series.dataset, {"alone": [], "fixed": [], DEFAULT_RULE: [], "weight": []})
             row["alone"].append(vus_pr(labels, alone.score(series.test).to_numpy(), sliding_window=window))
-            for rule in ("fixed", "injection"):
+            for rule in ("fixed", DEFAULT_RULE):
                 fused = FusionDetector(
                     [(good, build(good, "default"), 0.5), ("random", build("random", "default"), 0.5)],
                     weighting=rule,
@@ -190,14 +233,14 @@ def random_rows(split: str, datasets: list[str]) -> list[str]:
                     verbose=False,
                 ).fit(series.train)
                 row[rule].append(vus_pr(labels, fused.score(series.test).to_numpy(), sliding_window=window))
-                if rule == "injection":
+                if rule == DEFAULT_RULE:
                     row["weight"].append(fused.weights_["random"])
             logging.info("%s + random on %s/%s done", good, series.dataset, series.name)
         for dataset, row in per.items():
             m = {k: statistics.fmean(v) for k, v in row.items()}
-            worst = min(i - a for i, a in zip(row["injection"], row["alone"], strict=True))
+            worst = min(i - a for i, a in zip(row[DEFAULT_RULE], row["alone"], strict=True))
             lines.append(
-                f"| {good} | {dataset} | {m['alone']:.3f} | {m['fixed']:.3f} | {m['injection']:.3f} "
+                f"| {good} | {dataset} | {m['alone']:.3f} | {m['fixed']:.3f} | {m[DEFAULT_RULE]:.3f} "
                 f"(worst series {worst:+.3f}) | {m['weight']:.3f} |"
             )
     return lines
@@ -210,29 +253,29 @@ def main() -> None:
     parser.add_argument("--random-datasets", default="smd,skab,synthetic,msl")
     parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / "out" / "events")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--tables", default="hybrid,random,components", help="which tables to make (default: all three)"
+    )
     args = parser.parse_args()
+    tables = set(args.tables.split(","))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     warnings.simplefilter("ignore")
-    text = "\n".join(
-        [
-            f"Command: `python benchmarks/bench_fusion_weights.py --split {args.split} "
-            f"--datasets {args.datasets} --random-datasets {args.random_datasets}`. Split: {args.split}. "
-            "The hybrids are those of "
-            "'Events and their root causes' (default hybrid, seed 0; synthetic: the root-cause seeds).",
-            "",
-            "### Hybrid: weighting rules (VUS-PR)",
-            "",
-            *hybrid_rows(args.split, args.datasets.split(","), args.cache),
-            "",
-            "### A good detector fused with a random score (VUS-PR)",
-            "",
-            *random_rows(args.split, args.random_datasets.split(",")),
-            "",
-            "### Three and four components (VUS-PR)",
-            "",
-            *more_components_rows(args.split, args.datasets.split(","), args.cache),
-        ]
-    )
+    lines = [
+        f"Command: `python benchmarks/bench_fusion_weights.py --split {args.split} "
+        f"--datasets {args.datasets} --random-datasets {args.random_datasets}`. Split: {args.split}. "
+        "The hybrids are those of "
+        "'Events and their root causes' (default hybrid, seed 0; synthetic: the root-cause seeds).",
+    ]
+    if "hybrid" in tables:
+        lines += ["", "### Hybrid: weighting rules (VUS-PR)", ""]
+        lines += hybrid_rows(args.split, args.datasets.split(","), args.cache)
+    if "random" in tables:
+        lines += ["", "### A good detector fused with a random score (VUS-PR)", ""]
+        lines += random_rows(args.split, args.random_datasets.split(","))
+    if "components" in tables:
+        lines += ["", "### Three and four components (VUS-PR)", ""]
+        lines += more_components_rows(args.split, args.datasets.split(","), args.cache)
+    text = "\n".join(lines)
     print(text)
     if args.out:
         from report import write_section

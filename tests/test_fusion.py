@@ -147,12 +147,18 @@ def test_root_causes_come_from_the_component_that_names_them(fused, data):
     assert all(c == [] for c in plain.detect(data[1]).events["root_causes"])
 
 
-def test_weights_follow_the_skill_on_injected_anomalies(fused, data, tmp_path):
-    skills = fused.weighting_["skills"]
-    assert set(skills) == {"pca", "causal"} and all(0.0 <= v <= 1.0 for v in skills.values())
+def test_weights_follow_the_skill_on_injected_anomalies_and_the_stability(fused, data, tmp_path):
+    skills, steady = fused.weighting_["skills"], fused.weighting_["stability"]
+    assert set(skills) == set(steady) == {"pca", "causal"}
+    assert all(0.0 <= v <= 1.0 for v in [*skills.values(), *steady.values()])
     given = {"pca": 0.25, "causal": 0.75}
+    raw = {n: given[n] * (skills[n] * steady[n] ** 2) ** 2 for n in skills}
+    assert fused.weights_ == pytest.approx({n: w / sum(raw.values()) for n, w in raw.items()})
+    # the skill alone ("injection"): the same skills, the stability not used
+    alone = pca_causal(weighting="injection").fit(data[0])
+    assert alone.weighting_ == {"skills": skills}
     total = sum(given[n] * skills[n] ** 2 for n in skills)
-    assert fused.weights_ == pytest.approx({n: given[n] * skills[n] ** 2 / total for n in skills})
+    assert alone.weights_ == pytest.approx({n: given[n] * skills[n] ** 2 / total for n in skills})
     fused.save(tmp_path / "m")
     again = tsdiff.load(tmp_path / "m")
     assert again.weights_ == fused.weights_ and again.weighting_ == fused.weighting_
@@ -266,6 +272,6 @@ def test_a_model_saved_with_fixed_weights_can_be_reweighed(data):
     fixed = pca_causal(weighting="fixed").fit(data[0])
     chosen = pca_causal().fit(data[0])
     fixed.reweigh(data[0])
-    assert fixed.weighting == "injection" and fixed.weights_ == pytest.approx(chosen.weights_)
+    assert fixed.weighting == "injection-stability" and fixed.weights_ == pytest.approx(chosen.weights_)
     assert fixed.threshold_ == pytest.approx(chosen.threshold_)
     pd.testing.assert_series_equal(fixed.score(data[1]), chosen.score(data[1]))

@@ -553,6 +553,22 @@ class BaseDetector(BaseEstimator):
         frame = align_columns(frame, self.feature_names_in_, self.columns_named_, type(self).__name__)
         return frame, self.scaler_.transform(frame.values)
 
+    def set_threshold(self, value: float, method: str) -> BaseDetector:
+        """Replace the fitted label threshold with ``value`` (for example one chosen for a whole
+        fleet, :mod:`tsdiff.fleet.pooling`); ``method`` names where it came from and is saved with
+        the model as ``threshold_method_``. The calibration scores are kept."""
+        self.check_fitted()
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.floating))
+            or not math.isfinite(value)
+        ):
+            raise ParameterError(f"a threshold must be a finite number, got {value!r}")
+        self.threshold_ = float(value)
+        self.threshold_method_ = str(method)
+        self.threshold_model_ = None
+        return self
+
     def _fit_threshold(self, calibration_scores: np.ndarray) -> None:
         from tsdiff.thresholds import make_threshold
 

@@ -26,13 +26,13 @@ from tsdiff.base import BaseDetector, ScoreParts, StreamGeometry, child_memo
 from tsdiff.calibration import CALIBRATIONS, CALIBRATORS, Calibrator
 from tsdiff.errors import ModelFormatError, ParameterError
 from tsdiff.frame import RobustScaler, align_columns
-from tsdiff.injection import chance_skill, inject, skill, skill_weights
+from tsdiff.injection import chance_skill, evidence, inject, skill, skill_weights, stability
 
 logger = logging.getLogger(__name__)
 
 #: a component name: also its folder in a saved model and its column (``score_<name>``) in results
 COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-WEIGHTINGS = ("injection", "fixed")
+WEIGHTINGS = ("injection-stability", "injection", "fixed")
 #: held-out rows at most that anomalies are injected into (the weighting's cost)
 INJECTION_ROWS = 2000
 #: injected rows (over all copies) that a short held-out part is copied up to, and the most copies
@@ -115,9 +115,11 @@ class FusionDetector(BaseDetector):
         ``"tail"``: surprise, ``-log10`` of the normal rows' survival function (empirical body,
         exponential tail); ``"zscore"``: robust z of each component score.
     weighting
-        ``"injection"``: each component's given weight times its skill on anomalies injected into
-        the held-out rows (average precision above chance) to the power ``weighting_power``
-        (:func:`~tsdiff.injection.skill_weights`); ``"fixed"``: the given weights.
+        ``"injection-stability"`` (the default): each component's given weight times, to the power
+        ``weighting_power``, its skill on anomalies injected into the held-out rows (average
+        precision above chance) times its stability squared (how alike its scores are in the two
+        halves of those rows, :func:`~tsdiff.injection.stability`); ``"injection"``: the skill
+        alone (:func:`~tsdiff.injection.skill_weights`); ``"fixed"``: the given weights.
     weighting_power
         How sharply the weights follow the skills (0: the given weights; large: the best one).
     threshold, risk
@@ -133,7 +135,8 @@ class FusionDetector(BaseDetector):
     weights_
         The weights the fused score uses, by component (they add up to 1).
     weighting_
-        The evidence they came from: each component's ``skills`` (None with fixed weights).
+        The evidence they came from: each component's ``skills`` and (``"injection-stability"``)
+        ``stability`` (None with fixed weights).
     """
 
     #: models saved before the weights were chosen per series add the given weights
@@ -143,7 +146,7 @@ class FusionDetector(BaseDetector):
         self,
         components: Sequence[tuple[str, BaseDetector, float]] | None = None,
         calibration: str = "tail",
-        weighting: str = "injection",
+        weighting: str = "injection-stability",
         weighting_power: float = 2.0,
         threshold: str = "pot",
         risk: float = 1e-3,
@@ -267,11 +270,15 @@ class FusionDetector(BaseDetector):
         self.calibrators_ = fit_calibrators(held, self.calibration)
         given = normalised(self._weights())
         self.weights_, self.weighting_ = given, None
-        if self.weighting == "injection" and len(self.components_) > 1:
+        if self.weighting != "fixed" and len(self.components_) > 1:
             n_held = len(next(iter(held.values())))
             skills = self._injected_skills(values, n_held)
-            self.weights_ = skill_weights(skills, given, float(self.weighting_power))
             self.weighting_ = {"skills": skills}
+            if self.weighting == "injection-stability":
+                steady = {name: stability(h) for name, h in held.items()}
+                self.weighting_["stability"] = steady
+                skills = evidence(skills, steady)
+            self.weights_ = skill_weights(skills, given, float(self.weighting_power))
             if self.verbose:
                 logger.info("fusion weights %s from injected-anomaly skills %s", self.weights_, skills)
         calibrated = {name: self.calibrators_[name].transform(h) for name, h in held.items()}
@@ -280,7 +287,7 @@ class FusionDetector(BaseDetector):
     def _injected_skills(self, values: np.ndarray, n_held: int) -> dict[str, float]:
         return injected_skills(self.components_, values, n_held, self.random_state)
 
-    def reweigh(self, X: Any, weighting: str = "injection") -> FusionDetector:
+    def reweigh(self, X: Any, weighting: str = "injection-stability") -> FusionDetector:
         """Choose the weights again (``weighting``) and refit the threshold, the components as they
         are: ``X`` is the training data the model was fitted on (its held-out rows are those the
         weights come from). Upgrades a model saved with fixed weights without refitting it."""

@@ -37,9 +37,10 @@ class HybridDetector(FusionDetector):
         ``"tail"``: surprise, ``-log10`` of the normal rows' survival function (empirical body,
         exponential tail); ``"zscore"``: robust z of each component score.
     weighting, weighting_power
-        How the two are weighed per series (``"injection"``: by their skill on anomalies injected
-        into the held-out rows, starting from ``diffusion_weight``; ``"fixed"``: by
-        ``diffusion_weight`` alone); see :class:`~tsdiff.fusion.FusionDetector`.
+        How the two are weighed per series (``"injection-stability"``, the default: by their skill
+        on anomalies injected into the held-out rows times how steady their scores are on those
+        rows, starting from ``diffusion_weight``; ``"injection"``: by the skill alone;
+        ``"fixed"``: by ``diffusion_weight`` alone); see :class:`~tsdiff.fusion.FusionDetector`.
     threshold, risk
         Label threshold on the fused score, see :class:`~tsdiff.base.BaseDetector`.
     random_state
@@ -57,7 +58,7 @@ class HybridDetector(FusionDetector):
         causal: Any = None,
         diffusion_weight: float = 0.5,
         calibration: str = "tail",
-        weighting: str = "injection",
+        weighting: str = "injection-stability",
         weighting_power: float = 2.0,
         threshold: str = "pot",
         risk: float = 1e-3,

@@ -124,6 +124,27 @@ def chance_skill(mask: np.ndarray, rng: np.random.Generator, draws: int = 50, le
     return float(np.quantile([skill(mask, rng.random(len(mask))) for _ in range(draws)], level))
 
 
+def stability(held_out: np.ndarray) -> float:
+    """How alike a component's scores are in the two halves of its held-out rows: 1 minus the
+    Kolmogorov-Smirnov distance between them (0 with fewer than 20 finite scores). A component whose
+    score drifts within normal rows is less to be trusted on new ones."""
+    from scipy.stats import ks_2samp
+
+    x = np.asarray(held_out, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 20:
+        return 0.0
+    half = len(x) // 2
+    return 1.0 - float(ks_2samp(x[:half], x[half:]).statistic)
+
+
+def evidence(skills: dict[str, float], steadiness: dict[str, float]) -> dict[str, float]:
+    """The weighting evidence of ``"injection-stability"``: skill x stability squared (a random score is
+    stable but has no skill; a skilled score that drifts between the halves of normal rows counts
+    less)."""
+    return {name: max(0.0, float(skills[name])) * float(steadiness[name]) ** 2 for name in skills}
+
+
 def skill_weights(skills: dict[str, float], given: dict[str, float], power: float = 2.0) -> dict[str, float]:
     """Fusion weights from skills: ``given * skill ** power``, divided by their sum (the given
     weights alone when no component shows any skill)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from tsdiff.cli.common import add_auth, auth_from
 from tsdiff.errors import ParameterError
+from tsdiff.fleet.pooling import THRESHOLD_RULES
 
 EXIT_ENTITIES_FAILED = 4
 #: failures listed one per line on stderr; the rest are counted (all of them go to --failures)
@@ -54,6 +55,19 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     )
     add_preset(fit, "default")
     fit.add_argument("--random-state", type=int, default=0, help="seed of every host's model")
+    fit.add_argument(
+        "--threshold",
+        choices=THRESHOLD_RULES,
+        default="auto",
+        help="each host's alert threshold: auto (default: hosts with too few held-out rows for a fitted "
+        "tail take one pooled over the fleet), pooled (every host), host (each its own)",
+    )
+    fit.add_argument(
+        "--risk",
+        type=float,
+        help="share of a host's normal rows that may be flagged (default: the detector's, 0.001); a fleet "
+        "of N hosts expects N x risk flagged rows per step",
+    )
     _common(fit, entity="entity", time="a column named timestamp, time, date or datetime, else none")
 
     score = commands.add_parser("score", help="score each entity with its own saved model")
@@ -165,6 +179,12 @@ def _report(result: Any, args: argparse.Namespace, what: str, seconds: float) ->
     n = len(result.entities)
     where = args.scheduler or f"{args.workers} local workers"
     _progress(f"tsdiff fleet {what}: {n - len(failed)} of {n} entities in {seconds:.1f}s ({where})")
+    pool = result.threshold_pool
+    if pool is not None:
+        _progress(
+            f"tsdiff fleet {what}: {pool['takers']} of {pool['hosts']} hosts take the threshold pooled "
+            f"over the fleet ({pool['rule']}, risk {pool['risk']:g})"
+        )
     for entity, error in failed.head(SHOWN_FAILURES).itertuples(index=False):
         _failure(f"tsdiff fleet {what}: failed: {entity}: {error}")
     if len(failed) > SHOWN_FAILURES:
@@ -185,6 +205,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         from tsdiff.registry import build
 
         detector = build(args.detector, args.preset, random_state=args.random_state)
+        if args.risk is not None:
+            detector.set_params(risk=args.risk)
         if args.prometheus is not None:
             return _fit_from_prometheus(args, detector, started)
         if args.data is None:
@@ -194,7 +216,13 @@ def run_fleet(args: argparse.Namespace) -> int:
         time_col = _time_column(data, args.time_column)
         _progress(f"tsdiff fleet fit: {len(data)} rows from {args.data}; {args.detector} per entity")
         result = fit_fleet(
-            data, detector, args.output, entity_col=entity_col, time_col=time_col, **_cluster(args)
+            data,
+            detector,
+            args.output,
+            entity_col=entity_col,
+            time_col=time_col,
+            threshold=args.threshold,
+            **_cluster(args),
         )
         return _report(result, args, f"fit (models in {args.output})", time.perf_counter() - started)
 
@@ -235,7 +263,14 @@ def _fit_from_prometheus(args: argparse.Namespace, detector: Any, started: float
     )
     _progress(f"tsdiff fleet fit: reading {args.prometheus} by {args.entity_label}; {args.detector} per host")
     result = fit_fleet_from_prometheus(
-        source, args.entity_label, args.start, args.end, detector, args.output, **_cluster(args)
+        source,
+        args.entity_label,
+        args.start,
+        args.end,
+        detector,
+        args.output,
+        threshold=args.threshold,
+        **_cluster(args),
     )
     return _report(result, args, f"fit (models in {args.output})", time.perf_counter() - started)
 

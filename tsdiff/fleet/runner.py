@@ -11,6 +11,7 @@ import pandas as pd
 
 from tsdiff.errors import InputError, ModelFormatError, ParameterError
 from tsdiff.fleet.cluster import fleet_client
+from tsdiff.fleet.pooling import POOLED, apply_thresholds, check_rule, choose_thresholds
 from tsdiff.fleet.storage import check_entity_names, entity_type, read_index, update_index
 from tsdiff.fleet.tasks import RECORD_COLUMNS, fit_group, score_group, split_entities
 
@@ -32,10 +33,15 @@ class FleetResult:
         Scoring only: one row per scored input row, ``<entity column>``, ``<time column>``,
         ``score``, ``label``, ``top_metrics`` and ``root_causes`` (``;``-separated metric names on
         the rows of each event). Empty after fitting.
+    threshold_pool
+        Fitting only: the pooled tail (``z``, ``risk``, ``hosts``, ``scores``, ``rule``, and
+        ``takers``: the hosts that took it), or None when no host took a pooled threshold.
     """
 
     entities: pd.DataFrame
     scores: pd.DataFrame
+    #: fitting only: the threshold pooled over the fleet (:mod:`tsdiff.fleet.pooling`), or None
+    threshold_pool: dict[str, Any] | None = None
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -161,6 +167,7 @@ def fit_fleet(
     processes: bool = True,
     verbose: bool = True,
     source: dict[str, Any] | None = None,
+    threshold: str = "auto",
 ) -> FleetResult:
     """Fit one copy of ``detector`` per entity of a long table and save each under ``model_dir``.
 
@@ -187,6 +194,11 @@ def fit_fleet(
     source
         Where the table came from (a Prometheus source's settings and its entity label), saved in
         the index for ``tsdiff fleet watch`` (see :func:`tsdiff.fleet.live.fit_fleet_from_prometheus`).
+    threshold
+        How each host's label threshold is chosen (:mod:`tsdiff.fleet.pooling`): ``"auto"`` (hosts
+        whose own held-out scores are too few for a fitted tail take one pooled over the fleet's
+        hosts, the others keep their own), ``"pooled"`` (every host takes the pooled one) or
+        ``"host"`` (every host keeps its own). The pool is saved in the index (``threshold_pool``).
 
     Returns
     -------
@@ -200,6 +212,7 @@ def fit_fleet(
 
     if not isinstance(detector, BaseDetector):
         raise ParameterError(f"detector must be a tsdiff detector, got {type(detector).__name__}")
+    check_rule(threshold)
     data = _check_table(data, entity_col, time_col)
     model_dir = Path(model_dir)
     try:
@@ -211,7 +224,8 @@ def fit_fleet(
     model_dir.mkdir(parents=True, exist_ok=True)
     with fleet_client(client, address, n_workers, threads_per_worker, processes) as c:
         outcomes = _run(c, data, entity_col, fit_group, (time_col, detector, str(model_dir)), verbose)
-    records, _ = _records(outcomes, score=False)
+        records, _ = _records(outcomes, score=False)
+        pool = _pool_thresholds(c, records, model_dir, float(detector.risk), threshold)
     from tsdiff.persist import encode_params
 
     fitted = {
@@ -219,6 +233,7 @@ def fit_fleet(
             "rows": r["rows"],
             "columns": r["columns"],
             "threshold": r["threshold"],
+            "threshold_method": r["threshold_method"],
             "type": entity_type(r["entity"]),
         }
         for r in records
@@ -235,12 +250,45 @@ def fit_fleet(
     }
     if source is not None:
         settings["source"] = source
+    if pool is not None:
+        settings["threshold_pool"] = pool
     update_index(model_dir, settings, fitted, failed)
     result = FleetResult(
-        _entities_frame([{k: r[k] for k in RECORD_COLUMNS} for r in records]), pd.DataFrame()
+        _entities_frame([{k: r[k] for k in RECORD_COLUMNS} for r in records]), pd.DataFrame(), pool
     )
     _log_failures(result, "fit")
     return result
+
+
+def _pool_thresholds(
+    client: Any, records: list[dict], model_dir: Path, risk: float, rule: str
+) -> dict[str, Any] | None:
+    """Choose the fitted hosts' thresholds under ``rule`` (:mod:`tsdiff.fleet.pooling`), set them in
+    their saved models (on the workers) and in ``records``; the pool's description, or None."""
+    ok = {str(r["entity"]): r for r in records if r["status"] == "ok"}
+    hosts = {name: (r["calibration"], r["threshold_method"]) for name, r in ok.items()}
+    for r in records:
+        r.pop("calibration", None)
+    if not hosts or all(s is None for s, _ in hosts.values()):
+        return None
+    hosts = {name: h for name, h in hosts.items() if h[0] is not None}
+    thresholds, pool = choose_thresholds(hosts, risk, rule)
+    if not thresholds:
+        return None
+    names = sorted(thresholds)
+    size = max(1, -(-len(names) // (4 * max(1, len(client.nthreads() or {0: 1})))))
+    chunks = [{n: thresholds[n] for n in names[i : i + size]} for i in range(0, len(names), size)]
+    futures = [client.submit(apply_thresholds, str(model_dir), chunk, pure=False) for chunk in chunks]
+    failed = {f["entity"] for future in futures for f in future.result()}
+    for name, value in thresholds.items():
+        if name not in failed:
+            ok[name].update(threshold=value, threshold_method=POOLED)
+    pool["takers"] = len(thresholds) - len(failed)
+    logger.info(
+        "%s threshold: %d of %d hosts take the pooled tail (z %.3g over %d scores)",
+        rule, len(thresholds) - len(failed), len(hosts), pool["z"], pool["scores"],
+    )  # fmt: skip
+    return pool
 
 
 def score_fleet(

@@ -82,7 +82,15 @@ def fit_group(
             continue
         columns = [json_ready(c) for c in metrics.columns]
         records.append(
-            _record(entity, len(part), started, columns=columns, threshold=float(detector.threshold_))
+            _record(
+                entity,
+                len(part),
+                started,
+                columns=columns,
+                threshold=float(detector.threshold_),
+                threshold_method=str(detector.threshold_method_),
+                calibration=detector.calibration_scores_,  # for a threshold pooled over the fleet
+            )
         )
     return records
 

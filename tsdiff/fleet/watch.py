@@ -86,6 +86,7 @@ class FleetWatcher:
         self.label = str(settings["entity_label"])
         self.source = PrometheusSource.from_dict(settings, url=url, auth=auth)
         self.detector_spec = index.get("detector")
+        self.threshold_pool = index.get("threshold_pool")  # new hosts take it as fit_fleet's did
         self.client = client
         self.hosts: list[str] = [str(name) for name in index["entities"]]
         self.columns = self._index_columns(index)
@@ -280,6 +281,7 @@ class FleetWatcher:
                 thread.start()
 
     def _fit_new(self, entity: str, first_ns: int, end_ns: int) -> None:
+        from tsdiff.fleet.pooling import POOLED, host_threshold, takes_pool
         from tsdiff.fleet.storage import entity_path, update_index
         from tsdiff.persist import detector_from_spec
 
@@ -290,9 +292,12 @@ class FleetWatcher:
             if "verbose" in detector.get_params(deep=False):
                 detector.set_params(verbose=False)
             detector.fit(frame.dropna(axis=1, how="all"))
+            pool = self.threshold_pool
+            if pool is not None and takes_pool(pool.get("rule", "auto"), detector.threshold_method_):
+                detector.set_threshold(host_threshold(detector.calibration_scores_, pool), POOLED)
             detector.save(entity_path(self.model_dir, entity))
             entry = {"rows": len(frame), "columns": list(detector.feature_names_in_), "type": "str"}
-            entry["threshold"] = float(detector.threshold_)
+            entry.update(threshold=float(detector.threshold_), threshold_method=detector.threshold_method_)
             update_index(self.model_dir, {}, {entity: entry}, {})
         except Exception as exc:  # a new host's fit must never stop the fleet
             logger.warning("fitting the new host %s failed: %s", entity, exc)

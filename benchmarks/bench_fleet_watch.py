@@ -97,10 +97,14 @@ def run(n_hosts: int, detector: str, preset: str, args: argparse.Namespace) -> d
         source = PrometheusSource(server.url, selector='{job="node"}', step=f"{args.step:g}s")
         end = START + pd.Timedelta(seconds=args.step * (args.history - 1))
         t0 = time.perf_counter()
+        template = build(detector, preset, random_state=0)
+        if args.risk is not None:
+            template.set_params(risk=args.risk)
         fit = fit_fleet_from_prometheus(
-            source, "instance", START, end, build(detector, preset, random_state=0), root / "fleet",
-            n_workers=args.workers, verbose=False,
+            source, "instance", START, end, template, root / "fleet",
+            n_workers=args.workers, verbose=False, threshold=args.threshold,
         )  # fmt: skip
+        own = own_thresholds(root / "fleet", fit.ok, float(template.risk))
         fit_s = time.perf_counter() - t0
         first = START + pd.Timedelta(seconds=args.step * args.history)
         until = START + pd.Timedelta(seconds=args.step * (rows - 1))
@@ -125,11 +129,26 @@ def run(n_hosts: int, detector: str, preset: str, args: argparse.Namespace) -> d
         {
             **fitted,
             "watch workers": workers,
-            **outcome(log, timing, anomalies, n_hosts, args.step),
+            **outcome(log, timing, anomalies, n_hosts, args.step, own),
             "SIGKILLs: rows lost / twice / changed": killed or "-",
         }
         for workers, log, timing in results
     ]
+
+
+def own_thresholds(model_dir: Path, hosts: list[str], risk: float) -> dict[str, float]:
+    """Each host's own threshold (POT on its own held-out scores, as ``--threshold host`` keeps it),
+    to count the false alarms the pool saved."""
+    import tsdiff
+    from tsdiff.fleet.storage import entity_path
+    from tsdiff.thresholds import make_threshold
+
+    return {
+        str(h): make_threshold("pot", risk=risk)
+        .fit(tsdiff.load(entity_path(model_dir, h)).calibration_scores_)
+        .threshold_
+        for h in hosts
+    }
 
 
 def outcome(
@@ -138,16 +157,22 @@ def outcome(
     anomalies: dict[str, tuple[int, int]],
     n_hosts: int,
     step: float,
+    own: dict[str, float],
 ) -> dict[str, Any]:
-    """A watch run's figures: its timing, and the anomalies and false alarms in its log."""
+    """A watch run's figures: its timing, and the anomalies and false alarms in its log (under the
+    fleet's thresholds, and under each host's own)."""
     durations, cpu, rss = timing
     flagged: dict[str, list[int]] = {}
-    normal_rows = normal_flagged = 0
+    own_flagged: set[str] = set()
+    normal_rows = normal_flagged = own_normal_flagged = 0
     for line in log.read_text().splitlines():
         row = json.loads(line)
         if row["entity"] not in anomalies and row.get("label") is not None:
             normal_rows += 1
             normal_flagged += row["label"] == 1
+            if row["score"] > own[row["entity"]]:
+                own_normal_flagged += 1
+                own_flagged.add(row["entity"])
         if row.get("label") == 1:
             at = round((row["seconds"] - START.value / 1e9) / step)
             flagged.setdefault(row["entity"], []).append(at)
@@ -164,6 +189,8 @@ def outcome(
         "anomalies found": f"{found} of {len(anomalies)}",
         "hosts flagged without an anomaly": len(elsewhere),
         "their rows flagged %": 100 * normal_flagged / max(1, normal_rows),
+        "same, own thresholds: hosts / rows %": f"{len(own_flagged)} / "
+        f"{100 * own_normal_flagged / max(1, normal_rows):.2f}",
     }
 
 
@@ -269,6 +296,10 @@ def main() -> None:
     parser.add_argument(
         "--kills", type=int, default=0, help="also SIGKILL a fleet watch this often (the first N only)"
     )
+    parser.add_argument(
+        "--threshold", default="auto", choices=("auto", "pooled", "host"), help="fleet fit --threshold"
+    )
+    parser.add_argument("--risk", type=float, help="fleet fit --risk (default: the detector's)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if not all(BINARIES):
@@ -292,7 +323,9 @@ def main() -> None:
         [
             f"Command: `python benchmarks/bench_fleet_watch.py --hosts {args.hosts} --metrics {args.metrics} "
             f"--detectors {args.detectors} --history {args.history} --live {args.live} --step {args.step:g} "
-            f"--watch-workers {args.watch_workers}{f' --kills {args.kills}' if args.kills else ''}` "
+            f"--watch-workers {args.watch_workers} --threshold {args.threshold}"
+            f"{f' --risk {args.risk:g}' if args.risk is not None else ''}"
+            f"{f' --kills {args.kills}' if args.kills else ''}` "
             f"(2 cores, alone). Split: none (cost). {args.metrics} metrics per host, {args.history} "
             f"training rows and {args.live} watched rows {args.step:g} s apart, backfilled into a real "
             "prometheus; the fit on "
@@ -301,8 +334,10 @@ def main() -> None:
             "every query once for all hosts, scoring each host, saving the state (fsync); CPU and peak "
             "memory count the watcher and its workers. "
             "An anomaly (5 rows shifted by 8 standard deviations on one metric of one host) is found "
-            "when its host is flagged within those rows or the 16 after them; the last two columns are "
-            "false alarms: the hosts without an anomaly that were flagged, and the share of their rows.",
+            "when its host is flagged within those rows or the 16 after them; the last three columns are "
+            "false alarms: the hosts without an anomaly that were flagged, the share of their rows, and "
+            "the same two figures had each host kept its own threshold (POT on its own held-out scores, "
+            f"`--threshold host`) instead of `--threshold {args.threshold}`.",
             "",
             *table,
         ]

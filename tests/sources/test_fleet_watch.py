@@ -134,7 +134,9 @@ def _exposition(watcher) -> str:
 
 
 def test_a_new_host_is_fitted_once_it_has_enough_history(fleet_server, tmp_path):
-    from tsdiff.fleet.storage import read_index
+    import tsdiff
+    from tsdiff.fleet.pooling import host_threshold
+    from tsdiff.fleet.storage import entity_path, read_index
     from tsdiff.fleet.watch import FleetWatcher
     from tsdiff.registry import build
 
@@ -147,7 +149,13 @@ def test_a_new_host_is_fitted_once_it_has_enough_history(fleet_server, tmp_path)
             for thread in list(watcher.fitting.values()):
                 thread.join(timeout=60)
         assert "web-9" in watcher.models and watcher.status["web-9"] == "scored"
-    assert "web-9" in read_index(tmp_path / "fleet")["entities"]
+    index = read_index(tmp_path / "fleet")
+    # the fleet's hosts had too few held-out rows for a tail fit, so they share a pooled threshold;
+    # the new host takes the same pool, scaled to its own scores
+    entry, pool = index["entities"]["web-9"], index["threshold_pool"]
+    assert entry["threshold_method"] == "pooled" and pool["takers"] == len(HOSTS)
+    model = tsdiff.load(entity_path(tmp_path / "fleet", "web-9"))
+    assert model.threshold_ == entry["threshold"] == host_threshold(model.calibration_scores_, pool)
 
 
 def test_fleet_fit_and_watch_from_the_command_line(fleet_server, tmp_path):

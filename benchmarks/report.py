@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+CONTENTS = "## Contents"
+HISTORY = "## History"
+
 
 def write_section(path: Path, title: str, body: str) -> None:
     """Put ``## title`` followed by ``body`` into ``path``, replacing a section of that title."""
@@ -23,8 +26,13 @@ def write_section(path: Path, title: str, body: str) -> None:
         if sec and sec[0].strip() == heading:
             sections[i] = new
             break
-    else:
-        sections.append(new)
+    else:  # a new topic: before the history of superseded figures, and listed in the contents
+        at = next((i for i, sec in enumerate(sections) if sec and sec[0].startswith(HISTORY)), len(sections))
+        sections.insert(at, new)
+        for sec in sections:
+            if sec and sec[0].strip() == CONTENTS:
+                entry = next((j for j, line in enumerate(sec) if line.startswith("- History")), len(sec))
+                sec.insert(entry, f"- {title}")
     blocks = ["\n".join(sec).strip("\n") for sec in sections]
     text = "\n\n".join(b for b in blocks if b) + "\n"
     path.write_text(text)

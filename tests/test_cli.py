@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import tsdiff
 from tsdiff.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
 
@@ -294,3 +295,15 @@ def test_evaluate_joins_labels_on_time_and_checks_its_window(tmp_path, capsys):
     labels.assign(label=0).to_csv(tmp_path / "none.csv")
     assert main(["evaluate", str(tmp_path / "s.csv"), str(tmp_path / "none.csv")]) == EXIT_OK
     assert "mark no anomaly" in capsys.readouterr().err
+
+
+def test_fit_of_a_fused_model_reports_its_weights_and_their_evidence(tmp_path, capsys):
+    _files(tmp_path)
+    model = tmp_path / "model"
+    argv = ["fit", str(tmp_path / "train.csv"), "-o", str(model), "--detector", "hybrid", "--preset", "tiny"]
+    assert main(argv) == EXIT_OK
+    line = next(x for x in capsys.readouterr().err.splitlines() if "fusion weights" in x)
+    weights = tsdiff.load(model).weights_
+    for name, weight in weights.items():
+        assert f"{name} {weight:.2f} (skills " in line and "stability" in line
+    assert line.endswith("[injection-stability]")

@@ -137,7 +137,20 @@ def run_fit(args: argparse.Namespace) -> int:
     detector.save(args.output)
     name = type(detector).__name__ if args.warm_start else args.detector
     progress(f"tsdiff fit: {name} fitted in {time.perf_counter() - t0:.1f}s, saved to {args.output}")
+    if getattr(detector, "weights_", None) is not None:
+        progress(f"tsdiff fit: fusion weights {describe_weights(detector)}")
     return EXIT_OK
+
+
+def describe_weights(detector: Any) -> str:
+    """A fused model's weights and the label-free evidence they came from, for one line."""
+    evidence = detector.weighting_ or {}
+    parts = []
+    for name, weight in detector.weights_.items():
+        why = ", ".join(f"{kind} {values[name]:.2f}" for kind, values in evidence.items() if name in values)
+        parts.append(f"{name} {weight:.2f}" + (f" ({why})" if why else ""))
+    rule = detector.weighting if evidence else "fixed"
+    return "; ".join(parts) + f" [{rule}]"
 
 
 #: ``NAME=QUERY``: an identifier, then one ``=`` that does not begin a comparison (``==``, ``=~``)

@@ -71,9 +71,25 @@ def parse_variant(name: str) -> tuple[str, dict[str, Any]]:
     return match.group(1), params
 
 
+#: the registered detector a fused detector's component left at None stands for
+COMPONENT_DEFAULTS = {"diffusion": "imdiffusion", "causal": "causal"}
+
+
 def variant(factory: Callable[[], Any], params: dict[str, Any]) -> Callable[[], Any]:
+    """The detector with ``params`` set; a nested key (``diffusion__max_steps``) whose component is
+    left at its default (None) first gets that default as an estimator of its own."""
+
+    from tsdiff.registry import build as registered
+
     def build() -> Any:
-        return factory().set_params(**params)
+        detector = factory()
+        for head in {key.split("__", 1)[0] for key in params if "__" in key}:
+            if head in COMPONENT_DEFAULTS and detector.get_params(deep=False).get(head, "absent") is None:
+                component = registered(COMPONENT_DEFAULTS[head], "default")
+                if "verbose" in component.get_params(deep=False):
+                    component.set_params(verbose=False)
+                detector.set_params(**{head: component})
+        return detector.set_params(**params)
 
     return build
 

@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_events
 from bench_fusion_weights import series_evidence
 from run import detector_factories, parse_variant, variant
+from splits import Split
 
 from tsdiff.fusion import fuse
 from tsdiff.injection import evidence, skill_weights
 from tsdiff.metrics import choose_sliding_window, vus_pr
+
+
+def cases(split: str, datasets: list[str], msl_subset: int) -> Any:
+    """``bench_events.cases``, with only ``msl_subset`` of the split's MSL channels (0: all)."""
+    for dataset in datasets:
+        if dataset == "msl" and msl_subset:
+            for series in Split(split, msl_subset=msl_subset).series(["msl"]):
+                yield bench_events.Case(
+                    series.dataset, series.name, series.train, series.test, series.labels, None
+                )
+        else:
+            yield from bench_events.cases(split, [dataset])
 
 
 def default_scores(case, cache: Path) -> dict[str, float]:
@@ -71,6 +85,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="smd,skab,synthetic")
     parser.add_argument("--variants", required=True, help="key=value[,key=value] per variant, ';' between")
     parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / "out" / "events")
+    parser.add_argument("--msl-subset", type=int, default=0, help="only this many MSL channels (0: all)")
     parser.add_argument("--raw", type=Path, help="per-series results (JSON lines), read back to resume")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -84,7 +99,7 @@ def main() -> None:
             row = json.loads(line)
             done[(row["variant"], row["series"])] = row
     results: dict[str, dict[str, list[dict]]] = {}
-    for case in bench_events.cases(args.split, args.datasets.split(",")):
+    for case in cases(args.split, args.datasets.split(","), args.msl_subset):
         key = f"{case.dataset}/{case.name}"
         rows = {"default": default_scores(case, args.cache)}
         for text in variants:
@@ -118,10 +133,11 @@ def main() -> None:
         lines.append(
             f"| {name} | {cells} | {statistics.fmean(means.values()):.3f} | {loss:+.3f} | {fit:.0f} |"
         )
+    subset = f" --msl-subset {args.msl_subset}" if args.msl_subset else ""
     text = "\n".join(
         [
             f"Command: `python benchmarks/bench_fit_time.py --split {args.split} --datasets {args.datasets} "
-            f'--variants "{args.variants}"` (2 cores, alone). Split: {args.split}. The default\'s '
+            f'--variants "{args.variants}"{subset}` (2 cores, alone). Split: {args.split}. The default\'s '
             "models are those of 'Events and their root causes' (fused here under today's rule); each "
             "variant is fitted with seed 0 on the same training rows.",
             "",

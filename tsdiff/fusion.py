@@ -280,7 +280,7 @@ class FusionDetector(BaseDetector):
                 skills = evidence(skills, steady)
             self.weights_ = skill_weights(skills, given, float(self.weighting_power))
             if self.verbose:
-                logger.info("fusion weights %s from injected-anomaly skills %s", self.weights_, skills)
+                logger.info("fusion weights %s from %s", self.weights_, self.weighting_)
         calibrated = {name: self.calibrators_[name].transform(h) for name, h in held.items()}
         return fuse(calibrated, self.weights_)
 

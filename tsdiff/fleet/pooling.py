@@ -47,17 +47,20 @@ def check_rule(rule: str) -> str:
 
 
 def robust_scale(scores: np.ndarray) -> tuple[float, float]:
-    """A host's median and spread (interquartile range; the standard deviation where that is 0, and
-    1 where both are) of its finite calibration scores."""
-    x = np.asarray(scores, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    """A host's median and robust spread (:func:`tsdiff.injection.robust_spread`: the interquartile
+    range over 1.349, the standard deviation where that is 0, and 1 where both are) of its finite
+    calibration scores."""
+    from tsdiff.injection import robust_spread
+
+    x = finite(scores)
     if x.size == 0:
         return 0.0, 1.0
-    q25, q50, q75 = np.percentile(x, [25, 50, 75])
-    spread = float(q75 - q25)
-    if not spread > 0:
-        spread = float(np.std(x))
-    return float(q50), spread if spread > 0 else 1.0
+    return float(np.median(x)), float(robust_spread(x[:, None])[0])
+
+
+def finite(scores: np.ndarray) -> np.ndarray:
+    x = np.asarray(scores, dtype=np.float64)
+    return x[np.isfinite(x)]
 
 
 def pooled_level(calibrations: Iterable[np.ndarray], risk: float) -> dict[str, Any]:
@@ -68,8 +71,7 @@ def pooled_level(calibrations: Iterable[np.ndarray], risk: float) -> dict[str, A
     parts = []
     for scores in calibrations:
         loc, spread = robust_scale(scores)
-        x = np.asarray(scores, dtype=np.float64)
-        parts.append((x[np.isfinite(x)] - loc) / spread)
+        parts.append((finite(scores) - loc) / spread)
     pooled = np.concatenate(parts) if parts else np.empty(0)
     if len(parts) < MIN_HOSTS or pooled.size == 0:
         raise ParameterError(

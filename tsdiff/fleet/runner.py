@@ -267,16 +267,14 @@ def _pool_thresholds(
     their saved models (on the workers) and in ``records``; the pool's description, or None."""
     ok = {str(r["entity"]): r for r in records if r["status"] == "ok"}
     hosts = {name: (r["calibration"], r["threshold_method"]) for name, r in ok.items()}
+    hosts = {name: h for name, h in hosts.items() if h[0] is not None}  # None: saved without them
     for r in records:
         r.pop("calibration", None)
-    if not hosts or all(s is None for s, _ in hosts.values()):
-        return None
-    hosts = {name: h for name, h in hosts.items() if h[0] is not None}
     thresholds, pool = choose_thresholds(hosts, risk, rule)
     if not thresholds:
         return None
     names = sorted(thresholds)
-    size = max(1, -(-len(names) // (4 * max(1, len(client.nthreads() or {0: 1})))))
+    size = max(1, -(-len(names) // (4 * max(1, len(client.nthreads())))))  # 4 chunks per worker
     chunks = [{n: thresholds[n] for n in names[i : i + size]} for i in range(0, len(names), size)]
     futures = [client.submit(apply_thresholds, str(model_dir), chunk, pure=False) for chunk in chunks]
     failed = {f["entity"] for future in futures for f in future.result()}

@@ -56,9 +56,15 @@ def series_evidence(case: Any, cache: Path) -> dict[str, Any]:
     if path.exists():
         kept = dict(np.load(path, allow_pickle=False))
         names = [str(n) for n in kept["names"]]
+        if any(f"held_{n}" not in kept for n in names):  # kept before the held-out scores were
+            det, _ = bench_events.scored(case, "hybrid", cache)
+            held = common_tail({n: c.calibration_scores_ for n, c in det.components_.items()})
+            kept.update({f"held_{n}": np.asarray(held[n]) for n in names})
+            np.savez(path, **kept)
         return {
             "skills": dict(zip(names, map(float, kept["skills"]), strict=True)),
             "stability": dict(zip(names, map(float, kept["stability"]), strict=True)),
+            "held": {n: kept[f"held_{n}"] for n in names},
             "calibrated": {n: kept[f"test_{n}"] for n in names},
             "cost": (float(kept["inject_seconds"]), float(kept["fit_seconds"])),
         }
@@ -80,16 +86,37 @@ def series_evidence(case: Any, cache: Path) -> dict[str, Any]:
         inject_seconds=np.asarray(inject_s),
         fit_seconds=np.asarray(float(parts["fit_seconds"])),
         **{f"test_{n}": np.asarray(calibrated[n]) for n in names},
+        **{f"held_{n}": np.asarray(held[n]) for n in names},
     )
     return {
         "skills": skills,
         "stability": steady,
+        "held": held,
         "calibrated": calibrated,
         "cost": (inject_s, float(parts["fit_seconds"])),
     }
 
 
-def rules_for(skills: dict[str, float], steady: dict[str, float]) -> dict[str, dict[str, float]]:
+def chance_corrected(held: np.ndarray) -> float:
+    """The stability corrected for chance, as the skill is: the halves' KS distance above its 95%
+    critical value for two samples of that size, scaled to [0, 1] (so a short held-out set is not
+    called unsteady for the spread of few scores alone)."""
+    x = np.asarray(held, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    crit = min(1.0, 1.358 * np.sqrt(4.0 / max(len(x), 1)))
+    distance = 1.0 - stability(x)
+    return 1.0 - max(0.0, distance - crit) / (1.0 - crit) if crit < 1.0 else 1.0
+
+
+def shrunk(held: np.ndarray, rows: float = 300.0) -> float:
+    """The stability shrunk towards 1 on few held-out rows: 1 - distance x n / (n + rows)."""
+    n = int(np.isfinite(np.asarray(held, dtype=np.float64)).sum())
+    return 1.0 - (1.0 - stability(held)) * n / (n + rows)
+
+
+def rules_for(
+    skills: dict[str, float], steady: dict[str, float], held: dict[str, np.ndarray] | None = None
+) -> dict[str, dict[str, float]]:
     """Every candidate weighting rule, from one series' label-free evidence."""
     given = {"diffusion": 0.5, "causal": 0.5}
     rules: dict[str, dict[str, float]] = {"fixed 0.5 / 0.5 (before)": given}
@@ -104,6 +131,14 @@ def rules_for(skills: dict[str, float], steady: dict[str, float]) -> dict[str, d
     for power in POWERS:
         both = evidence(skills, steady)
         rules[f"injection x stability^2, power {power:g}"] = skill_weights(both, given, power)
+    if held is not None:  # the stability corrected for short held-out sets, at the default's power
+        for label, measure in (
+            ("chance-corrected", chance_corrected),
+            ("shrunk (300 rows)", shrunk),
+            ("shrunk (1,000 rows)", lambda h: shrunk(h, 1000.0)),
+        ):
+            both = evidence(skills, {n: measure(h) for n, h in held.items()})
+            rules[f"injection x {label} stability^2, power 2"] = skill_weights(both, given, 2.0)
     return rules
 
 
@@ -121,7 +156,7 @@ def hybrid_rows(split: str, datasets: list[str], cache: Path) -> list[str]:
         for name, score in alone.items():
             bucket.setdefault(f"{name} alone", []).append(score)
         bucket.setdefault("best component per series (oracle)", []).append(max(alone.values()))
-        for rule, weights in rules_for(skills, steady).items():
+        for rule, weights in rules_for(skills, steady, ev["held"]).items():
             fused = fuse(calibrated, weights)
             bucket.setdefault(rule, []).append(vus_pr(labels, fused, sliding_window=window))
         logging.info(

@@ -397,6 +397,15 @@ class StreamScorer:
             }
         )
 
+    def buffered_frame(self) -> pd.DataFrame:
+        """The raw rows held in memory (gaps as missing values), with their index: what a model
+        taking over from this one is warmed with (:meth:`warm`)."""
+        return pd.DataFrame(
+            self._values.copy(),
+            index=pd.Index(list(self._index)),
+            columns=list(self.detector.feature_names_in_),
+        )
+
     @property
     def buffered_rows(self) -> int:
         """Rows held in memory (bounded by the detector's reach, not by the stream's length)."""

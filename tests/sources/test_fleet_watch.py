@@ -5,6 +5,7 @@ host that disappears goes stale, a new one is reported, and a restart loses and 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -133,6 +134,46 @@ def _exposition(watcher) -> str:
     return generate_latest(registry).decode()
 
 
+def test_scheduled_refits_take_over_host_by_host_and_a_restart_keeps_them(fleet_server, tmp_path):
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.registry import build
+
+    server, _ = fleet_server
+    _fleet(server, build("causal", "tiny", random_state=0), tmp_path / "fleet")
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    last = START + pd.Timedelta(minutes=ROWS - 1)
+    files = {"state_path": tmp_path / "state.json", "output": tmp_path / "rows.jsonl"}
+    options = {"start": first, "batch": 20, "refit_every": "1h", "refit_window": "5h", "merge_gap": "10m"}
+    with FleetWatcher(tmp_path / "fleet", **files, **options) as watcher:
+        assert watcher.shards.scorers["web-1"].incidents.rules.merge_gap == 10  # 10 minutes of 60 s rows
+        for _ in range(8):  # 160 rows: refit rounds start after rows 60 and 120
+            watcher.poll(until=last)
+            watcher.refits.wait(timeout=120)
+        assert (watcher.refits.rounds, watcher.refits.refits, watcher.refits.failures) == (2, 6, 0)
+        refitted = dict(watcher.refits.paths)
+        assert sorted(refitted) == sorted(HOSTS) and all(p.endswith(".2") for p in refitted.values())
+        assert all(watcher.models[h].feature_names_in_ is not None for h in HOSTS)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["models"] == refitted
+    folder = tmp_path / "state.json.models"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(Path(p).name for p in refitted.values())
+    # a restart goes on with the refitted models (a scorer's state refuses any other model)
+    with FleetWatcher(tmp_path / "fleet", **files, **options) as watcher:
+        assert watcher.refits.paths == refitted
+        while watcher.poll(until=last):
+            watcher.refits.wait(timeout=120)
+        watcher.finish()
+        assert watcher.refits.rounds >= 4
+        text = _exposition(watcher)
+    logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    keys = [(r["entity"], r["time"]) for r in logged]
+    assert len(keys) == len(set(keys)) == 3 * (ROWS - FIT_ROWS)  # no row lost or twice across swaps
+    web = [r for r in logged if r["entity"] == "web-1"]
+    labels = np.array([r["label"] for r in web])
+    assert labels[200:206].mean() > labels[:150].mean() + 0.5  # refitted models still see the anomaly
+    assert "tsdiff_refits_total" in text
+
+
 def test_a_new_host_is_fitted_once_it_has_enough_history(fleet_server, tmp_path):
     import tsdiff
     from tsdiff.fleet.pooling import host_threshold
@@ -198,6 +239,11 @@ def test_fleet_fit_and_watch_from_the_command_line(fleet_server, tmp_path):
     missing = subprocess.run([*cli, "fit", "--prometheus", server.url, "--selector", "{job='node'}",
                               "-o", str(tmp_path / "x")], capture_output=True, text=True)  # fmt: skip
     assert missing.returncode == 2 and "--entity-label" in missing.stderr
+    short = subprocess.run(
+        [*cli, "watch", str(tmp_path / "fleet"), "--listen", "127.0.0.1:0", "--merge-gap", "10m",
+         "--refit-every", "1h", "--refit-window", "30s"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert short.returncode == 2 and "refit window of 30 s is shorter than one step" in short.stderr
 
 
 def test_hosts_sharded_over_dask_workers_score_as_in_one_process(fleet_server, tmp_path):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tsdiff.cli.common import add_auth, auth_from
+from tsdiff.cli.common import add_auth, add_merge_gap, auth_from
 from tsdiff.errors import ParameterError
 from tsdiff.fleet.pooling import THRESHOLD_RULES
 
@@ -113,6 +113,16 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
         "--fit-new-after",
         metavar="DURATION",
         help="fit a model for a host without one once it has this much history (e.g. 1d); default: report it",
+    )
+    add_merge_gap(watch, "(a duration becomes rows of the fleet's step)")
+    watch.add_argument(
+        "--refit-every",
+        metavar="DURATION",
+        help="refit every host's model in the background on a schedule, every DURATION of rows (e.g. 7d); "
+        "the refitted models are kept beside the state",
+    )
+    watch.add_argument(
+        "--refit-window", default="1d", metavar="DURATION", help="rows each refit learns from (default 1d)"
     )
 
 
@@ -310,6 +320,9 @@ def _watch_with(args: argparse.Namespace, model: Any, state: str, client: Any, h
         batch=args.batch,
         top_k=args.top_k,
         fit_new_after=args.fit_new_after,
+        merge_gap=args.merge_gap,
+        refit_every=args.refit_every,
+        refit_window=args.refit_window,
         url=args.prometheus,
         auth=auth_from(args),
         client=client,

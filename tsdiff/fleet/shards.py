@@ -51,6 +51,11 @@ class HostScorers:
         Saved scorer states by host (a restart); a host without one starts afresh.
     top_k
         Metrics named per row, and root causes summarised per open incident.
+    segmentation
+        How a host's final rows are cut into incidents (a
+        :class:`~tsdiff.segmentation.SegmentRules`; None: the detector's own rules).
+    models
+        Hosts whose model is not the fleet directory's (a refitted one): the file to load instead.
     """
 
     def __init__(
@@ -59,26 +64,57 @@ class HostScorers:
         entities: Iterable[str] = (),
         states: dict[str, Any] | None = None,
         top_k: int = 3,
+        segmentation: Any = None,
+        models: dict[str, str] | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.top_k = int(top_k)
+        self.segmentation = segmentation
         self.models: dict[str, Any] = {}
         self.scorers: dict[str, Any] = {}
         for entity in entities:
-            self.add(entity, (states or {}).get(entity))
+            self.add(entity, (states or {}).get(entity), (models or {}).get(entity))
 
-    def add(self, entity: str, state: dict[str, Any] | None = None) -> None:
-        """Load a host's model (from the fleet directory) and start, or resume, its scorer."""
+    def add(self, entity: str, state: dict[str, Any] | None = None, path: str | None = None) -> None:
+        """Load a host's model (from the fleet directory, or ``path``) and start, or resume, its
+        scorer."""
         import tsdiff
         from tsdiff.fleet.storage import entity_path
         from tsdiff.stream import StreamScorer
 
-        model = tsdiff.load(entity_path(self.model_dir, entity))
+        model = tsdiff.load(entity_path(self.model_dir, entity) if path is None else path)
         self.models[entity] = model
         if state is None:
-            self.scorers[entity] = StreamScorer(model, top_k=self.top_k)
+            self.scorers[entity] = StreamScorer(model, top_k=self.top_k, segmentation=self.segmentation)
         else:
             self.scorers[entity] = StreamScorer.from_state(model, state)
+
+    def swap(self, entity: str, path: str) -> dict[str, Any]:
+        """Put the model saved at ``path`` (a refit) in charge of a host, losing and repeating no
+        row: the old scorer finalises the rows it holds and ends its incident (as at the end of a
+        stream), the new one is warmed with the rows the old one kept (their scores are not emitted
+        again). Returns the outcome of those last rows."""
+        import tsdiff
+        from tsdiff.stream import StreamScorer
+
+        model = tsdiff.load(path)
+        old = self.scorers[entity]
+        result = empty_outcome()
+        out = old.flush()
+        self._outcome(entity, out, result)
+        last = old.incidents.rows[-1].time if old.incidents.rows else None
+        for change, incident in old.incidents.close(last):
+            causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
+            result["changes"].append(f"{entity}: incident {incident.id} {change} (root causes {causes})")
+        scorer = StreamScorer(model, top_k=self.top_k, segmentation=old.incidents.rules)
+        held = old.buffered_frame()
+        if len(held):
+            scorer.warm(held.set_axis(list(model.feature_names_in_), axis=1))
+        scorer.incidents.incidents_opened = old.incidents.incidents_opened  # ids go on, never reused
+        self.models[entity], self.scorers[entity] = model, scorer
+        result["summary"][entity] = {"threshold": float(scorer.threshold), "open": False, "causes": []}
+        result["states"][entity] = scorer.state()
+        return result
 
     def entities(self) -> list[str]:
         return list(self.scorers)
@@ -144,7 +180,15 @@ class DaskShards:
     ``client`` is a ``distributed.Client``; ``hosts`` the fleet's hosts with their saved states.
     """
 
-    def __init__(self, client: Any, model_dir: Path, hosts: dict[str, Any], top_k: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        model_dir: Path,
+        hosts: dict[str, Any],
+        top_k: int,
+        segmentation: Any = None,
+        models: dict[str, str] | None = None,
+    ) -> None:
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise ParameterError("the Dask cluster has no workers to score the fleet on")
@@ -160,6 +204,8 @@ class DaskShards:
                 group,
                 {e: hosts[e] for e in group},
                 top_k,
+                segmentation,
+                {e: p for e, p in (models or {}).items() if e in group},
                 actor=True,
                 workers=[worker],
                 pure=False,
@@ -181,3 +227,6 @@ class DaskShards:
 
     def add(self, entity: str) -> None:
         self.actors[shard_of(entity, self.n)].add(entity).result()
+
+    def swap(self, entity: str, path: str) -> dict[str, Any]:
+        return self.actors[shard_of(entity, self.n)].swap(entity, path).result()

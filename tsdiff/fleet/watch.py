@@ -32,6 +32,7 @@ import pandas as pd
 
 from tsdiff.errors import ParameterError, SourceError
 from tsdiff.fileio import FileLock, write_atomic
+from tsdiff.fleet.refits import FleetRefits, remove_model
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,15 @@ class FleetWatcher:
     url, auth
         Another server than the one the fleet was fitted from, and other credentials
         (:class:`~tsdiff.sources.http.Auth`) than those it was fitted with.
+    merge_gap
+        Quiet time that ends a host's incident, in rows or as a duration (None: the models' own
+        rules), as for ``tsdiff watch``.
+    refit_every, refit_window
+        Durations: every ``refit_every`` of rows, refit every host's model warm on its last
+        ``refit_window`` of rows (:meth:`~tsdiff.base.BaseDetector.refit`), in the background while
+        the old models go on scoring; each refitted model takes over its host between two polls
+        with no row lost or scored twice, and is saved beside the state (``<state>.models/``; the
+        fleet directory is left as fitted). Needs a ``state_path``.
     """
 
     def __init__(
@@ -71,8 +81,12 @@ class FleetWatcher:
         url: str | None = None,
         client: Any = None,
         auth: Any = None,
+        merge_gap: Any = None,
+        refit_every: Any = None,
+        refit_window: Any = "1d",
     ) -> None:
         from tsdiff.fleet.storage import read_index
+        from tsdiff.segmentation import SegmentRules
         from tsdiff.sources.prometheus import PrometheusSource, parse_duration, parse_time
         from tsdiff.watch.rowlog import RowLog
 
@@ -96,6 +110,7 @@ class FleetWatcher:
         self.batch, self.top_k = int(batch), int(top_k)
         self.fit_new_after = None if fit_new_after is None else parse_duration(fit_new_after)
         self.step_ns = round(self.source.step * 1e9)
+        self.rules = None if merge_gap is None else SegmentRules().with_merge_gap(merge_gap, self.source.step)
         relative = isinstance(start, str) and start.strip().startswith("now")
         self._start_back_ns = -parse_time(start, now=0.0).value if relative else 0
         self.next_ns: int | None = (
@@ -104,6 +119,8 @@ class FleetWatcher:
         self.lock = threading.Lock()  # the figures /metrics reads
         self.polling = threading.Lock()  # the shards: a poll, or a new host joining them
         self.state_path = None if state_path is None else Path(state_path)
+        every = None if refit_every is None else parse_duration(refit_every)
+        self.refits = FleetRefits(self, every, parse_duration(refit_window))
         self.shards: Any = None  # HostScorers here, or DaskShards over the client's workers
         self.scorer_states: dict[str, Any] = {}  # per host, its scorer's state after the last poll
         self.summary: dict[str, dict[str, Any]] = {}  # per host: threshold, open incident, causes
@@ -167,10 +184,13 @@ class FleetWatcher:
 
         states = {} if saved is None else dict(saved["scorers"])
         hosts = {entity: states.get(entity) for entity in self.hosts}
+        if saved is not None:
+            self.refits.restore(saved, set(hosts))
+        options = {"top_k": self.top_k, "segmentation": self.rules, "models": self.refits.paths}
         if self.client is None:
-            self.shards = HostScorers(self.model_dir, hosts, states, top_k=self.top_k)
+            self.shards = HostScorers(self.model_dir, hosts, states, **options)
         else:
-            self.shards = DaskShards(self.client, self.model_dir, hosts, top_k=self.top_k)
+            self.shards = DaskShards(self.client, self.model_dir, hosts, **options)
         self.scorer_states = {e: s for e, s in states.items() if e in hosts}
         if saved is not None:
             try:
@@ -200,6 +220,7 @@ class FleetWatcher:
             "first_seen": self.first_seen,
             "scorers": self.scorer_states,
             "output": None if self.log is None else self.log.identity(),
+            **self.refits.state(),
         }
         write_atomic(self.state_path, json.dumps(state))
 
@@ -237,12 +258,16 @@ class FleetWatcher:
         with self.lock:
             hosts = set(self.hosts)
         with self.polling:
-            records = self._take(self.shards.update({e: f for e, f in frames.items() if e in hosts}, grid))
+            records, retired = self.refits.swap_ready(self.shards, self._take)
+            records += self._take(self.shards.update({e: f for e, f in frames.items() if e in hosts}, grid))
         self._watch_new(frames, end_ns)
         if self.log is not None:
             self.log.append(records)
         self.next_ns = end_ns + self.step_ns
         self._save()
+        for path in retired:  # models no saved state refers to any more
+            remove_model(path)
+        self.refits.observe(len(grid), end_ns)
         self.poll_seconds = time.perf_counter() - started
         self.rows_behind = max(0, (bound - self.next_ns) // self.step_ns + 1)
         return len(grid)
@@ -412,3 +437,9 @@ def families(watcher: FleetWatcher) -> Iterator[Any]:
     yield CounterMetricFamily(
         "tsdiff_rows_scored", "Final rows with data, over all hosts.", value=watcher.rows_scored
     )
+    refits = watcher.refits
+    if refits.every is not None:
+        yield CounterMetricFamily(
+            "tsdiff_refits", "Refitted host models that took over.", value=refits.refits
+        )
+        yield CounterMetricFamily("tsdiff_refit_failures", "Host refits that failed.", value=refits.failures)

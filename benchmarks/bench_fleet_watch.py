@@ -112,8 +112,9 @@ def run(n_hosts: int, detector: str, preset: str, args: argparse.Namespace) -> d
         for workers in (int(w) for w in args.watch_workers.split(",")):
             log = root / f"rows-{workers}.jsonl"
             # the watcher in its own process, so its peak memory is its own (not the simulation's)
+            refit = (args.refit_every, f"{args.refit_window or args.history * args.step:g}s")
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                timing = pool.submit(watch, root, log, first, until, workers).result()
+                timing = pool.submit(watch, root, log, first, until, workers, refit).result()
             results.append((workers, log, timing))
         kills = args.kills if n_hosts == int(args.hosts.split(",")[0]) else 0
         killed = kill_cycles(root, results[0][1], first, until, kills, n_hosts) if kills else None
@@ -129,7 +130,8 @@ def run(n_hosts: int, detector: str, preset: str, args: argparse.Namespace) -> d
         {
             **fitted,
             "watch workers": workers,
-            **outcome(log, timing, anomalies, n_hosts, args.step, own),
+            **outcome(log, timing[:3], anomalies, n_hosts, args.step, own),
+            **(timing[3] if args.refit_every else {}),
             "SIGKILLs: rows lost / twice / changed": killed or "-",
         }
         for workers, log, timing in results
@@ -237,11 +239,17 @@ def kill_cycles(
 
 
 def watch(
-    root: Path, log: Path, first: pd.Timestamp, until: pd.Timestamp, workers: int
-) -> tuple[list, list, float]:
+    root: Path,
+    log: Path,
+    first: pd.Timestamp,
+    until: pd.Timestamp,
+    workers: int,
+    refit: tuple[str | None, str] = (None, "1d"),
+) -> tuple[list, list, float, dict[str, Any]]:
     """Replay the live rows one poll per step, the hosts scored here (``workers`` 0) or sharded over
     that many local Dask workers; each poll's seconds and CPU seconds (this process and the
-    workers), and the peak RSS MiB of this process plus the workers'."""
+    workers), the peak RSS MiB of this process plus the workers', and (``refit``: every, window)
+    the scheduled refits made meanwhile."""
     import contextlib
 
     from tsdiff.fleet.cluster import fleet_client
@@ -257,9 +265,11 @@ def watch(
             return time.process_time() + there
 
         state = root / f"state-{workers}.json"
+        every, window = refit
         with FleetWatcher(
-            root / "fleet", state_path=state, output=log, start=first, batch=1, client=client
-        ) as w:
+            root / "fleet", state_path=state, output=log, start=first, batch=1, client=client,
+            refit_every=every, refit_window=window,
+        ) as w:  # fmt: skip
             while True:
                 c0 = cpu_now()
                 if not w.poll(until=until):
@@ -267,8 +277,15 @@ def watch(
                 durations.append(w.poll_seconds)
                 cpu.append(cpu_now() - c0)
             w.finish()
+            w.refits.wait()
+            refits = {
+                "refit rounds": w.refits.rounds,
+                "hosts refitted (took over)": w.refits.refits,
+                "refit failures": w.refits.failures,
+                "last refit round s": w.refits.round_seconds,
+            }
         rss = peak_rss_mib() + (sum(client.run(peak_rss_mib).values()) if client is not None else 0.0)
-    return durations, cpu, rss
+    return durations, cpu, rss, refits
 
 
 def peak_rss_mib() -> float:
@@ -300,6 +317,10 @@ def main() -> None:
         "--threshold", default="auto", choices=("auto", "pooled", "host"), help="fleet fit --threshold"
     )
     parser.add_argument("--risk", type=float, help="fleet fit --risk (default: the detector's)")
+    parser.add_argument("--refit-every", help="fleet watch --refit-every (a duration; default: none)")
+    parser.add_argument(
+        "--refit-window", type=float, help="seconds of rows each refit learns from (default: the history)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if not all(BINARIES):
@@ -325,7 +346,8 @@ def main() -> None:
             f"--detectors {args.detectors} --history {args.history} --live {args.live} --step {args.step:g} "
             f"--watch-workers {args.watch_workers} --threshold {args.threshold}"
             f"{f' --risk {args.risk:g}' if args.risk is not None else ''}"
-            f"{f' --kills {args.kills}' if args.kills else ''}` "
+            f"{f' --kills {args.kills}' if args.kills else ''}"
+            f"{f' --refit-every {args.refit_every}' if args.refit_every else ''}` "
             f"(2 cores, alone). Split: none (cost). {args.metrics} metrics per host, {args.history} "
             f"training rows and {args.live} watched rows {args.step:g} s apart, backfilled into a real "
             "prometheus; the fit on "
@@ -348,7 +370,8 @@ def main() -> None:
         from report import write_section
 
         # a run with SIGKILLs has its own section (it is made with fewer hosts)
-        write_section(args.out, "Fleet watch under SIGKILL" if args.kills else "Fleet watch", text)
+        title = "Fleet watch under SIGKILL" if args.kills else "Fleet watch"
+        write_section(args.out, f"{title} with scheduled refits" if args.refit_every else title, text)
 
 
 if __name__ == "__main__":

@@ -49,11 +49,15 @@ DIFFUSION_MODES: dict[str, Callable[..., object]] = {
         "tiny",
         **{
             "diffusion": build("imdiffusion", "tiny", tail=4, tail_fraction=0.5, score_masks="tail"),
-            "causal": build("causal", "tiny", smooth=8),
+            "causal": build("causal", "tiny", smooth=16, smooth_ahead=3),
             **kw,
         },
     ),
 }
-DETECTORS: dict[str, Callable[..., object]] = {name: tiny(name) for name in REGISTRY} | DIFFUSION_MODES
+#: the causal model's streaming smoothing (16 rows, 3 of them ahead), as its streaming preset has it
+STREAMING_CAUSAL = {"causal-streaming": variant("causal", smooth=16, smooth_ahead=3)}
+DETECTORS: dict[str, Callable[..., object]] = (
+    {name: tiny(name) for name in REGISTRY} | DIFFUSION_MODES | STREAMING_CAUSAL
+)
 #: detectors whose scores carry information (the random score is excluded from accuracy checks)
 INFORMATIVE = [name for name in DETECTORS if name != "random"]

@@ -626,10 +626,17 @@ def centered_mean(values: np.ndarray, length: int) -> np.ndarray:
     """Moving mean over ``length`` rows centred on each row (fewer rows at the two ends).
 
     ``values`` has shape (n_rows, ...); the result has the same shape. A row's value uses the
-    ``length // 2`` rows after it, which is the delay such smoothing adds to a live stream.
+    ``length - length // 2 - 1`` rows after it, which is the delay such smoothing adds to a live
+    stream.
     """
+    return window_mean(values, length, length - length // 2 - 1)
+
+
+def window_mean(values: np.ndarray, length: int, ahead: int) -> np.ndarray:
+    """Moving mean over ``length`` rows, ``ahead`` of them after each row and the rest before it
+    and the row itself (fewer rows at the two ends): a live row's value is final ``ahead`` rows
+    after it arrives."""
     n = np.asarray(values).shape[0]
-    half = length // 2
-    lo = np.clip(np.arange(n) - half, 0, n)
-    hi = np.clip(np.arange(n) + (length - half), 0, n)
+    lo = np.clip(np.arange(n) - (length - ahead - 1), 0, n)
+    hi = np.clip(np.arange(n) + ahead + 1, 0, n)
     return _span_mean(values, length, lo, hi)

@@ -193,6 +193,28 @@ def test_detection_and_event_root_causes(synthetic, fitted):
     assert set().union(*result.events["root_causes"]) <= set(synthetic.test.columns)
 
 
+def test_smoothing_that_reaches_three_rows_ahead_is_final_three_rows_later(synthetic, fitted):
+    import copy
+
+    from tsdiff.frame import centered_mean, window_mean
+    from tsdiff.stream import StreamScorer
+
+    values = np.arange(40.0).reshape(20, 2) ** 2
+    np.testing.assert_allclose(window_mean(values, 16, 7), centered_mean(values, 16))
+    ahead = window_mean(values, 16, 3)
+    np.testing.assert_allclose(ahead[10], values[0:14].mean(axis=0))  # 12 before (clipped), 3 after
+    np.testing.assert_allclose(ahead[19], values[7:20].mean(axis=0))
+    live = copy.deepcopy(fitted).set_params(smooth_ahead=3)  # same mechanisms, another window
+    assert StreamScorer(fitted).latency == 7 and StreamScorer(live).latency == 3
+    assert live.explain_lookback() == fitted.explain_lookback() + 4
+    frame = synthetic.test.iloc[:300]
+    scorer = StreamScorer(live)
+    out = pd.concat([scorer.update(frame.iloc[i : i + 7]) for i in range(0, 300, 7)] + [scorer.flush()])
+    np.testing.assert_allclose(out["score"].to_numpy(), live.score(frame).to_numpy(), rtol=1e-9)
+    with pytest.raises(errors.ParameterError, match="smooth_ahead"):
+        CausalDetector(smooth=8, smooth_ahead=8).fit(make_frame(300, 3))
+
+
 def test_graph_export(fitted):
     g = fitted.graph_
     assert isinstance(g, CausalGraph) and list(g.edges.columns) == [

@@ -19,6 +19,7 @@ import copy
 import logging
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class FleetRefits:
         self.thread: threading.Thread | None = None
         self.rows_since = 0
         self.rounds = self.refits = self.failures = 0
+        self.round_seconds = 0.0  # how long the last finished round took
 
     # ----------------------------------------------------------------- state
     def restore(self, saved: dict[str, Any], hosts: set[str]) -> None:
@@ -98,6 +100,13 @@ class FleetRefits:
             self.thread.join(timeout)
 
     def _round(self, hosts: list[str], end_ns: int, round_no: int) -> None:
+        started = time.perf_counter()
+        try:
+            self._refit_hosts(hosts, end_ns, round_no)
+        finally:
+            self.round_seconds = time.perf_counter() - started
+
+    def _refit_hosts(self, hosts: list[str], end_ns: int, round_no: int) -> None:
         w = self.watcher
         start = pd.Timestamp(end_ns - round(self.window * 1e9) + w.step_ns, tz="UTC")
         end = pd.Timestamp(end_ns, tz="UTC")
@@ -111,7 +120,7 @@ class FleetRefits:
         assert self.folder is not None
         self.folder.mkdir(exist_ok=True)
         logger.warning("refit round %d: refitting %d hosts on %s .. %s", round_no, len(hosts), start, end)
-        done = 0
+        t0, done = time.perf_counter(), 0
         for entity in hosts:
             try:
                 path = self._refit(entity, frames.pop(entity, None), round_no)
@@ -124,7 +133,13 @@ class FleetRefits:
             with w.lock:
                 self.ready[entity] = path
             done += 1
-        logger.warning("refit round %d: %d of %d hosts refitted", round_no, done, len(hosts))
+        logger.warning(
+            "refit round %d: %d of %d hosts refitted in %.0f s",
+            round_no,
+            done,
+            len(hosts),
+            time.perf_counter() - t0,
+        )
 
     def _refit(self, entity: str, frame: pd.DataFrame | None, round_no: int) -> str:
         """Refit one host's model in charge on its rows; returns the file it is saved in."""

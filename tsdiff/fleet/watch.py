@@ -443,3 +443,6 @@ def families(watcher: FleetWatcher) -> Iterator[Any]:
             "tsdiff_refits", "Refitted host models that took over.", value=refits.refits
         )
         yield CounterMetricFamily("tsdiff_refit_failures", "Host refits that failed.", value=refits.failures)
+        last_round = gauge("tsdiff_fleet_refit_round_seconds", "Seconds the last finished refit round took.")
+        last_round.add_metric([], refits.round_seconds)
+        yield last_round

@@ -3,7 +3,8 @@
 For every series of ``bench_events.py``'s cases (``--split``), the default hybrid is the one in
 its cache (its VUS-PR under today's fusion rule, from ``bench_fusion_weights.series_evidence``), and
 each variant (``--variants``: ``key=value`` parameters of ``HybridDetector``, ``;`` between
-variants, nested keys such as ``diffusion__max_steps`` reach the default components) is fitted
+variants, nested keys such as ``diffusion__max_steps`` reach the default components;
+``preset=streaming`` starts from that preset instead of the defaults) is fitted
 here, timed, and scored on the same test rows. Reported per dataset: VUS-PR of the fused score and
 of the diffusion component, the change against the default, and the mean fit seconds (the
 default's from the cache, where it may have shared the machine; compare with
@@ -65,7 +66,9 @@ def default_scores(case, cache: Path) -> dict[str, float]:
 
 
 def variant_scores(case, params: dict) -> dict[str, float]:
-    det = variant(detector_factories(0)["hybrid"], params)()
+    params = dict(params)
+    preset = params.pop("preset", None)  # another preset of the hybrid as the variant's base
+    det = variant(detector_factories(0)["hybrid" if preset is None else f"hybrid-{preset}"], params)()
     t0 = time.perf_counter()
     det.fit(case.train)
     fit_s = time.perf_counter() - t0
@@ -76,6 +79,7 @@ def variant_scores(case, params: dict) -> dict[str, float]:
         "diffusion": vus_pr(case.labels, parts.components["diffusion"], sliding_window=window),
         "fit_seconds": fit_s,
         "steps": int(det.components_["diffusion"].history_.steps),
+        "latency": int(det.stream_geometry().lookahead),
     }
 
 

@@ -302,6 +302,7 @@ class StreamScorer:
 
         self.update(rows)
         self.flush()
+        self._final = max(self._final, self._received)  # fewer rows than min_rows: never emitted
         self.incidents = IncidentTracker(self.detector, self.incidents.rules, top_k=self.top_k)
         self.adaptive = self._adaptive_threshold(self.detector, self.adapt)
         self.changes = []
@@ -396,6 +397,17 @@ class StreamScorer:
                 "root_causes": pd.Series(dtype=object),
             }
         )
+
+    @property
+    def rows_received(self) -> int:
+        """Rows received so far (warm rows included)."""
+        return self._received
+
+    def warm_rows(self) -> int:
+        """Rows before its first live row that a new scorer is best warmed with (:meth:`warm`): enough
+        for that row's score to be final ``latency`` rows later and to equal a batch score of a
+        longer series."""
+        return max(self.min_rows, self.geometry.history + self.geometry.period)
 
     def buffered_frame(self) -> pd.DataFrame:
         """The raw rows held in memory (gaps as missing values), with their index: what a model

@@ -63,9 +63,14 @@ def _fleet(server, detector, folder):
 
 
 def _expected(frames, host, model, first, rows):
-    part = frames[host].iloc[first : first + rows].copy()
+    """The batch scores of a host's rows ``first`` .. ``first + rows``, the rows before them that
+    the watcher warmed the host's scorer with included."""
+    from tsdiff.stream import StreamScorer
+
+    warm = min(first, StreamScorer(model).warm_rows())
+    part = frames[host].iloc[first - warm : first + rows].copy()
     part.columns = [f'fleet_{c}{{job="node"}}' for c in part.columns]
-    return model.score(part[[str(c) for c in model.feature_names_in_]])
+    return model.score(part[[str(c) for c in model.feature_names_in_]]).iloc[warm:]
 
 
 @pytest.mark.parametrize("name", ["pca", "causal", "kmeans", "imdiffusion-streaming"])
@@ -172,6 +177,35 @@ def test_scheduled_refits_take_over_host_by_host_and_a_restart_keeps_them(fleet_
     labels = np.array([r["label"] for r in web])
     assert labels[200:206].mean() > labels[:150].mean() + 0.5  # refitted models still see the anomaly
     assert "tsdiff_refits_total" in text
+
+
+def test_refitted_models_take_over_on_the_dask_workers_that_hold_their_hosts(fleet_server, tmp_path):
+    from tsdiff.fleet.cluster import fleet_client
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.registry import build
+
+    server, _ = fleet_server
+    _fleet(server, build("causal", "tiny", random_state=0), tmp_path / "fleet")
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    last = START + pd.Timedelta(minutes=ROWS - 1)
+    files = {"state_path": tmp_path / "state.json", "output": tmp_path / "rows.jsonl"}
+    with fleet_client(n_workers=2, processes=False) as client:
+        with FleetWatcher(
+            tmp_path / "fleet",
+            start=first,
+            batch=25,
+            client=client,
+            refit_every="1h",
+            refit_window="5h",
+            **files,
+        ) as watcher:
+            while watcher.poll(until=last):
+                watcher.refits.wait(timeout=120)
+            watcher.finish()
+            assert watcher.refits.refits >= 9 and watcher.refits.failures == 0
+    logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    keys = [(r["entity"], r["time"]) for r in logged]
+    assert len(keys) == len(set(keys)) == 3 * (ROWS - FIT_ROWS)
 
 
 def test_a_new_host_is_fitted_once_it_has_enough_history(fleet_server, tmp_path):

@@ -254,6 +254,31 @@ def test_watch_saves_and_restores_an_adapting_threshold(model, server, tmp_path)
         assert samples["tsdiff_threshold"] == moved
 
 
+def test_a_new_watcher_warms_its_scorer_with_the_rows_before_its_first(server, tmp_path):
+    # a model whose window needs 19 rows: started cold, its first rows wait for the window to fill;
+    # warmed with the rows the server holds before the first, the first row is final 7 rows later
+    from tsdiff.causal import CausalDetector
+    from tsdiff.stream import StreamScorer
+
+    causal = CausalDetector(max_lag=2, max_rows=500, random_state=0)
+    causal.fit(make_frame(400, 3, seed=2).set_axis(COLUMNS, axis=1))
+    scorer = StreamScorer(causal)
+    assert scorer.min_rows > scorer.latency + 1 and scorer.warm_rows() >= scorer.min_rows
+    first = server.frame.index[60]
+    until = server.frame.index[60 + scorer.latency]
+    out = {}
+    for warm in (True, False):
+        out[warm] = tmp_path / f"{warm}.jsonl"
+        with Watcher(causal, server, output=out[warm], start=first, warm_start=warm) as watcher:
+            watcher.poll(until=until)
+    warmed = _logged(out[True])
+    cold = _logged(out[False]) if out[False].exists() else []  # nothing final: nothing logged
+    assert [r["time"] for r in warmed] == [first.isoformat()] and cold == []
+    # the warmed score is the batch score of a series that began earlier
+    rows = server.frame.iloc[60 - scorer.warm_rows() : 60 + 1 + scorer.latency]
+    assert warmed[0]["score"] == pytest.approx(causal.score(rows).iloc[scorer.warm_rows()], rel=1e-9)
+
+
 def test_the_merge_gap_is_a_duration_in_rows_of_the_source_step(model, server, tmp_path):
     frame = server.frame
     frame.iloc[20:26, 1] += 40.0

@@ -175,3 +175,12 @@ def progress(message: str) -> None:
         return
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+def add_cold_start(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="score the first rows as if nothing came before them (default: a new watcher first reads "
+        "the rows just before its first one, so that row is final as soon as any other)",
+    )

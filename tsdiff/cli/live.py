@@ -215,6 +215,7 @@ def run_watch(args: argparse.Namespace) -> int:
         refit_window=args.refit_window,
         labels=parse_labels(args.label),
         merge_gap=args.merge_gap,
+        warm_start=not args.cold_start,
     ) as watcher:
         server = serve(watcher, host, port)
         stop = threading.Event()

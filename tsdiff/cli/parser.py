@@ -8,6 +8,7 @@ from tsdiff._version import __version__
 from tsdiff.cli.common import (
     CommandParser,
     add_auth,
+    add_cold_start,
     add_fail_on_anomaly,
     add_merge_gap,
     add_preset,
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--refit-window", default="1d", metavar="DURATION", help="rows a refit learns from (default 1d)"
     )
+    add_cold_start(watch)
     watch.add_argument(
         "--label",
         action="append",

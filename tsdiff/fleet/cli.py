@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tsdiff.cli.common import add_auth, add_merge_gap, auth_from
+from tsdiff.cli.common import add_auth, add_cold_start, add_merge_gap, auth_from
 from tsdiff.errors import ParameterError
 from tsdiff.fleet.pooling import THRESHOLD_RULES
 
@@ -124,6 +124,7 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
     watch.add_argument(
         "--refit-window", default="1d", metavar="DURATION", help="rows each refit learns from (default 1d)"
     )
+    add_cold_start(watch)
 
 
 def _common(parser: argparse.ArgumentParser, entity: str, time: str) -> None:
@@ -323,6 +324,7 @@ def _watch_with(args: argparse.Namespace, model: Any, state: str, client: Any, h
         merge_gap=args.merge_gap,
         refit_every=args.refit_every,
         refit_window=args.refit_window,
+        warm_start=not args.cold_start,
         url=args.prometheus,
         auth=auth_from(args),
         client=client,

@@ -119,6 +119,24 @@ class HostScorers:
     def entities(self) -> list[str]:
         return list(self.scorers)
 
+    def warm_rows(self) -> int:
+        """Rows of history the hosts whose scorer has no row yet want (0: none is new)."""
+        return max((sc.warm_rows() for sc in self.scorers.values() if sc.rows_received == 0), default=0)
+
+    def warm(self, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+        """Warm the scorers that have no row yet with their host's rows before the first one to
+        score (see :meth:`~tsdiff.stream.StreamScorer.warm`); returns their states."""
+        states = {}
+        for entity, scorer in self.scorers.items():
+            frame = frames.get(entity)
+            if scorer.rows_received or frame is None or not frame.notna().to_numpy().any():
+                continue
+            names = [str(c) for c in scorer.detector.feature_names_in_]
+            rows = frame.reindex(columns=names).set_axis(list(scorer.detector.feature_names_in_), axis=1)
+            scorer.warm(rows.iloc[-scorer.warm_rows() :])
+            states[entity] = scorer.state()
+        return states
+
     def update(self, frames: dict[str, pd.DataFrame], grid: pd.DatetimeIndex) -> dict[str, Any]:
         """Score one poll's rows of every host of the shard (a host absent from ``frames`` had no
         series: its rows are gaps). Returns what :meth:`outcome` describes."""
@@ -230,3 +248,15 @@ class DaskShards:
 
     def swap(self, entity: str, path: str) -> dict[str, Any]:
         return self.actors[shard_of(entity, self.n)].swap(entity, path).result()
+
+    def warm_rows(self) -> int:
+        return max(call.result() for call in [actor.warm_rows() for actor in self.actors])
+
+    def warm(self, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+        parts: list[dict[str, pd.DataFrame]] = [{} for _ in self.actors]
+        for entity, frame in frames.items():
+            parts[shard_of(entity, self.n)][entity] = frame
+        states: dict[str, Any] = {}
+        for call in [actor.warm(part) for actor, part in zip(self.actors, parts, strict=True)]:
+            states.update(call.result())
+        return states

@@ -66,6 +66,10 @@ class FleetWatcher:
         the old models go on scoring; each refitted model takes over its host between two polls
         with no row lost or scored twice, and is saved beside the state (``<state>.models/``; the
         fleet directory is left as fitted). Needs a ``state_path``.
+    warm_start
+        At the first poll, read each new host's rows just before the first row to score and warm
+        its scorer with them (as ``tsdiff watch`` does), so its first rows are final ``latency``
+        rows later instead of once its model's window has filled.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class FleetWatcher:
         merge_gap: Any = None,
         refit_every: Any = None,
         refit_window: Any = "1d",
+        warm_start: bool = True,
     ) -> None:
         from tsdiff.fleet.storage import read_index
         from tsdiff.segmentation import SegmentRules
@@ -119,6 +124,7 @@ class FleetWatcher:
         self.lock = threading.Lock()  # the figures /metrics reads
         self.polling = threading.Lock()  # the shards: a poll, or a new host joining them
         self.state_path = None if state_path is None else Path(state_path)
+        self.warm_start = bool(warm_start)  # until the first poll has warmed the new hosts
         every = None if refit_every is None else parse_duration(refit_every)
         self.refits = FleetRefits(self, every, parse_duration(refit_window))
         self.shards: Any = None  # HostScorers here, or DaskShards over the client's workers
@@ -252,6 +258,8 @@ class FleetWatcher:
         end_ns = min(end_ns, self.next_ns + (self.batch - 1) * self.step_ns)
         if end_ns < self.next_ns:
             return 0
+        if self.warm_start:
+            self._warm_from_history()
         start, end = pd.Timestamp(self.next_ns, tz="UTC"), pd.Timestamp(end_ns, tz="UTC")
         frames = self.source.read_entities(start, end, self.label, columns=self.columns)
         grid = self.source.grid(start, end)
@@ -271,6 +279,24 @@ class FleetWatcher:
         self.poll_seconds = time.perf_counter() - started
         self.rows_behind = max(0, (bound - self.next_ns) // self.step_ns + 1)
         return len(grid)
+
+    def _warm_from_history(self) -> None:
+        """Warm the scorers of hosts that have no row yet with the rows the server holds before
+        the first row to score (once per start; a host without such rows starts cold)."""
+        assert self.next_ns is not None
+        with self.polling:
+            rows = self.shards.warm_rows()
+            if rows:
+                start = pd.Timestamp(self.next_ns - rows * self.step_ns, tz="UTC")
+                end = pd.Timestamp(self.next_ns - self.step_ns, tz="UTC")
+                frames = self.source.read_entities(start, end, self.label, columns=self.columns)
+                with self.lock:
+                    hosts = set(self.hosts)
+                states = self.shards.warm({e: f for e, f in frames.items() if e in hosts})
+                with self.lock:
+                    self.scorer_states.update(states)
+                logger.info("warmed %d hosts with up to %d rows before %s", len(states), rows, end)
+        self.warm_start = False
 
     def _take(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
         """Keep what the shards report of a poll (see ``HostScorers``); returns its log records."""

@@ -108,6 +108,11 @@ class Watcher:
         Labels put on every exported series, naming what is monitored (``{"instance": "web-1"}``),
         over those every model column shares (a selector's ``instance`` and ``job``), so alerts
         name and route by the host; the metric labels then name the rest of each column.
+    warm_start
+        At the first poll of a new scorer, read the rows the server holds just before the first row
+        to score (as many as :meth:`~tsdiff.stream.StreamScorer.warm_rows`) and warm the scorer
+        with them, so the first rows are final ``latency`` rows later instead of once the model's
+        window has filled; False scores the first rows as if nothing came before them.
 
     Call :meth:`close` (or use it as a context manager) to release the state and log locks.
     """
@@ -128,6 +133,7 @@ class Watcher:
         labels: Mapping[str, str] | None = None,
         merge_gap: Any = None,
         refit_every: Any = None,
+        warm_start: bool = True,
     ) -> None:
         from tsdiff.segmentation import SegmentRules
         from tsdiff.sources.prometheus import common_labels, parse_duration, parse_time
@@ -151,6 +157,7 @@ class Watcher:
         self.adapt = adapt
         self.refit_after = None if refit_after is None else parse_duration(refit_after)
         self.refit_every = None if refit_every is None else parse_duration(refit_every)
+        self.warm_start = bool(warm_start)
         self.refit_window = parse_duration(refit_window)
         self.refitter: Any = None
         self.refitted = False
@@ -289,6 +296,8 @@ class Watcher:
             clock = self.source.server_time() if now is None else parse_time(now)
             self.next_ns = self._on_grid(clock.value - self._start_back_ns)
             self._save()  # a restart goes on from this first row, not from a later "now"
+        if self.warm_start and self.scorer.rows_received == 0:
+            self._warm_from_history()
         if now is None:
             end_ns = self.source.complete_until(self.delay).value
         else:
@@ -312,6 +321,21 @@ class Watcher:
             self.refitter.observe(frame, self.incidents.drifting)
         self._save()
         return len(frame)
+
+    def _warm_from_history(self) -> None:
+        """A new scorer is warmed with the rows the server holds before the first row to score,
+        so the first rows' scores are final ``latency`` rows later, as any row's, instead of once
+        the model's window has filled (``min_rows``), and are those of a longer series."""
+        assert self.next_ns is not None
+        rows = self.scorer.warm_rows()
+        start = pd.Timestamp(self.next_ns - rows * self.step_ns, tz="UTC")
+        end = pd.Timestamp(self.next_ns - self.step_ns, tz="UTC")
+        names = [str(c) for c in self.detector.feature_names_in_]
+        frame = self.source.read(start, end, columns=names).reindex(columns=names)
+        if frame.notna().any().any():
+            frame.columns = list(self.detector.feature_names_in_)
+            self.scorer.warm(frame)
+            logger.info("warmed the scorer with %d rows before %s", len(frame), end)
 
     def _swap(self, model: Any) -> None:
         """Put a refitted model in charge between two polls, losing and repeating no row: the old

@@ -104,8 +104,7 @@ class HostScorers:
         self._outcome(entity, out, result)
         last = old.incidents.rows[-1].time if old.incidents.rows else None
         for change, incident in old.incidents.close(last):
-            causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
-            result["changes"].append(f"{entity}: incident {incident.id} {change} (root causes {causes})")
+            result["changes"].append(change_message(entity, change, incident))
         scorer = StreamScorer(model, top_k=self.top_k, segmentation=old.incidents.rules)
         held = old.buffered_frame()
         if len(held):
@@ -169,8 +168,7 @@ class HostScorers:
         scorer = self.scorers[entity]
         result["records"].extend({"entity": entity, **record} for record in final_records(out))
         for change, incident in scorer.changes:
-            causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
-            result["changes"].append(f"{entity}: incident {incident.id} {change} (root causes {causes})")
+            result["changes"].append(change_message(entity, change, incident))
         incident = scorer.incidents.open_incident
         named = [] if incident is None else (incident.root_causes or incident.top_metrics)[: self.top_k]
         result["summary"][entity] = {
@@ -179,6 +177,12 @@ class HostScorers:
             "causes": [str(m) for m in named],
         }
         result["states"][entity] = scorer.state()
+
+
+def change_message(entity: str, change: str, incident: Any) -> str:
+    """An incident change of a host, as the fleet watcher logs it."""
+    causes = ", ".join(map(str, (incident.root_causes or incident.top_metrics)[:3]))
+    return f"{entity}: incident {incident.id} {change} (root causes {causes})"
 
 
 def merge(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -233,10 +237,15 @@ class DaskShards:
         self.actors = [f.result() for f in futures]
         self.futures = futures  # the actors live as long as their futures
 
-    def update(self, frames: dict[str, pd.DataFrame], grid: pd.DatetimeIndex) -> dict[str, Any]:
+    def _split(self, frames: dict[str, pd.DataFrame]) -> list[dict[str, pd.DataFrame]]:
+        """Each shard's part of a poll's frames, in the order of the actors."""
         parts: list[dict[str, pd.DataFrame]] = [{} for _ in self.actors]
         for entity, frame in frames.items():
             parts[shard_of(entity, self.n)][entity] = frame
+        return parts
+
+    def update(self, frames: dict[str, pd.DataFrame], grid: pd.DatetimeIndex) -> dict[str, Any]:
+        parts = self._split(frames)
         calls = [actor.update(part, grid) for actor, part in zip(self.actors, parts, strict=True)]
         return merge(call.result() for call in calls)
 
@@ -253,9 +262,7 @@ class DaskShards:
         return max(call.result() for call in [actor.warm_rows() for actor in self.actors])
 
     def warm(self, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
-        parts: list[dict[str, pd.DataFrame]] = [{} for _ in self.actors]
-        for entity, frame in frames.items():
-            parts[shard_of(entity, self.n)][entity] = frame
+        parts = self._split(frames)
         states: dict[str, Any] = {}
         for call in [actor.warm(part) for actor, part in zip(self.actors, parts, strict=True)]:
             states.update(call.result())

@@ -197,37 +197,55 @@ def root_scores(case: Case, spans: list[slice], explain: Any) -> dict[str, list[
 
 
 #: thresholds compared in the adaptation table (None: the model's fitted one)
-ADAPT = (None, "window", "dspot")
+ADAPT = (None, "window", "dspot", "budget")
+#: the alert budget's parameters explored on dev (--adapt-grid): budget share, window rows, hold rows
+BUDGET_GRID = [
+    {"budget": b, "window": w, "hold": h}
+    for b in (0.005, 0.01, 0.02)
+    for w in (100, 200, 400)
+    for h in (0, 8, 16, 32)
+]
 
 
-def adapted_labels(det: Any, scores: np.ndarray, adapt: str | None) -> np.ndarray:
+def budget_name(params: dict[str, Any]) -> str:
+    return f"budget {params['budget']:g}, window {params['window']}, hold {params['hold']}"
+
+
+def adapted_labels(det: Any, scores: np.ndarray, adapt: str | None, **params: Any) -> np.ndarray:
     """Row labels of a stream of ``scores`` with the threshold ``adapt`` (see StreamScorer)."""
     if adapt is None:
         return (scores > det.threshold_).astype(np.int8)
     from tsdiff.thresholds import make_threshold
 
-    model = make_threshold(adapt, risk=float(det.risk)).fit(det.calibration_scores_)
+    model = make_threshold(adapt, risk=float(det.risk), **params).fit(det.calibration_scores_)
     return np.array([model.update(s) for s in scores], dtype=np.int8)
 
 
-def adaptation(case: Case, det: Any, parts: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def adaptation(
+    case: Case, det: Any, parts: dict[str, np.ndarray], grid: bool = False
+) -> dict[str, dict[str, float]]:
     """Per threshold: the share of normal rows flagged, and the share of labelled stretches an
-    event (the default segmentation) overlaps."""
+    event (the default segmentation) overlaps; with ``grid``, also every budget of BUDGET_GRID."""
     out = {}
     normal = case.labels == 0
     stretches = run_slices(case.labels)
-    for adapt in ADAPT:
-        labels = adapted_labels(det, parts["scores"], adapt)
+    tried: list[tuple[str, str | None, dict[str, Any]]] = [(str(a), a, {}) for a in ADAPT]
+    if grid:
+        tried += [(budget_name(p), "budget", p) for p in BUDGET_GRID]
+    for name, adapt, params in tried:
+        labels = adapted_labels(det, parts["scores"], adapt, **params)
         spans = segment_rows(labels, parts["feature_scores"], SegmentRules())
         found = [any(ev.start < st.stop and st.start < ev.stop for ev in spans) for st in stretches]
-        out[str(adapt)] = {
+        out[name] = {
             "fp": float(labels[normal].mean()) if normal.any() else float("nan"),
             "recall": float(np.mean(found)) if found else float("nan"),
         }
     return out
 
 
-def measure(detector: str, split: str, datasets: list[str], cache: Path) -> dict[str, dict[str, dict]]:
+def measure(
+    detector: str, split: str, datasets: list[str], cache: Path, grid: bool = False
+) -> dict[str, dict[str, dict]]:
     """variant -> dataset -> {"f1": [...], score name: [...]} over every series."""
     results: dict[str, dict[str, dict]] = {v: {} for v in VARIANTS}
     for case in cases(split, datasets):
@@ -243,7 +261,7 @@ def measure(detector: str, split: str, datasets: list[str], cache: Path) -> dict
             names = list(det.feature_names_in_)
             return [_Ranked([], rank_by_mean(parts["feature_scores"][ev], names)) for ev in spans]
 
-        for adapt, figures in adaptation(case, det, parts).items():
+        for adapt, figures in adaptation(case, det, parts, grid).items():
             bucket = results.setdefault(f"adapt {adapt}", {}).setdefault(
                 case.dataset, {"fp": [], "recall": []}
             )
@@ -275,15 +293,47 @@ def adaptation_table(results: dict[str, dict[str, dict]]) -> list[str]:
     shown = [d for d in ("SMD", "SKAB", "synthetic", "MSL") if any(d in r for r in results.values())]
     head = " | ".join(f"{d}: normal rows flagged (mean / worst series) | stretches found" for d in shown)
     lines = [f"| threshold | {head} |", "|---|" + "---:|---:|" * len(shown)]
-    for adapt in ADAPT:
-        by = results.get(f"adapt {adapt}", {})
+    for key, by in results.items():
         cells = []
         for d in shown:
             fp = [v for v in by.get(d, {}).get("fp", []) if np.isfinite(v)]
             recall = _mean(by.get(d, {}).get("recall", []))
             cells.append(f"{_mean(fp):.2%} / {max(fp, default=float('nan')):.2%} | {recall:.3f}")
-        lines.append(f"| {adapt or 'fitted (no adaptation)'} | " + " | ".join(cells) + " |")
+        name = key.removeprefix("adapt ")
+        name = {"None": "fitted (no adaptation)", "budget": "budget (default: 0.02, window 200, hold 8)"}.get(
+            name, name
+        )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _adapt_summary(by: dict[str, dict]) -> tuple[float, float]:
+    """Mean over datasets of the mean share of normal rows flagged, and of the stretches found."""
+    fp = _mean([_mean(v["fp"]) for v in by.values()])
+    return fp, _mean([_mean(v["recall"]) for v in by.values()])
+
+
+def choose_budget(everything: dict[str, dict[str, dict]], slack: float = 0.05) -> list[str]:
+    """The dev rule for the budget's parameters: among the candidates whose stretches found (mean
+    over datasets) stay within ``slack`` of no adaptation for every detector, the fewest normal
+    rows flagged (mean over detectors and datasets)."""
+    best = None
+    for params in BUDGET_GRID:
+        name = f"adapt {budget_name(params)}"
+        fps, ok = [], True
+        for results in everything.values():
+            fp, recall = _adapt_summary(results[name])
+            ok &= recall >= _adapt_summary(results["adapt None"])[1] - slack
+            fps.append(fp)
+        if ok and (best is None or statistics.fmean(fps) < best[0]):
+            best = (statistics.fmean(fps), params)
+    if best is None:
+        return [f"No budget keeps the stretches found within {slack} of no adaptation."]
+    return [
+        f"Rule: among the budgets whose stretches found (mean over datasets) stay within {slack} of no "
+        "adaptation for every detector, the fewest normal rows flagged (mean over detectors and datasets): "
+        f"**{budget_name(best[1])}** ({best[0]:.2%} of normal rows)."
+    ]
 
 
 def tables(detector: str, results: dict[str, dict[str, dict]], datasets: list[str]) -> list[str]:
@@ -344,6 +394,11 @@ def main() -> None:
         help="only the variants whose name holds one of these (';' between); report split default: "
         "the time rule before and the default",
     )
+    parser.add_argument(
+        "--adapt-grid",
+        action="store_true",
+        help="also try every budget of BUDGET_GRID and apply the dev rule",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure as JSON")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -359,7 +414,7 @@ def main() -> None:
     datasets = args.datasets.split(",")
     body = [
         f"Command: `python benchmarks/bench_events.py --split {args.split} --detectors {args.detectors} "
-        f"--datasets {args.datasets}{given}`. "
+        f"--datasets {args.datasets}{given}{' --adapt-grid' if args.adapt_grid else ''}`. "
         f"Split: {args.split} (SMD {', '.join(SMD_MACHINES[args.split])}; synthetic root-cause seeds "
         f"{ROOT_SEEDS[args.split][0]}..{ROOT_SEEDS[args.split][-1]}; SKAB and MSL as in splits.py). "
         "Detector defaults, seed 0, each with its own threshold.",
@@ -369,9 +424,11 @@ def main() -> None:
     for spec in args.detectors.split(","):
         detector, _, only = spec.partition("@")  # hybrid@smd+skab: those datasets only
         mine = [d for d in datasets if not only or d in only.split("+")]
-        results = measure(detector, args.split, mine, args.cache)
+        results = measure(detector, args.split, mine, args.cache, args.adapt_grid)
         everything[detector] = results
         body += [*tables(detector, results, mine), ""]
+    if args.adapt_grid:
+        body += [*choose_budget(everything), ""]
     text = "\n".join(body)
     print(text)
     if args.json:

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "tsdiff-stream-state"
 #: streaming thresholds a scorer can adapt with (tsdiff.thresholds)
-ADAPT_METHODS = ("window", "dspot", "spot")
+ADAPT_METHODS = ("budget", "window", "dspot", "spot")
 STATE_VERSION = 2
 
 
@@ -78,7 +78,10 @@ class StreamScorer:
     adapt
         ``None`` (default): a row is flagged above the detector's fitted threshold. Otherwise the
         threshold follows the stream, started on the detector's held-out calibration scores:
-        ``"window"`` refits peaks-over-threshold on the last 1,440 final scores every 60 rows,
+        ``"budget"`` lets about 2% of the last 200 final rows at most stand above it, never below
+        the fitted threshold (:class:`~tsdiff.thresholds.BudgetThreshold`: a lasting rise of the
+        scores is flagged for a few rows, then learned); ``"window"`` refits peaks-over-threshold
+        on the last 1,440 final scores every 60 rows,
         never below the fitted threshold (:class:`~tsdiff.thresholds.WindowPOTThreshold`);
         ``"dspot"`` and ``"spot"`` learn from the scores of the rows they do not flag
         (:class:`~tsdiff.thresholds.DSPOTThreshold`: relative to the mean of the last ten, so a

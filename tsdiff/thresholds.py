@@ -42,11 +42,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BaseThreshold",
+    "BudgetThreshold",
     "DSPOTThreshold",
     "GPDFit",
     "POTThreshold",
     "QuantileThreshold",
     "SPOTThreshold",
+    "WindowPOTThreshold",
     "fit_gpd",
     "gpd_quantile",
     "make_threshold",
@@ -646,13 +648,127 @@ class WindowPOTThreshold(POTThreshold):
         self._floor, self._since = float(state["floor"]), int(state["since"])
 
 
+class BudgetThreshold(POTThreshold):
+    """An alert budget: about ``budget`` of the recent rows at most are flagged, never below the fit.
+
+    :meth:`fit` runs POT on the calibration scores (the floor) and seeds a window with the last
+    ``window`` of them. Each new score is judged against the larger of the floor and the
+    ``k``-th largest of the ``window`` scores before it (``k = ceil(budget * window)``), flagged or
+    not, so a lasting rise of the scores (a drift, a new normal, or a long anomaly) is flagged for
+    about ``k`` rows and then learned, and a score is flagged only when it stands out among the
+    recent ones: on a stationary stream about ``budget`` of the rows pass the floor's test and the
+    window's. A run of flagged rows keeps the threshold it started with for its first ``hold``
+    rows, so the rising edge of one anomaly does not raise the bar above its own peak (a smoothed
+    score climbs over a few rows before the labelled onset).
+
+    Unlike :class:`DSPOTThreshold`, which learns only the rows it does not flag and so stays stuck
+    above a jump of the level, every row is learned; unlike :class:`WindowPOTThreshold`, nothing is
+    extrapolated from a short window, so the threshold moves within a few rows of a change.
+
+    Parameters
+    ----------
+    risk, initial_level, min_peaks
+        As for :class:`POTThreshold` (the floor).
+    budget
+        Share of the recent rows that may stand above the threshold.
+    window
+        Recent scores the budget is counted over.
+    hold
+        Rows at the start of a flagged run judged against the threshold the run started with.
+    """
+
+    method = "budget"
+
+    def __init__(
+        self,
+        risk: float = 1e-3,
+        initial_level: float = 0.98,
+        min_peaks: int = 10,
+        budget: float = 0.02,
+        window: int = 200,
+        hold: int = 8,
+    ) -> None:
+        super().__init__(risk, initial_level, min_peaks)
+        self.budget = _check_number("budget", budget)
+        self.window = _check_int("window", window, 1)
+        self.hold = _check_int("hold", hold, 0)
+        self._k = max(1, math.ceil(self.budget * self.window))
+        self._recent: deque[float] = deque(maxlen=self.window)
+        self._floor = math.nan
+        self._run = 0  # flagged rows in the current run
+        self._held = math.nan  # the threshold the current run started with
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "budget": self.budget, "window": self.window, "hold": self.hold}
+
+    def fit(self, scores: Any) -> BudgetThreshold:
+        """Fit the floor on scores of normal data (NaN ignored) and seed the window with them."""
+        x = _clean(scores)
+        self._pot(x)
+        self._floor = float(self.threshold_)
+        self._recent = deque(x[-self.window :].tolist(), maxlen=self.window)
+        self._run, self._held = 0, math.nan
+        self._set()
+        return self
+
+    def _set(self) -> None:
+        level = self._floor
+        if len(self._recent) >= self._k:
+            recent = np.fromiter(self._recent, dtype=np.float64, count=len(self._recent))
+            level = max(level, float(np.partition(recent, recent.size - self._k)[recent.size - self._k]))
+        if 0 < self._run < self.hold:
+            level = min(level, self._held)
+        self.threshold_ = level
+        self.info_["floor"] = self._floor
+
+    def update(self, score: float) -> bool:
+        """Process one new score; True if it is above the current threshold. NaN is skipped."""
+        self._check_fitted()
+        s = float(score)
+        if math.isnan(s):
+            return False
+        flagged = s > self.threshold_
+        if flagged:
+            if self._run == 0:
+                self._held = float(self.threshold_)
+            self._run += 1
+        else:
+            self._run = 0
+        self._recent.append(s)
+        self._set()
+        return bool(flagged)
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {
+            **super().fitted_state(),
+            "recent": list(self._recent),
+            "floor": self._floor,
+            "run": self._run,
+            "held": self._held,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        super().restore_state(state)
+        self._recent = deque((float(v) for v in state["recent"]), maxlen=self.window)
+        self._floor, self._run, self._held = float(state["floor"]), int(state["run"]), float(state["held"])
+
+
 _METHODS: dict[str, type[BaseThreshold]] = {
-    c.method: c for c in (POTThreshold, SPOTThreshold, DSPOTThreshold, WindowPOTThreshold, QuantileThreshold)
+    c.method: c
+    for c in (
+        POTThreshold,
+        SPOTThreshold,
+        DSPOTThreshold,
+        WindowPOTThreshold,
+        BudgetThreshold,
+        QuantileThreshold,
+    )
 }
 
 
 def make_threshold(method: str, risk: float = 1e-3, **kwargs: Any) -> BaseThreshold:
-    """Build a threshold by name: ``"pot"``, ``"spot"``, ``"dspot"``, ``"window"`` or ``"quantile"``."""
+    """Build a threshold by name: ``"pot"``, ``"spot"``, ``"dspot"``, ``"window"``, ``"budget"`` or
+    ``"quantile"``."""
     klass = _METHODS.get(str(method).lower())
     if klass is None:
         raise ParameterError(f"unknown threshold method {method!r}; choose one of {sorted(_METHODS)}")

@@ -220,14 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: tsdiff.stream.ADAPT_METHODS, kept here so the command line starts without numpy (tested equal)
-ADAPT_CHOICES = ("window", "dspot", "spot")
+ADAPT_CHOICES = ("budget", "window", "dspot", "spot")
 
 
 def add_adapt(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--adapt",
         choices=ADAPT_CHOICES,
-        help="let the threshold follow the stream: window (refitted on the last 1,440 scores, never "
-        "below the model's), dspot or spot (learned from the rows it does not flag); default: the "
-        "model's fitted threshold",
+        help="let the threshold follow the stream: budget (about 2%% of the last 200 rows at most "
+        "flagged, never below the model's threshold), window (refitted on the last 1,440 scores), dspot or "
+        "spot (learned from the rows it does not flag); default: the model's fitted threshold",
     )

@@ -300,9 +300,11 @@ def adaptation_table(results: dict[str, dict[str, dict]]) -> list[str]:
             recall = _mean(by.get(d, {}).get("recall", []))
             cells.append(f"{_mean(fp):.2%} / {max(fp, default=float('nan')):.2%} | {recall:.3f}")
         name = key.removeprefix("adapt ")
-        name = {"None": "fitted (no adaptation)", "budget": "budget (default: 0.02, window 200, hold 8)"}.get(
-            name, name
-        )
+        if name == "budget":
+            from tsdiff.thresholds import BudgetThreshold
+
+            name = f"{budget_name(BudgetThreshold().get_params())} (default)"
+        name = "fitted (no adaptation)" if name == "None" else name
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

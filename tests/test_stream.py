@@ -299,3 +299,24 @@ def test_an_adapting_threshold_follows_a_drifting_stream():
     # the adapted threshold survives a snapshot
     again = StreamScorer.from_state(det, adapting.state())
     assert again.threshold == adapting.threshold
+
+
+def test_an_alert_budget_follows_a_level_shift_and_survives_a_snapshot():
+    """adapt="budget": a lasting shift is flagged for a few rows and then learned; a jump on top of
+    it still stands out; the budget's window comes back from a snapshot."""
+    from tsdiff import PCADetector
+
+    det = PCADetector().fit(make_frame(800, 4, seed=0))
+    test = make_frame(3000, 4, seed=6)
+    test.iloc[1000:, 2] += 12.0  # a new normal from row 1000
+    test.iloc[2500:2505, 1] += 60.0
+    fixed, budget = StreamScorer(det), StreamScorer(det, adapt="budget")
+    out_fixed = pd.concat([fixed.update(test.iloc[i : i + 250]) for i in range(0, 3000, 250)])
+    out_budget = pd.concat([budget.update(test.iloc[i : i + 1000]) for i in range(0, 2000, 1000)])
+    again = StreamScorer.from_state(det, budget.state())
+    assert again.threshold == budget.threshold
+    out_budget = pd.concat([out_budget, again.update(test.iloc[2000:]), again.flush()])
+    assert out_fixed["label"].iloc[1200:].mean() > 0.9  # the fixed threshold pages on every row
+    assert out_budget["label"].iloc[1000:1003].all()  # the shift is flagged when it comes
+    assert out_budget["label"].iloc[1200:2500].mean() < 0.04  # then learned
+    assert out_budget["label"].iloc[2500:2505].all()  # the jump still stands out

@@ -13,6 +13,7 @@ from scipy import stats
 from tsdiff.errors import InputError, NotFittedError, ParameterError
 from tsdiff.thresholds import (
     BaseThreshold,
+    BudgetThreshold,
     DSPOTThreshold,
     POTThreshold,
     QuantileThreshold,
@@ -242,16 +243,67 @@ def test_spot_skips_nan():
     assert spot.step(1e9) is True
 
 
+def _stream(thr, scores):
+    return np.array([thr.update(s) for s in scores], dtype=bool), thr
+
+
+def test_budget_flags_a_lasting_rise_for_a_few_rows_then_learns_it():
+    rng = np.random.default_rng(20)
+    budget = BudgetThreshold(risk=Q, budget=0.02, window=200, hold=0).fit(rng.standard_exponential(3000))
+    floor = budget.threshold_
+    quiet = rng.standard_exponential(2000)
+    shifted = 20.0 + rng.standard_exponential(2000)  # a new normal far above the floor
+    labels, _ = _stream(budget, np.concatenate([quiet, shifted]))
+    assert labels[:2000].mean() < 5 * Q  # a stationary stream: the floor decides
+    assert labels[2000:2004].all()  # the jump is flagged at once (k = 0.02 x 200 = 4 rows)
+    assert labels[2200:].mean() < 0.04  # then it is learned: about the budget of the rows
+    assert budget.threshold_ > 20.0 and budget.info_["floor"] == floor
+    spike, _ = _stream(budget, [60.0])
+    assert spike.all()  # a spike above the new normal still stands out
+    # a quieter stream never takes the threshold below the fitted one
+    _stream(budget, np.zeros(500))
+    assert budget.threshold_ == floor
+
+
+def test_budget_hold_keeps_the_rising_edge_of_one_anomaly():
+    """A smoothed score climbs over a few rows: without the hold, each row is judged against the
+    rows before it, so the bar rises with the edge and the peak can fall under it."""
+    rng = np.random.default_rng(21)
+    calibration = rng.standard_exponential(3000)
+    edge = np.array([12.0, 14.0, 16.0, 15.9, 15.8, 15.7, 15.6, 15.5])
+    held = BudgetThreshold(risk=Q, budget=0.01, window=200, hold=8).fit(calibration)
+    plain = BudgetThreshold(risk=Q, budget=0.01, window=200, hold=0).fit(calibration)
+    assert _stream(held, edge)[0].all()
+    assert not _stream(plain, edge)[0].all()
+
+
+def test_budget_threshold_in_make_threshold_and_its_checks():
+    assert make_threshold("budget", 1e-3, budget=0.05, window=50, hold=3).get_params() == {
+        "risk": 1e-3,
+        "initial_level": 0.98,
+        "min_peaks": 10,
+        "budget": 0.05,
+        "window": 50,
+        "hold": 3,
+    }
+    for kwargs in ({"budget": 0.0}, {"budget": 1.0}, {"window": 0}, {"hold": -1}, {"hold": 2.5}):
+        with pytest.raises(ParameterError):
+            BudgetThreshold(**kwargs)
+    assert BudgetThreshold().fit(np.arange(100.0)).update(math.nan) is False
+
+
 # ------------------------------------------------------------------------------- persistence, API
 
 
-@pytest.mark.parametrize("method", ["pot", "spot", "dspot", "quantile"])
+@pytest.mark.parametrize("method", ["pot", "spot", "dspot", "budget", "quantile"])
 def test_to_dict_round_trip(method):
     rng = np.random.default_rng(14)
     thr = make_threshold(method, 0.002).fit(rng.standard_exponential(3000))
     stream = np.concatenate([rng.standard_exponential(2000), [40.0]])
     if method in ("spot", "dspot"):
         thr.run(stream[:1000])
+    if method == "budget":  # end inside a flagged run, so the hold is part of the state
+        _stream(thr, np.concatenate([stream[:998], [30.0, 31.0]]))
     d = json.loads(json.dumps(thr.to_dict(), allow_nan=False))
     copy = BaseThreshold.from_dict(d)
     assert type(copy) is type(thr)
@@ -262,6 +314,9 @@ def test_to_dict_round_trip(method):
         b, tb = copy.run(stream[1000:])
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(ta, tb)
+    elif method == "budget":
+        np.testing.assert_array_equal(_stream(thr, stream[1000:])[0], _stream(copy, stream[1000:])[0])
+        assert copy.threshold_ == thr.threshold_
     else:
         np.testing.assert_array_equal(thr.predict(stream), copy.predict(stream))
 

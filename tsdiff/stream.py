@@ -78,9 +78,9 @@ class StreamScorer:
     adapt
         ``None`` (default): a row is flagged above the detector's fitted threshold. Otherwise the
         threshold follows the stream, started on the detector's held-out calibration scores:
-        ``"budget"`` lets about 2% of the last 200 final rows at most stand above it, never below
-        the fitted threshold (:class:`~tsdiff.thresholds.BudgetThreshold`: a lasting rise of the
-        scores is flagged for a few rows, then learned); ``"window"`` refits peaks-over-threshold
+        ``"budget"`` flags a final row when it is the highest of the last 200 and above the fitted
+        threshold (:class:`~tsdiff.thresholds.BudgetThreshold`: a lasting rise of the scores is
+        flagged for a few rows, then learned); ``"window"`` refits peaks-over-threshold
         on the last 1,440 final scores every 60 rows,
         never below the fitted threshold (:class:`~tsdiff.thresholds.WindowPOTThreshold`);
         ``"dspot"`` and ``"spot"`` learn from the scores of the rows they do not flag

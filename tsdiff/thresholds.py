@@ -670,7 +670,9 @@ class BudgetThreshold(POTThreshold):
     risk, initial_level, min_peaks
         As for :class:`POTThreshold` (the floor).
     budget
-        Share of the recent rows that may stand above the threshold.
+        Share of the recent rows that may stand above the threshold. The defaults (0.005 of 200
+        rows: a row is flagged when it is the highest of the last 200 and above the floor, hold 8)
+        were chosen on the development split (``benchmarks/bench_events.py --adapt-grid``).
     window
         Recent scores the budget is counted over.
     hold
@@ -684,7 +686,7 @@ class BudgetThreshold(POTThreshold):
         risk: float = 1e-3,
         initial_level: float = 0.98,
         min_peaks: int = 10,
-        budget: float = 0.02,
+        budget: float = 0.005,
         window: int = 200,
         hold: int = 8,
     ) -> None:

@@ -227,7 +227,7 @@ def add_adapt(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--adapt",
         choices=ADAPT_CHOICES,
-        help="let the threshold follow the stream: budget (about 2%% of the last 200 rows at most "
-        "flagged, never below the model's threshold), window (refitted on the last 1,440 scores), dspot or "
+        help="let the threshold follow the stream: budget (a row is flagged when it is the highest of "
+        "the last 200 and above the model's threshold), window (refitted on the last 1,440 scores), dspot or "
         "spot (learned from the rows it does not flag); default: the model's fitted threshold",
     )

@@ -209,21 +209,31 @@ def test_refitted_models_take_over_on_the_dask_workers_that_hold_their_hosts(fle
 
 
 def test_a_new_host_is_fitted_once_it_has_enough_history(fleet_server, tmp_path):
+    """web-9 appears at row 450: fitted once it has 90 minutes of rows, then warmed with the rows
+    before its first scored one, so its scores are those of a batch over them from the start."""
     import tsdiff
     from tsdiff.fleet.pooling import host_threshold
     from tsdiff.fleet.storage import entity_path, read_index
     from tsdiff.fleet.watch import FleetWatcher
     from tsdiff.registry import build
 
-    server, _ = fleet_server
+    server, frames = fleet_server
     _fleet(server, build("pca", "tiny"), tmp_path / "fleet")
     first = START + pd.Timedelta(minutes=FIT_ROWS)
-    with FleetWatcher(tmp_path / "fleet", start=first, batch=60, fit_new_after="90m") as watcher:
+    log = tmp_path / "rows.jsonl"
+    with FleetWatcher(tmp_path / "fleet", output=log, start=first, batch=60, fit_new_after="90m") as watcher:
         for _ in range(5):
             watcher.poll(until=START + pd.Timedelta(minutes=ROWS - 1))
             for thread in list(watcher.fitting.values()):
                 thread.join(timeout=60)
+        watcher.finish()
         assert "web-9" in watcher.models and watcher.status["web-9"] == "scored"
+        model = watcher.models["web-9"]
+    mine = [json.loads(x) for x in log.read_text().splitlines() if '"web-9"' in x]
+    start_row = (pd.Timestamp(mine[0]["time"]) - frames["web-9"].index[0]) // pd.Timedelta(minutes=1)
+    expected = _expected(frames, "web-9", model, start_row, len(mine))
+    assert [pd.Timestamp(r["time"]) for r in mine] == list(expected.index)
+    np.testing.assert_allclose([r["score"] for r in mine], expected.to_numpy(), rtol=1e-7, atol=1e-9)
     index = read_index(tmp_path / "fleet")
     # the fleet's hosts had too few held-out rows for a tail fit, so they share a pooled threshold;
     # the new host takes the same pool, scaled to its own scores
@@ -231,6 +241,32 @@ def test_a_new_host_is_fitted_once_it_has_enough_history(fleet_server, tmp_path)
     assert entry["threshold_method"] == "pooled" and pool["takers"] == len(HOSTS)
     model = tsdiff.load(entity_path(tmp_path / "fleet", "web-9"))
     assert model.threshold_ == entry["threshold"] == host_threshold(model.calibration_scores_, pool)
+
+
+def test_a_host_fitted_later_is_warmed_like_the_others(fleet_server, tmp_path):
+    """A windowed model (causal, 16 rows) for the new host: without the warm start its first rows
+    would wait for the window to fill; warmed, they are final at once and equal the batch scores
+    of its rows."""
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.stream import StreamScorer
+
+    server, frames = fleet_server
+    _fleet(server, DETECTORS["causal"](random_state=0), tmp_path / "fleet")
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    log = tmp_path / "rows.jsonl"
+    with FleetWatcher(tmp_path / "fleet", output=log, start=first, batch=60, fit_new_after="90m") as watcher:
+        while watcher.poll(until=START + pd.Timedelta(minutes=ROWS - 1)):
+            for thread in list(watcher.fitting.values()):
+                thread.join(timeout=60)
+        watcher.finish()
+        model = watcher.models["web-9"]
+    assert StreamScorer(model).warm_rows() > 1
+    mine = [json.loads(x) for x in log.read_text().splitlines() if '"web-9"' in x]
+    start_row = (pd.Timestamp(mine[0]["time"]) - frames["web-9"].index[0]) // pd.Timedelta(minutes=1)
+    assert start_row >= StreamScorer(model).warm_rows()  # the history covers the warm rows
+    expected = _expected(frames, "web-9", model, start_row, len(mine))
+    assert [pd.Timestamp(r["time"]) for r in mine] == list(expected.index)
+    np.testing.assert_allclose([r["score"] for r in mine], expected.to_numpy(), rtol=1e-7, atol=1e-9)
 
 
 def test_fleet_fit_and_watch_from_the_command_line(fleet_server, tmp_path):

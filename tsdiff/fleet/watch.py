@@ -67,9 +67,10 @@ class FleetWatcher:
         with no row lost or scored twice, and is saved beside the state (``<state>.models/``; the
         fleet directory is left as fitted). Needs a ``state_path``.
     warm_start
-        At the first poll, read each new host's rows just before the first row to score and warm
-        its scorer with them (as ``tsdiff watch`` does), so its first rows are final ``latency``
-        rows later instead of once its model's window has filled.
+        At the first poll, read each host's rows just before the first row to score and warm its
+        scorer with them (as ``tsdiff watch`` does), so its first rows are final ``latency`` rows
+        later instead of once its model's window has filled; a host fitted later
+        (``fit_new_after``) is warmed the same way at the poll after its fit.
     """
 
     def __init__(
@@ -124,7 +125,8 @@ class FleetWatcher:
         self.lock = threading.Lock()  # the figures /metrics reads
         self.polling = threading.Lock()  # the shards: a poll, or a new host joining them
         self.state_path = None if state_path is None else Path(state_path)
-        self.warm_start = bool(warm_start)  # until the first poll has warmed the new hosts
+        self.warm_new = bool(warm_start)  # warm each host's first scorer (at the start, or once fitted)
+        self.warm_start = self.warm_new  # until the next poll has warmed the hosts with no row yet
         every = None if refit_every is None else parse_duration(refit_every)
         self.refits = FleetRefits(self, every, parse_duration(refit_window))
         self.shards: Any = None  # HostScorers here, or DaskShards over the client's workers
@@ -358,6 +360,7 @@ class FleetWatcher:
         logger.warning("fitted a model for the new host %s on %d rows", entity, len(frame))
         with self.polling:  # scored from the next poll on, as a stream of its own
             self.shards.add(entity)
+            self.warm_start = self.warm_new  # warmed with its rows before the next poll's first
             with self.lock:
                 self.hosts.append(entity)
                 self.columns = sorted(set(self.columns) | {str(c) for c in detector.feature_names_in_})

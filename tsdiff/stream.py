@@ -170,7 +170,10 @@ class StreamScorer:
                 "adapting the threshold needs the detector's held-out calibration scores; this model "
                 "was saved without them: refit it"
             )
-        return make_threshold(adapt, risk=float(getattr(detector, "risk", 1e-3))).fit(calibration)
+        adaptive = make_threshold(adapt, risk=float(getattr(detector, "risk", 1e-3)))
+        if adapt == "budget":  # never below the model's own threshold, however it was set
+            return adaptive.fit(calibration, floor=float(detector.threshold_))
+        return adaptive.fit(calibration)
 
     @property
     def threshold(self) -> float:

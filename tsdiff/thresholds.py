@@ -703,10 +703,15 @@ class BudgetThreshold(POTThreshold):
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), "budget": self.budget, "window": self.window, "hold": self.hold}
 
-    def fit(self, scores: Any) -> BudgetThreshold:
-        """Fit the floor on scores of normal data (NaN ignored) and seed the window with them."""
+    def fit(self, scores: Any, floor: float | None = None) -> BudgetThreshold:
+        """Fit the floor on scores of normal data (NaN ignored) and seed the window with them;
+        ``floor``: a threshold set otherwise (a model's own, a fleet's pooled one) instead of POT's."""
         x = _clean(scores)
         self._pot(x)
+        if floor is not None:
+            if not math.isfinite(float(floor)):
+                raise ParameterError(f"floor must be finite, got {floor!r}")
+            self.info_["method"], self.threshold_ = "given", float(floor)
         self._floor = float(self.threshold_)
         self._recent = deque(x[-self.window :].tolist(), maxlen=self.window)
         self._run, self._held = 0, math.nan
@@ -752,7 +757,9 @@ class BudgetThreshold(POTThreshold):
     def restore_state(self, state: dict[str, Any]) -> None:
         super().restore_state(state)
         self._recent = deque((float(v) for v in state["recent"]), maxlen=self.window)
-        self._floor, self._run, self._held = float(state["floor"]), int(state["run"]), float(state["held"])
+        held = state["held"]  # None (JSON's NaN) outside a flagged run
+        self._floor, self._run = float(state["floor"]), int(state["run"])
+        self._held = math.nan if held is None else float(held)
 
 
 _METHODS: dict[str, type[BaseThreshold]] = {

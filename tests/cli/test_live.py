@@ -207,7 +207,7 @@ def test_metrics_answer_head_requests(prometheus_model):
 
 
 def test_the_command_line_offers_every_adapting_threshold():
-    from tsdiff.cli.parser import ADAPT_CHOICES
+    from tsdiff.cli.common import ADAPT_CHOICES
     from tsdiff.stream import ADAPT_METHODS
 
     assert ADAPT_CHOICES == ADAPT_METHODS

@@ -131,6 +131,36 @@ def test_a_host_that_goes_away_is_stale_and_a_restart_repeats_no_row(fleet_serve
     assert {"tsdiff_anomaly_score", "tsdiff_fleet_entities", "tsdiff_fleet_poll_duration_seconds"} <= names
 
 
+def test_each_host_adapts_its_own_threshold_and_a_restart_keeps_it(fleet_server, tmp_path):
+    """``adapt="budget"``: every host's threshold starts from its own (here a pooled one) and
+    follows its own rows; the anomaly still stands out on its host; a restart resumes each host's
+    adapted threshold from the state."""
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.registry import build
+
+    server, _ = fleet_server
+    _fleet(server, build("pca", "tiny"), tmp_path / "fleet")
+    first = START + pd.Timedelta(minutes=FIT_ROWS)
+    files = {"state_path": tmp_path / "state.json", "output": tmp_path / "rows.jsonl"}
+    with FleetWatcher(tmp_path / "fleet", start=first, batch=100, adapt="budget", **files) as watcher:
+        watcher.poll(until=START + pd.Timedelta(minutes=ROWS - 1))
+        for host in HOSTS:
+            scorer = watcher.shards.scorers[host]
+            assert scorer.adaptive.info_["floor"] == watcher.models[host].threshold_
+            assert scorer.threshold >= watcher.models[host].threshold_
+        kept = {host: watcher.shards.scorers[host].threshold for host in HOSTS}
+    with FleetWatcher(tmp_path / "fleet", start=first, batch=100, adapt="budget", **files) as watcher:
+        assert {host: watcher.shards.scorers[host].threshold for host in HOSTS} == kept
+        while watcher.poll(until=START + pd.Timedelta(minutes=ROWS - 1)):
+            pass
+        watcher.finish()
+    logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    keys = [(r["entity"], r["time"]) for r in logged]
+    assert len(keys) == len(set(keys)) == 3 * (ROWS - FIT_ROWS)
+    web = np.array([r["label"] for r in logged if r["entity"] == "web-1"])
+    assert web[200:206].any() and web[:150].mean() < 0.05  # the anomaly, and few alarms before it
+
+
 def _exposition(watcher) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
 

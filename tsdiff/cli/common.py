@@ -184,3 +184,17 @@ def add_cold_start(parser: argparse.ArgumentParser) -> None:
         help="score the first rows as if nothing came before them (default: a new watcher first reads "
         "the rows just before its first one, so that row is final as soon as any other)",
     )
+
+
+#: tsdiff.stream.ADAPT_METHODS, kept here so the command line starts without numpy (tested equal)
+ADAPT_CHOICES = ("budget", "window", "dspot", "spot")
+
+
+def add_adapt(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--adapt",
+        choices=ADAPT_CHOICES,
+        help="let the threshold follow the stream: budget (a row is flagged when it is the highest of "
+        "the last 200 and above the model's threshold), window (refitted on the last 1,440 scores), dspot or "
+        "spot (learned from the rows it does not flag); default: the model's fitted threshold",
+    )

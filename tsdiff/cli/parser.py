@@ -7,6 +7,7 @@ import argparse
 from tsdiff._version import __version__
 from tsdiff.cli.common import (
     CommandParser,
+    add_adapt,
     add_auth,
     add_cold_start,
     add_fail_on_anomaly,
@@ -217,17 +218,3 @@ def build_parser() -> argparse.ArgumentParser:
     add_fleet_parser(sub, list(DETECTORS), add_preset)
     add_verbosity_everywhere(parser)
     return parser
-
-
-#: tsdiff.stream.ADAPT_METHODS, kept here so the command line starts without numpy (tested equal)
-ADAPT_CHOICES = ("budget", "window", "dspot", "spot")
-
-
-def add_adapt(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--adapt",
-        choices=ADAPT_CHOICES,
-        help="let the threshold follow the stream: budget (a row is flagged when it is the highest of "
-        "the last 200 and above the model's threshold), window (refitted on the last 1,440 scores), dspot or "
-        "spot (learned from the rows it does not flag); default: the model's fitted threshold",
-    )

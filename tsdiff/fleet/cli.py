@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tsdiff.cli.common import add_auth, add_cold_start, add_merge_gap, auth_from
+from tsdiff.cli.common import add_adapt, add_auth, add_cold_start, add_merge_gap, auth_from
 from tsdiff.errors import ParameterError
 from tsdiff.fleet.pooling import THRESHOLD_RULES
 
@@ -125,6 +125,7 @@ def add_fleet_parser(sub: Any, detectors: list[str], add_preset: Callable[..., N
         "--refit-window", default="1d", metavar="DURATION", help="rows each refit learns from (default 1d)"
     )
     add_cold_start(watch)
+    add_adapt(watch)
 
 
 def _common(parser: argparse.ArgumentParser, entity: str, time: str) -> None:
@@ -325,6 +326,7 @@ def _watch_with(args: argparse.Namespace, model: Any, state: str, client: Any, h
         refit_every=args.refit_every,
         refit_window=args.refit_window,
         warm_start=not args.cold_start,
+        adapt=args.adapt,
         url=args.prometheus,
         auth=auth_from(args),
         client=client,

@@ -56,6 +56,8 @@ class HostScorers:
         :class:`~tsdiff.segmentation.SegmentRules`; None: the detector's own rules).
     models
         Hosts whose model is not the fleet directory's (a refitted one): the file to load instead.
+    adapt
+        Each host's threshold follows its stream (``StreamScorer``'s ``adapt``; None: fixed).
     """
 
     def __init__(
@@ -66,10 +68,12 @@ class HostScorers:
         top_k: int = 3,
         segmentation: Any = None,
         models: dict[str, str] | None = None,
+        adapt: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.top_k = int(top_k)
         self.segmentation = segmentation
+        self.adapt = adapt
         self.models: dict[str, Any] = {}
         self.scorers: dict[str, Any] = {}
         for entity in entities:
@@ -85,7 +89,9 @@ class HostScorers:
         model = tsdiff.load(entity_path(self.model_dir, entity) if path is None else path)
         self.models[entity] = model
         if state is None:
-            self.scorers[entity] = StreamScorer(model, top_k=self.top_k, segmentation=self.segmentation)
+            self.scorers[entity] = StreamScorer(
+                model, top_k=self.top_k, adapt=self.adapt, segmentation=self.segmentation
+            )
         else:
             self.scorers[entity] = StreamScorer.from_state(model, state)
 
@@ -105,7 +111,7 @@ class HostScorers:
         last = old.incidents.rows[-1].time if old.incidents.rows else None
         for change, incident in old.incidents.close(last):
             result["changes"].append(change_message(entity, change, incident))
-        scorer = StreamScorer(model, top_k=self.top_k, segmentation=old.incidents.rules)
+        scorer = StreamScorer(model, top_k=self.top_k, adapt=self.adapt, segmentation=old.incidents.rules)
         held = old.buffered_frame()
         if len(held):
             scorer.warm(held.set_axis(list(model.feature_names_in_), axis=1))
@@ -210,6 +216,7 @@ class DaskShards:
         top_k: int,
         segmentation: Any = None,
         models: dict[str, str] | None = None,
+        adapt: str | None = None,
     ) -> None:
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
@@ -228,6 +235,7 @@ class DaskShards:
                 top_k,
                 segmentation,
                 {e: p for e, p in (models or {}).items() if e in group},
+                adapt,
                 actor=True,
                 workers=[worker],
                 pure=False,

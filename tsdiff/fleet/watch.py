@@ -71,6 +71,9 @@ class FleetWatcher:
         scorer with them (as ``tsdiff watch`` does), so its first rows are final ``latency`` rows
         later instead of once its model's window has filled; a host fitted later
         (``fit_new_after``) is warmed the same way at the poll after its fit.
+    adapt
+        Each host's threshold follows its own stream, as ``tsdiff watch --adapt`` (None: fixed;
+        ``"budget"`` never goes below the host's fitted or pooled threshold).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class FleetWatcher:
         refit_every: Any = None,
         refit_window: Any = "1d",
         warm_start: bool = True,
+        adapt: str | None = None,
     ) -> None:
         from tsdiff.fleet.storage import read_index
         from tsdiff.segmentation import SegmentRules
@@ -125,6 +129,7 @@ class FleetWatcher:
         self.lock = threading.Lock()  # the figures /metrics reads
         self.polling = threading.Lock()  # the shards: a poll, or a new host joining them
         self.state_path = None if state_path is None else Path(state_path)
+        self.adapt = None if adapt is None else str(adapt).lower()
         self.warm_new = bool(warm_start)  # warm each host's first scorer (at the start, or once fitted)
         self.warm_start = self.warm_new  # until the next poll has warmed the hosts with no row yet
         every = None if refit_every is None else parse_duration(refit_every)
@@ -194,7 +199,12 @@ class FleetWatcher:
         hosts = {entity: states.get(entity) for entity in self.hosts}
         if saved is not None:
             self.refits.restore(saved, set(hosts))
-        options = {"top_k": self.top_k, "segmentation": self.rules, "models": self.refits.paths}
+        options = {
+            "top_k": self.top_k,
+            "segmentation": self.rules,
+            "models": self.refits.paths,
+            "adapt": self.adapt,
+        }
         if self.client is None:
             self.shards = HostScorers(self.model_dir, hosts, states, **options)
         else:

@@ -244,7 +244,9 @@ def kill_cycles(
             changed += 1
         elif score is not None and abs(score - want_score) > 1e-6:
             changed += 1
-    lost = len(set(expected) - set(keys))
+    # every host logs every row (gaps included): the grid of both logs' hosts and times
+    hosts, stamps = {e for e, _ in [*expected, *keys]}, {t for _, t in [*expected, *keys]}
+    lost = len({(e, t) for e in hosts for t in stamps} - set(keys))
     if refit[0]:
         state = json.loads((folder / "state.json").read_text())
         took_over = len(state.get("models") or {})

@@ -320,3 +320,20 @@ def test_an_alert_budget_follows_a_level_shift_and_survives_a_snapshot():
     assert out_budget["label"].iloc[1000:1003].all()  # the shift is flagged when it comes
     assert out_budget["label"].iloc[1200:2500].mean() < 0.04  # then learned
     assert out_budget["label"].iloc[2500:2505].all()  # the jump still stands out
+
+
+def test_a_model_taking_over_at_the_end_of_a_stream_loses_no_row():
+    """A hand-over (a refitted model): the old scorer finalises its rows, the new one is warmed
+    with the old one's buffer; a row it receives just before the stream ends is still scored."""
+    from tsdiff.registry import build
+
+    frame = make_frame(520, 4, seed=3)
+    det = build("causal", "tiny", smooth=16, smooth_ahead=3).fit(frame.iloc[:400])
+    old = StreamScorer(det)
+    emitted = [old.update(frame.iloc[400:500]), old.flush()]
+    new = StreamScorer(det)
+    new.warm(old.buffered_frame())
+    assert len(old.buffered_frame()) >= new.min_rows
+    emitted += [new.update(frame.iloc[500:501]), new.flush()]
+    rows = pd.concat(emitted)
+    assert list(rows.index) == list(frame.index[400:501])

@@ -378,9 +378,11 @@ class StreamScorer:
         return row
 
     def _trim(self) -> None:
-        """Drop rows no score depends on any more, keeping the buffer on the detector's window grid."""
+        """Drop rows no score depends on any more, keeping the buffer on the detector's window grid
+        and at least ``min_rows`` long, so a scorer warmed with it (a model taking over) can score
+        its next row even at the end of a stream."""
         g = self.geometry
-        keep_from = self._final - g.history - g.period
+        keep_from = self._final - max(g.history + g.period, self.min_rows)
         new_start = max(self._start, (keep_from // g.period) * g.period)
         if new_start > self._start:
             cut = new_start - self._start

@@ -55,6 +55,14 @@ def test_build_applies_the_preset_and_the_given_parameters():
     assert build("pca", verbose=False).get_params() == tsdiff.PCADetector().get_params()  # not taken: dropped
 
 
+def test_the_low_latency_hybrid_trains_its_diffusion_model_as_the_default_hybrid_does():
+    from tsdiff.hybrid import DIFFUSION_STEPS
+
+    streaming = build("hybrid", "streaming")
+    assert streaming.diffusion.max_steps == DIFFUSION_STEPS
+    assert streaming.diffusion.score_masks == "tail" and streaming.causal.smooth_ahead == 3
+
+
 def test_a_nested_detector_given_by_the_caller_is_left_alone():
     mine = tsdiff.ImDiffusionDetector(verbose=True)
     build("hybrid", diffusion=mine, verbose=False)

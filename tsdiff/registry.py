@@ -31,10 +31,12 @@ EXTRAS = {"tsai": ("tsai", "fastai")}
 
 @dataclass(frozen=True)
 class Preset:
-    """A detector parameter that is itself a registered detector in one of its presets."""
+    """A detector parameter that is itself a registered detector in one of its presets (``params``:
+    constructor arguments on top, as ``(name, value)`` pairs)."""
 
     name: str
     preset: str = "default"
+    params: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Entry:
 
 def _built(value: Any) -> Any:
     if isinstance(value, Preset):
-        return build(value.name, value.preset)
+        return build(value.name, value.preset, **dict(value.params))
     if isinstance(value, (list, tuple)):
         return type(value)(_built(v) for v in value)
     return value
@@ -127,7 +129,11 @@ DIFFUSION_PRESETS = {
 HYBRID_PRESETS = {
     "quick": {"diffusion": Preset("imdiffusion", "quick"), "causal": Preset("causal")},
     "eps": {"diffusion": Preset("imdiffusion", "eps")},
-    "streaming": {"diffusion": Preset("imdiffusion", "streaming"), "causal": Preset("causal", "streaming")},
+    # the diffusion component trains as many steps as in the default hybrid (hybrid.DIFFUSION_STEPS)
+    "streaming": {
+        "diffusion": Preset("imdiffusion", "streaming", (("max_steps", 600),)),
+        "causal": Preset("causal", "streaming"),
+    },
     "tiny": {
         "diffusion": Preset("imdiffusion", "tiny"),
         "causal": Preset("causal", "tiny"),

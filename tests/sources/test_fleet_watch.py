@@ -209,6 +209,41 @@ def test_scheduled_refits_take_over_host_by_host_and_a_restart_keeps_them(fleet_
     assert "tsdiff_refits_total" in text
 
 
+def test_a_round_cut_short_by_a_kill_is_resumed_for_the_hosts_it_had_not_refitted(fleet_server, tmp_path):
+    from tsdiff.fleet.watch import FleetWatcher
+    from tsdiff.registry import build
+
+    server, _ = fleet_server
+    _fleet(server, build("causal", "tiny", random_state=0), tmp_path / "fleet")
+    last = START + pd.Timedelta(minutes=ROWS - 1)
+    files = {"state_path": tmp_path / "state.json", "output": tmp_path / "rows.jsonl"}
+    options = {
+        "start": START + pd.Timedelta(minutes=FIT_ROWS),
+        "batch": 20,
+        "refit_every": "1h",
+        "refit_window": "5h",
+    }
+    with FleetWatcher(tmp_path / "fleet", **files, **options) as watcher:
+        for _ in range(3):  # 60 rows: the first round starts
+            watcher.poll(until=last)
+        watcher.refits.wait(timeout=120)
+        watcher.refits.ready.pop("db-1")  # as if the watcher were killed before db-1's refit ended
+        watcher.poll(until=last)  # web-1 and web-2 take their refitted models; the state says db-1 is left
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["refit_pending"]["hosts"] == ["db-1"] and saved["refit_pending"]["round"] == 1
+    with FleetWatcher(tmp_path / "fleet", **files, **options) as watcher:
+        watcher.poll(until=last)  # resumes round 1 for db-1, on the rows the round was to read
+        watcher.refits.wait(timeout=120)
+        watcher.poll(until=last)
+        assert watcher.refits.rounds == 1
+        assert sorted(watcher.refits.paths) == sorted(HOSTS)
+        assert all(p.endswith(".1") for p in watcher.refits.paths.values())
+    assert json.loads((tmp_path / "state.json").read_text())["refit_pending"] is None
+    logged = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    keys = [(r["entity"], r["time"]) for r in logged]
+    assert len(keys) == len(set(keys))  # no row twice across the swaps and the restart
+
+
 def test_refitted_models_take_over_on_the_dask_workers_that_hold_their_hosts(fleet_server, tmp_path):
     from tsdiff.fleet.cluster import fleet_client
     from tsdiff.fleet.watch import FleetWatcher

@@ -10,7 +10,10 @@ to its new held-out scores. Each refitted model is saved beside the watcher's st
 the start of the next poll (:meth:`FleetRefits.swap_ready`): the old scorer finalises the rows it
 holds, the new one is warmed with them, and the state names the new model only after that swap,
 so a kill at any moment restarts with a model and a scorer state that belong together. A host
-whose refit fails keeps its model; the failure is logged and counted.
+whose refit fails keeps its model; the failure is logged and counted. The state also names the
+round in progress and its hosts not yet in charge of a refitted model: a watcher killed during a
+round resumes it at its first poll, on the same rows, instead of leaving those hosts until the next
+round is due.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ class FleetRefits:
         self.rows_since = 0
         self.rounds = self.refits = self.failures = 0
         self.round_seconds = 0.0  # how long the last finished round took
+        # the round in progress: its number, last row and hosts; the hosts whose refit failed
+        self.pending: dict[str, Any] | None = None
+        self.failed: set[str] = set()
+        self.resume: dict[str, Any] | None = None  # a round a killed watcher had not finished
 
     # ----------------------------------------------------------------- state
     def restore(self, saved: dict[str, Any], hosts: set[str]) -> None:
@@ -66,6 +73,15 @@ class FleetRefits:
         self.paths = {str(e): str(p) for e, p in (saved.get("models") or {}).items() if e in hosts}
         self.rows_since = int(saved.get("rows_since_refit", 0))
         self.rounds = int(saved.get("refit_rounds", 0))
+        pending = saved.get("refit_pending")
+        if pending and self.every is not None:
+            left = [str(e) for e in pending["hosts"] if e in hosts]
+            if left:
+                self.resume = {
+                    "round": int(pending["round"]),
+                    "end_ns": int(pending["end_ns"]),
+                    "hosts": left,
+                }
         if self.folder is not None and self.folder.is_dir():
             kept = {Path(p).name for p in self.paths.values()}
             for path in self.folder.iterdir():
@@ -73,12 +89,44 @@ class FleetRefits:
                     remove_model(str(path))
 
     def state(self) -> dict[str, Any]:
-        return {"models": self.paths, "rows_since_refit": self.rows_since, "refit_rounds": self.rounds}
+        return {
+            "models": self.paths,
+            "rows_since_refit": self.rows_since,
+            "refit_rounds": self.rounds,
+            "refit_pending": self._pending(),
+        }
+
+    def _pending(self) -> dict[str, Any] | None:
+        """The round in progress with its hosts whose refitted model is not in charge yet (None:
+        no round, or every host of it is done)."""
+        source = self.pending or self.resume
+        if source is None:
+            return None
+        suffix = f".{source['round']}"
+        with self.watcher.lock:
+            left = [
+                e
+                for e in source["hosts"]
+                if not self.paths.get(e, "").endswith(suffix) and e not in self.failed
+            ]
+        if not left:
+            return None
+        return {"round": source["round"], "end_ns": source["end_ns"], "hosts": left}
 
     # ----------------------------------------------------------------- the schedule
     def observe(self, rows: int, end_ns: int) -> None:
-        """``rows`` more rows were read, up to ``end_ns``: start a round when one is due."""
+        """``rows`` more rows were read, up to ``end_ns``: start a round when one is due (or resume
+        the one a killed watcher had not finished)."""
         self.rows_since += int(rows)
+        if self.resume is not None:
+            resume, self.resume = self.resume, None
+            logger.warning(
+                "refit round %d: resuming it for the %d hosts not refitted yet",
+                resume["round"],
+                len(resume["hosts"]),
+            )
+            self._start(resume["hosts"], resume["end_ns"], resume["round"])
+            return
         if self.every is None or self.rows_since * self.watcher.source.step < self.every:
             return
         if self.thread is not None and self.thread.is_alive():
@@ -89,8 +137,13 @@ class FleetRefits:
             hosts = list(self.watcher.hosts)
         self.rows_since = 0
         self.rounds += 1
+        self._start(hosts, end_ns, self.rounds)
+
+    def _start(self, hosts: list[str], end_ns: int, round_no: int) -> None:
+        self.pending = {"round": round_no, "end_ns": int(end_ns), "hosts": list(hosts)}
+        self.failed = set()
         self.thread = threading.Thread(
-            target=self._round, args=(hosts, end_ns, self.rounds), name="tsdiff-fleet-refit", daemon=True
+            target=self._round, args=(hosts, end_ns, round_no), name="tsdiff-fleet-refit", daemon=True
         )
         self.thread.start()
 
@@ -116,6 +169,7 @@ class FleetRefits:
             logger.warning("refit round %d: reading the rows failed (%s); the models go on", round_no, exc)
             with w.lock:
                 self.failures += len(hosts)
+                self.failed.update(hosts)
             return
         assert self.folder is not None
         self.folder.mkdir(exist_ok=True)
@@ -129,6 +183,7 @@ class FleetRefits:
                 logger.warning("refit round %d: %s keeps its model (%s)", round_no, entity, why)
                 with w.lock:
                     self.failures += 1
+                    self.failed.add(entity)
                 continue
             with w.lock:
                 self.ready[entity] = path
@@ -182,6 +237,7 @@ class FleetRefits:
                 logger.warning("%s: the refitted model could not take over (%s)", entity, exc)
                 with self.watcher.lock:
                     self.failures += 1
+                    self.failed.add(entity)
                 retired.append(path)
                 continue
             records += take(outcome)

@@ -320,6 +320,8 @@ def test_an_alert_budget_follows_a_level_shift_and_survives_a_snapshot():
     assert out_budget["label"].iloc[1000:1003].all()  # the shift is flagged when it comes
     assert out_budget["label"].iloc[1200:2500].mean() < 0.04  # then learned
     assert out_budget["label"].iloc[2500:2505].all()  # the jump still stands out
+    # the alerting adapted, but the model is stale: the drift check judges its own threshold
+    assert again.incidents.drifting and fixed.incidents.drifting
 
 
 def test_a_model_taking_over_at_the_end_of_a_stream_loses_no_row():

@@ -161,19 +161,21 @@ class IncidentTracker:
 
     # ----------------------------------------------------------------- rows in
     def update(
-        self, time: Any, score: float, label: Any, blame: Any = None, evidence: Any = None
+        self, time: Any, score: float, label: Any, blame: Any = None, evidence: Any = None, stale: Any = None
     ) -> list[tuple[str, Incident]]:
         """Add one final row; returns the changes it made: ``("opened", incident)`` and
         ``("resolved", incident)``. A row whose label is missing (NaN, None: no data) changes
         nothing but the row count. ``blame`` is the row's per-metric scores, ``evidence`` its
-        :attr:`~tsdiff.base.ScoreParts.evidence` row."""
+        :attr:`~tsdiff.base.ScoreParts.evidence` row. ``stale``: whether the model's own fitted
+        threshold flags the row, when the label comes from a threshold that adapts (the drift check
+        judges the model, not the alerting; None: ``label``)."""
         position = self.position
         self.position += 1
         if label is None or (isinstance(label, float) and np.isnan(label)):
             self._keep(_Row(position, time, float("nan"), False, None, None))
             return []
         flagged = bool(label)
-        self.recent.append(int(flagged))
+        self.recent.append(int(flagged if stale is None else bool(stale)))
         self._keep(
             _Row(
                 position,

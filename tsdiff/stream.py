@@ -368,8 +368,9 @@ class StreamScorer:
         row["top_shares"] = [] if gap or total <= 0 else [float(evidence[j] / total) for j in top]
         causes: list[Any] = []
         if final:
+            stale = None if self.adaptive is None else score > float(self.detector.threshold_)
             self.changes += self.incidents.update(
-                self._index[i], score, label, parts.feature_scores[i], parts.evidence[i]
+                self._index[i], score, label, parts.feature_scores[i], parts.evidence[i], stale=stale
             )
             current = self.incidents.current
             if label == 1 and current is not None:

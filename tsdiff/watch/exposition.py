@@ -78,7 +78,11 @@ def families(watcher: Any) -> Iterator[Any]:
         ("tsdiff_source_up", "1 when the last poll of the source succeeded.", watcher.source_up),
         ("tsdiff_no_data", "1 when the last final row had no value at all (a gap).", float(no_data)),
         ("tsdiff_incident_open", "1 while an incident is open.", float(open_now)),
-        ("tsdiff_flagged_ratio", "Flagged rows / rows over the drift window.", flagged),
+        (
+            "tsdiff_flagged_ratio",
+            "Rows the model's own threshold flags / rows over the drift window (the drift check's share).",
+            flagged,
+        ),
         ("tsdiff_drift_warning", "1 when far more rows are flagged than the model's risk.", float(drift)),
         ("tsdiff_threshold", "The score above which a row is flagged now (adapted with --adapt).", threshold),
     ):
